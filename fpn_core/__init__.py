@@ -1,0 +1,70 @@
+"""FPN Explorer's engine: ResNet-50 + Feature Pyramid Network, with no streamlit anywhere.
+
+Typical use::
+
+    from fpn_core import PyramidConfig, build_pyramid, run_pyramid, load_image
+    model = build_pyramid(PyramidConfig(out_channels=128, weights="random"))
+    out = run_pyramid(model, load_image("photo.jpg"))
+    out.levels["p4"].shape   # (1, 128, H/16, W/16)
+"""
+
+from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone
+from .device import available_devices, resolve_device
+from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN
+from .images import ImageError, load_image
+from .levels import DEFAULT_STAGES, FPN_STAGES, FeatureInfo, level_of, stage_of, stride_of
+from .pyramid import (
+    DEFAULT_SIZE,
+    WEIGHT_CHOICES,
+    BackboneResult,
+    FpnResult,
+    Pyramid,
+    PyramidConfig,
+    PyramidOutput,
+    assemble_pyramid,
+    build_backbone,
+    build_fpn,
+    build_pyramid,
+    run_backbone,
+    run_fpn,
+    run_pyramid,
+    with_fpn,
+)
+from .weights import Provenance, WeightsError
+
+__all__ = [
+    "ABLATIONS",
+    "DEFAULT_SIZE",
+    "DEFAULT_STAGES",
+    "FPN_STAGES",
+    "MERGE_MODES",
+    "RESNET50_FEATURE_INFO",
+    "UPSAMPLE_MODES",
+    "WEIGHT_CHOICES",
+    "BackboneResult",
+    "FeatureInfo",
+    "FpnResult",
+    "ImageError",
+    "LevelSteps",
+    "Provenance",
+    "Pyramid",
+    "PyramidConfig",
+    "PyramidFPN",
+    "PyramidOutput",
+    "ResNetBackbone",
+    "WeightsError",
+    "assemble_pyramid",
+    "available_devices",
+    "build_backbone",
+    "build_fpn",
+    "build_pyramid",
+    "level_of",
+    "load_image",
+    "resolve_device",
+    "run_backbone",
+    "run_fpn",
+    "run_pyramid",
+    "stage_of",
+    "stride_of",
+    "with_fpn",
+]

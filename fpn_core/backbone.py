@@ -1,0 +1,116 @@
+"""torchvision's ResNet-50 as a feature extractor that records its stem and stages by name."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import Bottleneck, ResNet
+
+from .levels import FeatureInfo, FeatureSpec
+from .timing import NULL_RECORDER, Recorder
+
+if TYPE_CHECKING:
+    from .weights import Provenance
+
+#: What ResNet-50 records: the stem (c1) and the four stages, with channels and stride.
+RESNET50_FEATURE_INFO = FeatureInfo(
+    [
+        FeatureSpec("c1", "stem", 64, 2),
+        FeatureSpec("c2", "layer1", 256, 4),
+        FeatureSpec("c3", "layer2", 512, 8),
+        FeatureSpec("c4", "layer3", 1024, 16),
+        FeatureSpec("c5", "layer4", 2048, 32),
+    ]
+)
+
+
+class ResNetBackbone(nn.Module):
+    """The bottom-up pathway: a torchvision ResNet-50 without its classifier.
+
+    ``forward`` returns every recorded feature map (``c1..c5``). The model is meant to be
+    shared read-only: nothing per request is registered on it; a ``Recorder`` passed to
+    ``forward`` times or counts each stage instead of hooks.
+
+    Attributes:
+        feature_info: names, channels and strides of ``c1..c5``.
+        provenance: where the weights came from (set by the builder).
+        mean, std: the normalization that belongs to the weights.
+        fpn_state: COCO-trained FPN tensors when the weights came from Faster R-CNN, else None.
+    """
+
+    def __init__(self, resnet: ResNet) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)
+        self.maxpool = resnet.maxpool
+        self.layer1, self.layer2 = resnet.layer1, resnet.layer2
+        self.layer3, self.layer4 = resnet.layer3, resnet.layer4
+        self.feature_info = RESNET50_FEATURE_INFO
+        self.mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+        self.std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+        self.provenance: Provenance | None = None
+        self.fpn_state: dict[str, Tensor] | None = None
+        self.folded = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: Tensor, recorder: Recorder = NULL_RECORDER) -> OrderedDict[str, Tensor]:
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        with recorder.step("c1"):
+            x = out["c1"] = self.stem(x)
+        with recorder.step("c2"):
+            x = out["c2"] = self.layer1(self.maxpool(x))
+        with recorder.step("c3"):
+            x = out["c3"] = self.layer2(x)
+        with recorder.step("c4"):
+            x = out["c4"] = self.layer3(x)
+        with recorder.step("c5"):
+            out["c5"] = self.layer4(x)
+        return out
+
+    def stage_modules(self) -> dict[str, nn.Module]:
+        """The module that computes each recorded feature (for parameter counts)."""
+        return {
+            "c1": self.stem,
+            "c2": self.layer1,
+            "c3": self.layer2,
+            "c4": self.layer3,
+            "c5": self.layer4,
+        }
+
+
+def fold_batchnorms(backbone: ResNetBackbone) -> ResNetBackbone:
+    """Fold every (frozen, eval-mode) BatchNorm into the convolution before it, in place.
+
+    At inference a BatchNorm is an affine map per channel, so ``bn(conv(x))`` equals one
+    convolution with scaled weights and a bias. This removes 53 elementwise passes over the
+    activations. Call it once, at load, on a model in eval mode.
+    """
+
+    def fuse(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+        if isinstance(bn, nn.Identity):
+            return conv
+        assert isinstance(bn, nn.BatchNorm2d), type(bn)
+        return fuse_conv_bn_eval(conv, bn)
+
+    backbone.eval()
+    with torch.no_grad():
+        backbone.stem[0] = fuse(backbone.stem[0], backbone.stem[1])
+        backbone.stem[1] = nn.Identity()
+        for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
+            for block in layer:
+                assert isinstance(block, Bottleneck)
+                for i in (1, 2, 3):
+                    conv, bn = getattr(block, f"conv{i}"), getattr(block, f"bn{i}")
+                    setattr(block, f"conv{i}", fuse(conv, bn))
+                    setattr(block, f"bn{i}", nn.Identity())
+                if block.downsample is not None:
+                    block.downsample[0] = fuse(block.downsample[0], block.downsample[1])
+                    block.downsample[1] = nn.Identity()
+    backbone.folded = True
+    return backbone

@@ -1,0 +1,189 @@
+"""The Feature Pyramid Network: torchvision's module, with the steps recorded for teaching.
+
+``PyramidFPN`` subclasses ``torchvision.ops.FeaturePyramidNetwork`` and adds no parameters,
+so its state dict is interchangeable with torchvision's (COCO-trained Faster R-CNN FPN weights
+load as they are). With default options its forward is exactly torchvision's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
+
+from .timing import NULL_RECORDER, Recorder
+
+UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
+MERGE_MODES: tuple[str, ...] = ("sum", "mean")
+#: The ablations of the FPN paper's Table 1.
+ABLATIONS: dict[str, str] = {
+    "full": "Full FPN: lateral 1x1, top-down path, 3x3 smoothing",
+    "no-top-down": "No top-down path (bottom-up pyramid): each level is the 3x3 of its lateral alone",
+    "no-lateral": "Top-down path without lateral connections: only the top level enters through a 1x1",
+    "finest-only": "Single finest level only: the full top-down path, output at the finest level alone",
+}
+MIN_WIDTH, MAX_WIDTH = 16, 512
+
+
+def validate_width(out_channels: int) -> int:
+    """Check an FPN width: a multiple of 8 from 16 to 512.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    if not (isinstance(out_channels, int) and MIN_WIDTH <= out_channels <= MAX_WIDTH and out_channels % 8 == 0):
+        raise ValueError(f"out_channels must be a multiple of 8 from {MIN_WIDTH} to {MAX_WIDTH}, got {out_channels!r}")
+    return out_channels
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass
+class LevelSteps:
+    """What happened at one pyramid level, fine maps (N, C, H, W).
+
+    Attributes:
+        lateral: the 1x1 lateral conv of c_k (None where the ablation skips it).
+        top_down: the coarser merged map upsampled to this size (None at the top level).
+        merged: lateral and top-down combined (sum or mean): the input of the 3x3.
+        output: p_k, the 3x3 conv of ``merged`` (None where the ablation outputs nothing).
+    """
+
+    lateral: Tensor | None
+    top_down: Tensor | None
+    merged: Tensor
+    output: Tensor | None
+
+
+class PyramidFPN(FeaturePyramidNetwork):
+    """torchvision's FPN with upsampling, merge and ablation options and recorded steps.
+
+    Args:
+        in_channels_list: channels of each input map, fine to coarse.
+        out_channels: the pyramid's channel width d.
+        extra_blocks: e.g. ``LastLevelMaxPool()`` for p6 (stride-2 subsampling of the top level).
+        upsample: ``"nearest"`` (the paper, torchvision) or ``"bilinear"``.
+        merge: ``"sum"`` (the paper) or ``"mean"``.
+        ablation: one of ``ABLATIONS``.
+        seed: re-initialize the convolutions from this seed (torchvision's init, own generator),
+            so the same width and seed give the same weights in every process.
+    """
+
+    def __init__(
+        self,
+        in_channels_list: list[int],
+        out_channels: int,
+        extra_blocks: ExtraFPNBlock | None = None,
+        norm_layer: Callable[..., nn.Module] | None = None,
+        *,
+        upsample: str = "nearest",
+        merge: str = "sum",
+        ablation: str = "full",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(in_channels_list, out_channels, extra_blocks, norm_layer)
+        self.upsample = _check_choice("upsample", upsample, UPSAMPLE_MODES)
+        self.merge = _check_choice("merge", merge, MERGE_MODES)
+        self.ablation = _check_choice("ablation", ablation, tuple(ABLATIONS))
+        if seed is not None:
+            self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int) -> None:
+        """torchvision's init (``kaiming_uniform_(a=1)``, zero bias) drawn from a seeded generator."""
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_uniform_(m.weight, a=1, generator=gen)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+    def forward(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.forward_steps(x)[0]
+
+    def _top_down(self, coarse: Tensor, size: torch.Size) -> Tensor:
+        if self.upsample == "nearest":
+            return F.interpolate(coarse, size=size, mode="nearest")
+        return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+    def _combine(self, lateral: Tensor, top_down: Tensor) -> Tensor:
+        merged = lateral + top_down
+        return merged * 0.5 if self.merge == "mean" else merged
+
+    def forward_steps(
+        self,
+        x: dict[str, Tensor],
+        recorder: Recorder = NULL_RECORDER,
+        level_names: Sequence[str] | None = None,
+    ) -> tuple[OrderedDict[str, Tensor], list[LevelSteps]]:
+        """Compute the pyramid and keep every intermediate step.
+
+        Args:
+            x: input maps, fine to coarse (torchvision's convention; output keys are its keys).
+            recorder: times or counts the steps ``<level>.lateral``, ``<level>.top_down``,
+                ``<level>.output`` and ``<extra>.pool``.
+            level_names: names for the recorder's steps, one per input plus one for the extra
+                level (default: the input keys and ``"pool"``).
+
+        Returns:
+            The outputs (torchvision's keys and order) and one ``LevelSteps`` per input level.
+        """
+        names = list(x.keys())
+        feats = list(x.values())
+        n = len(feats)
+        step_names = list(level_names) if level_names is not None else names
+        steps: list[LevelSteps | None] = [None] * n
+        ablation = self.ablation
+
+        # Top level: only a lateral enters; no top-down input exists above it.
+        with recorder.step(f"{step_names[n - 1]}.lateral"):
+            last_inner = self.get_result_from_inner_blocks(feats[-1], -1)
+        steps[-1] = LevelSteps(lateral=last_inner, top_down=None, merged=last_inner, output=None)
+
+        for idx in range(n - 2, -1, -1):
+            name = step_names[idx]
+            lateral = None
+            if ablation != "no-lateral":
+                with recorder.step(f"{name}.lateral"):
+                    lateral = self.get_result_from_inner_blocks(feats[idx], idx)
+            if ablation == "no-top-down":
+                assert lateral is not None
+                steps[idx] = LevelSteps(lateral=lateral, top_down=None, merged=lateral, output=None)
+                continue
+            with recorder.step(f"{name}.top_down"):
+                size = feats[idx].shape[-2:]
+                top_down = self._top_down(last_inner, size)
+                last_inner = top_down if lateral is None else self._combine(lateral, top_down)
+            steps[idx] = LevelSteps(lateral=lateral, top_down=top_down, merged=last_inner, output=None)
+
+        # 3x3 smoothing, coarse to fine as torchvision does; finest-only smooths just one level.
+        outputs_idx = [0] if ablation == "finest-only" else list(range(n - 1, -1, -1))
+        results: dict[int, Tensor] = {}
+        for idx in outputs_idx:
+            step = steps[idx]
+            assert step is not None
+            with recorder.step(f"{step_names[idx]}.output"):
+                step.output = results[idx] = self.get_result_from_layer_blocks(step.merged, idx)
+
+        out_names = [names[i] for i in sorted(results)]
+        out_maps = [results[i] for i in sorted(results)]
+        if self.extra_blocks is not None and ablation != "finest-only":
+            extra_name = step_names[n] if len(step_names) > n else "pool"
+            with recorder.step(f"{extra_name}.pool"):
+                out_maps, out_names = self.extra_blocks(out_maps, feats, out_names)
+        return OrderedDict(zip(out_names, out_maps)), [s for s in steps if s is not None]
+
+
+def build_extra_block(p6: bool) -> ExtraFPNBlock | None:
+    """``LastLevelMaxPool`` (torchvision's p6: ``max_pool2d(kernel_size=1, stride=2)``, a subsampling)."""
+    return LastLevelMaxPool() if p6 else None

@@ -1,0 +1,116 @@
+"""Names, strides and channel widths of backbone stages and pyramid levels.
+
+This is the one place where level names are defined: backbone stages are ``c1..c5``
+(stride ``2**k``), pyramid levels are ``p2..p6`` (stride ``2**k``), and torchvision's
+``'0'..'3', 'pool'`` output keys are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+#: ResNet-50 stages that can feed the FPN, fine to coarse.
+FPN_STAGES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
+#: The early/middle/late stages of the original design.
+DEFAULT_STAGES: tuple[str, ...] = ("c3", "c4", "c5")
+
+
+def stage_index(name: str) -> int:
+    """Return k for a stage ``ck`` or a level ``pk`` (stride is ``2**k``).
+
+    Raises:
+        ValueError: if ``name`` is not of the form ``c<k>`` or ``p<k>``.
+    """
+    if len(name) == 2 and name[0] in "cp" and name[1].isdigit():
+        return int(name[1])
+    raise ValueError(f"expected a stage name like 'c3' or a level like 'p3', got {name!r}")
+
+
+def level_of(stage: str) -> str:
+    """The pyramid level built from a stage: ``c3`` -> ``p3``."""
+    return f"p{stage_index(stage)}"
+
+
+def stage_of(level: str) -> str:
+    """The stage a pyramid level is built from: ``p3`` -> ``c3``."""
+    return f"c{stage_index(level)}"
+
+
+def stride_of(name: str) -> int:
+    """Stride in input pixels of a stage or level: ``c3`` and ``p3`` -> 8."""
+    return 2 ** stage_index(name)
+
+
+def torchvision_key_to_level(key: str, stages: Sequence[str]) -> str:
+    """Translate an output key of torchvision's FPN into our level name.
+
+    torchvision's FPN names each output by its input's key (``'0'..'3'`` from
+    ``IntermediateLayerGetter``, or our stage names) and the extra max-pool level ``'pool'``.
+    With ``stages=('c2','c3','c4','c5')`` the keys ``'0'..'3','pool'`` are ``p2..p6``.
+    """
+    if key == "pool":
+        return f"p{stage_index(stages[-1]) + 1}"
+    if key.isdigit():
+        return level_of(stages[int(key)])
+    return level_of(key)
+
+
+def validate_stages(stages: Sequence[str]) -> tuple[str, ...]:
+    """Check that ``stages`` is a contiguous run of two or more of ``c2..c5``, fine to coarse.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    stages = tuple(stages)
+    if len(stages) < 2 or any(s not in FPN_STAGES for s in stages):
+        raise ValueError(
+            f"stages must be two or more of {', '.join(FPN_STAGES)}, got {', '.join(stages) or 'none'}"
+        )
+    first = FPN_STAGES.index(stages[0])
+    if stages != FPN_STAGES[first : first + len(stages)]:
+        raise ValueError(
+            f"stages must be a contiguous run, fine to coarse (e.g. c3,c4,c5), got {','.join(stages)}"
+        )
+    return stages
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One recorded feature map: its name, the module that makes it, channels and stride."""
+
+    name: str
+    module: str
+    num_chs: int
+    reduction: int
+
+
+class FeatureInfo(Sequence[FeatureSpec]):
+    """Channel and stride metadata a model exposes (after timm's ``feature_info``)."""
+
+    def __init__(self, specs: Sequence[FeatureSpec]) -> None:
+        self._specs = tuple(specs)
+        self._by_name = {s.name: s for s in self._specs}
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, str):
+            return self._by_name[index]
+        return self._specs[index]
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __iter__(self) -> Iterator[FeatureSpec]:
+        return iter(self._specs)
+
+    def __repr__(self) -> str:
+        return f"FeatureInfo({', '.join(f'{s.name}:{s.num_chs}/{s.reduction}' for s in self)})"
+
+    def names(self) -> list[str]:
+        return [s.name for s in self._specs]
+
+    def channels(self, names: Sequence[str] | None = None) -> list[int]:
+        return [self[n].num_chs for n in (names or self.names())]
+
+    def reduction(self, names: Sequence[str] | None = None) -> list[int]:
+        return [self[n].reduction for n in (names or self.names())]

@@ -1,0 +1,519 @@
+"""Build and run ResNet-50 + FPN: configuration, builders, and the analysis results."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.models import resnet50
+
+from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
+from .device import device_slot, is_device_error, resolve_device, synchronize
+from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN, build_extra_block, validate_width
+from .images import resize_long_side, to_tensor
+from .levels import (
+    DEFAULT_STAGES,
+    FPN_STAGES,
+    FeatureInfo,
+    FeatureSpec,
+    level_of,
+    stride_of,
+    torchvision_key_to_level,
+    validate_stages,
+)
+from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_timings
+from .weights import (
+    COCO,
+    IMAGENET,
+    WEIGHTS_ENV,
+    Progress,
+    Provenance,
+    WeightsError,
+    download_allowed,
+    find_or_download,
+    load_state_dict_file,
+)
+
+WEIGHT_CHOICES: tuple[str, ...] = ("imagenet", "coco-fpn", "random")
+DEFAULT_SIZE = 512
+MIN_SIZE, MAX_SIZE = 64, 1024
+
+
+@dataclass(frozen=True)
+class PyramidConfig:
+    """Everything that defines a pyramid. Frozen and hashable, so it can key caches.
+
+    Attributes:
+        out_channels: FPN width d, a multiple of 8 from 16 to 512.
+        stages: a contiguous run of two or more of ``c2..c5``.
+        upsample: ``"nearest"`` or ``"bilinear"``.
+        merge: ``"sum"`` or ``"mean"``.
+        p6: add the stride-2 subsampled level above the top one.
+        ablation: one of ``fpn.ABLATIONS``.
+        weights: ``"imagenet"``, ``"coco-fpn"``, ``"random"`` or a path to a local file.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"`` or None for the best present.
+        seed: seed of every random init.
+        optimize: fold BatchNorm into the convolutions and use channels_last (same outputs).
+    """
+
+    out_channels: int = 256
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    upsample: str = "nearest"
+    merge: str = "sum"
+    p6: bool = True
+    ablation: str = "full"
+    weights: str = "imagenet"
+    device: str | None = None
+    seed: int = 0
+    optimize: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", validate_stages(self.stages))
+        validate_width(self.out_channels)
+        for name, value, choices in (
+            ("upsample", self.upsample, UPSAMPLE_MODES),
+            ("merge", self.merge, MERGE_MODES),
+            ("ablation", self.ablation, tuple(ABLATIONS)),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+    @property
+    def level_names(self) -> list[str]:
+        """The output levels, fine to coarse (p6 included when enabled)."""
+        if self.ablation == "finest-only":
+            return [level_of(self.stages[0])]
+        names = [level_of(s) for s in self.stages]
+        return [*names, f"p{int(names[-1][1]) + 1}"] if self.p6 else names
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "stages": list(self.stages)}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _reset_resnet(resnet: nn.Module, seed: int) -> None:
+    """torchvision's ResNet init drawn from a seeded generator (same weights in every process)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in resnet.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str) -> dict[str, Tensor] | None:
+    """Load a ResNet-50 state dict, or the ``backbone.body`` of a detection checkpoint, strictly.
+
+    Returns the ``backbone.fpn`` tensors of a detection checkpoint, else None.
+
+    Raises:
+        WeightsError: missing or unexpected keys, or wrong shapes.
+    """
+    fpn_state = None
+    if any(k.startswith("backbone.body.") for k in state):
+        body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
+        fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
+        state = body
+        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter);
+        # torchvision's legacy COCO_V1 weights expect BatchNorm eps 0.
+        for m in resnet.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = 0.0
+        optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
+    else:
+        optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).split("\n\t")[1:3]
+        raise WeightsError(f"{path} does not fit ResNet-50: {'; '.join(detail) or exc}") from None
+    missing = [k for k in missing if not optional(k)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not fit ResNet-50 (strict load): "
+            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        )
+    return fpn_state or None
+
+
+def build_backbone(
+    weights: str = "imagenet",
+    *,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    optimize: bool = True,
+    allow_download: bool | None = None,
+    progress: Progress | None = None,
+) -> ResNetBackbone:
+    """Build the ResNet-50 backbone with the best weights available, and record where they came from.
+
+    Args:
+        weights: ``"imagenet"`` (operator file, hub cache, download, random), ``"coco-fpn"``
+            (COCO Faster R-CNN from cache or download, else the imagenet chain), ``"random"``,
+            or a path to a local file.
+        device: where to put it (None: ``FPN_DEVICE`` or the best present).
+        seed: seed of the random init used when no file loads.
+        optimize: fold BatchNorm into the convolutions and use channels_last.
+        allow_download: None reads ``FPN_ALLOW_DOWNLOAD`` (default on).
+        progress: called with (bytes done, bytes total) during a download.
+
+    Returns:
+        A read-only, eval-mode backbone with ``.provenance`` set.
+    """
+    allow = download_allowed() if allow_download is None else allow_download
+    resnet = resnet50(weights=None)
+    fallbacks: list[str] = []
+    attempts: list[tuple[str, Callable[[], tuple[dict[str, Tensor], str, os.PathLike | str]]]] = []
+
+    def local(path: str) -> Callable[[], tuple[dict[str, Tensor], str, str]]:
+        return lambda: (load_state_dict_file(path), "local file", path)
+
+    def hub(wf) -> Callable[[], tuple[dict[str, Tensor], str, os.PathLike]]:
+        return lambda: find_or_download(wf, allow_download=allow, progress=progress)
+
+    operator_file = os.environ.get(WEIGHTS_ENV, "").strip()
+    if weights == "coco-fpn":
+        attempts.append((COCO.label, hub(COCO)))
+    elif weights not in WEIGHT_CHOICES:
+        attempts.append((f"local file {weights}", local(weights)))
+    if weights != "random":
+        if operator_file and operator_file != weights:
+            attempts.append((f"local file {operator_file} ({WEIGHTS_ENV})", local(operator_file)))
+        attempts.append((IMAGENET.label, hub(IMAGENET)))
+
+    provenance = None
+    fpn_state = None
+    for label, attempt in attempts:
+        try:
+            state, source, path = attempt()
+            fpn_state = _load_resnet_state(resnet, state, str(path))
+        except WeightsError as exc:
+            fallbacks.append(str(exc))
+            resnet = resnet50(weights=None)  # a failed load may have written some tensors
+            continue
+        desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
+        provenance = Provenance(weights, desc, source, str(path), True, fallbacks=tuple(fallbacks))
+        break
+    if provenance is None:
+        _reset_resnet(resnet, seed)
+        provenance = Provenance(weights, f"random init (seed {seed})", "random init", fallbacks=tuple(fallbacks))
+
+    backbone = ResNetBackbone(resnet).eval().requires_grad_(False)
+    backbone.provenance = provenance
+    backbone.fpn_state = fpn_state
+    if optimize:
+        fold_batchnorms(backbone)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
+    backbone.to(dev, memory_format=torch.channels_last if optimize else torch.contiguous_format)
+    return backbone
+
+
+def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[PyramidFPN, str, bool]:
+    """Build the FPN for ``config``; COCO-trained when the backbone carries COCO FPN tensors and d=256.
+
+    Returns:
+        The FPN (eval mode, on the backbone's device), a description of its weights, and
+        whether they are trained.
+    """
+    in_channels = RESNET50_FEATURE_INFO.channels(config.stages)
+    fpn = PyramidFPN(
+        in_channels,
+        config.out_channels,
+        build_extra_block(config.p6),
+        upsample=config.upsample,
+        merge=config.merge,
+        ablation=config.ablation,
+        seed=config.seed,
+    )
+    desc, trained = f"random init (seed {config.seed})", False
+    coco = backbone.fpn_state if backbone is not None else None
+    if coco is not None and config.out_channels == 256:
+        fpn.load_state_dict(_select_coco_levels(coco, config.stages), strict=True)
+        desc, trained = f"COCO-trained (Faster R-CNN) for {', '.join(config.stages)}", True
+    elif coco is not None:
+        desc = f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width 256"
+    fpn.eval().requires_grad_(False)
+    if backbone is not None:
+        fmt = torch.channels_last if backbone.folded else torch.contiguous_format
+        fpn.to(backbone.device, memory_format=fmt)
+    return fpn, desc, trained
+
+
+def _select_coco_levels(coco: Mapping[str, Tensor], stages: tuple[str, ...]) -> dict[str, Tensor]:
+    """The COCO FPN was trained on c2..c5: take the blocks of the chosen stages, renumbered."""
+    out = {}
+    for i, stage in enumerate(stages):
+        j = FPN_STAGES.index(stage)
+        for block in ("inner_blocks", "layer_blocks"):
+            for param in ("weight", "bias"):
+                new = coco.get(f"{block}.{j}.0.{param}", coco.get(f"{block}.{j}.{param}"))
+                if new is None:
+                    raise WeightsError(f"the COCO FPN tensors lack {block}.{j}.{param}")
+                out[f"{block}.{i}.0.{param}"] = new
+    return out
+
+
+class Pyramid(nn.Module):
+    """A backbone and an FPN, with the configuration and provenance that made them.
+
+    Attributes:
+        backbone: the ResNet-50 feature extractor (``backbone.feature_info`` lists c1..c5).
+        fpn: an instance of ``torchvision.ops.FeaturePyramidNetwork``.
+        config: the ``PyramidConfig``.
+        provenance: backbone and FPN weights, where from, and why any fallback happened.
+        level_info: channels and strides of the output levels.
+    """
+
+    def __init__(self, backbone: ResNetBackbone, fpn: PyramidFPN, config: PyramidConfig, provenance: Provenance):
+        super().__init__()
+        self.backbone = backbone
+        self.fpn = fpn
+        self.config = config
+        self.provenance = provenance
+        self.level_info = FeatureInfo(
+            [FeatureSpec(name, "fpn", config.out_channels, stride_of(name)) for name in config.level_names]
+        )
+
+    @property
+    def feature_info(self) -> FeatureInfo:
+        return self.backbone.feature_info
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        stages = self.backbone(x)
+        out = self.fpn(OrderedDict((s, stages[s]) for s in self.config.stages))
+        return OrderedDict((torchvision_key_to_level(k, self.config.stages), v) for k, v in out.items())
+
+
+def assemble_pyramid(backbone: ResNetBackbone, config: PyramidConfig) -> Pyramid:
+    """Build the FPN for ``config`` on an existing backbone (the backbone is not rebuilt)."""
+    fpn, desc, trained = build_fpn(config, backbone)
+    return with_fpn(backbone, fpn, config, desc, trained)
+
+
+def with_fpn(backbone: ResNetBackbone, fpn: PyramidFPN, config: PyramidConfig, desc: str, trained: bool) -> Pyramid:
+    """Put a backbone and an already built FPN together (both may come from caches)."""
+    assert backbone.provenance is not None
+    provenance = dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
+    return Pyramid(backbone, fpn, config, provenance)
+
+
+def build_pyramid(
+    config: PyramidConfig | None = None,
+    *,
+    allow_download: bool | None = None,
+    progress: Progress | None = None,
+) -> Pyramid:
+    """Build ResNet-50 + FPN for ``config`` (default ``PyramidConfig()``)."""
+    config = config or PyramidConfig()
+    backbone = build_backbone(
+        config.weights,
+        device=config.device,
+        seed=config.seed,
+        optimize=config.optimize,
+        allow_download=allow_download,
+        progress=progress,
+    )
+    return assemble_pyramid(backbone, config)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class BackboneResult:
+    """The bottom-up pass on one image.
+
+    Attributes:
+        image: the resized RGB uint8 image the network saw (overlays align with it).
+        stages: ``c1..c5`` feature maps (1, C, H/s, W/s).
+        timings_ms: median milliseconds per stage.
+        total_ms: median milliseconds of the whole pass, measured around it.
+        device: where it ran.
+        notices: anything the user should know (e.g. a CPU fallback).
+    """
+
+    image: np.ndarray
+    stages: OrderedDict[str, Tensor]
+    timings_ms: dict[str, float]
+    total_ms: float
+    device: str
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FpnResult:
+    """The top-down pass: levels ``p*``, the steps per level, median milliseconds per step and in all."""
+
+    levels: OrderedDict[str, Tensor]
+    steps: OrderedDict[str, LevelSteps]
+    timings_ms: dict[str, float]
+    total_ms: float
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PyramidOutput:
+    """One full analysis. ``timings_ms`` holds every step and ``"total"`` (median milliseconds)."""
+
+    image: np.ndarray
+    stages: OrderedDict[str, Tensor]
+    levels: OrderedDict[str, Tensor]
+    steps: OrderedDict[str, LevelSteps]
+    timings_ms: dict[str, float]
+    config: PyramidConfig
+    provenance: Provenance
+    device: str
+    repeats: int
+    notices: list[str] = field(default_factory=list)
+
+
+def prepare_input(image: np.ndarray, size: int, backbone: ResNetBackbone) -> tuple[np.ndarray, Tensor]:
+    """Resize to the long side ``size`` (64 to 1024) and normalize with the weights' mean/std.
+
+    Raises:
+        ValueError: ``size`` out of range.
+    """
+    if not MIN_SIZE <= int(size) <= MAX_SIZE:
+        raise ValueError(f"size must be from {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
+    resized = resize_long_side(image, int(size))
+    fmt = torch.channels_last if backbone.folded else torch.contiguous_format
+    tensor = to_tensor(resized, backbone.mean, backbone.std).to(backbone.device, memory_format=fmt)
+    return resized, tensor
+
+
+M = TypeVar("M", bound=nn.Module)
+_cpu_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cpu_lock = threading.Lock()
+
+
+def cpu_copy(module: M) -> M:
+    """A CPU copy of a shared module, made once (used when its accelerator fails)."""
+    if next(module.parameters()).device.type == "cpu":
+        return module
+    with _cpu_lock:
+        if module not in _cpu_copies:
+            _cpu_copies[module] = copy.deepcopy(module).to("cpu")
+        return _cpu_copies[module]
+
+
+def _repeat(run: Callable[[Recorder], object], device: torch.device, repeats: int, warmup: int) -> tuple[object, dict]:
+    """Run ``warmup`` untimed then ``repeats`` timed passes; median ms per step plus ``"total"``."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    result = None
+    for _ in range(warmup):
+        result = run(NULL_RECORDER)
+    runs = []
+    for _ in range(repeats):
+        timer = StepTimer(device)
+        synchronize(device)
+        t0 = time.perf_counter()
+        result = run(timer)
+        synchronize(device)
+        total = (time.perf_counter() - t0) * 1e3
+        runs.append({**timer.result(), "total": total})
+    return result, median_timings(runs)
+
+
+def run_backbone(
+    backbone: ResNetBackbone, image: np.ndarray, *, size: int = DEFAULT_SIZE, repeats: int = 1, warmup: int = 0
+) -> BackboneResult:
+    """Resize, normalize and run the backbone on ``image`` (RGB uint8), timing each stage.
+
+    A device error (e.g. CUDA out of memory) reruns on the CPU with a notice.
+    """
+    notices: list[str] = []
+    resized, x = prepare_input(image, size, backbone)
+
+    def go(model: ResNetBackbone, inp: Tensor) -> tuple[OrderedDict[str, Tensor], dict]:
+        with device_slot(model.device), torch.inference_mode():
+            return _repeat(lambda rec: model(inp, rec), model.device, repeats, warmup)  # type: ignore[return-value]
+
+    try:
+        stages, times = go(backbone, x)
+    except Exception as exc:
+        if not is_device_error(exc) or backbone.device.type == "cpu":
+            raise
+        notices.append(f"The {backbone.device.type.upper()} failed ({str(exc).splitlines()[0][:120]}); this analysis ran on the CPU.")
+        backbone = cpu_copy(backbone)
+        stages, times = go(backbone, x.to("cpu"))
+    total = times.pop("total")
+    return BackboneResult(resized, stages, times, total, str(backbone.device), notices)
+
+
+def run_fpn(
+    fpn: PyramidFPN, stages: Mapping[str, Tensor], config: PyramidConfig, *, repeats: int = 1, warmup: int = 0
+) -> FpnResult:
+    """Run the FPN on backbone stages, keeping every step, timing each (names ``p*.lateral`` ...)."""
+    notices: list[str] = []
+    names = [level_of(s) for s in config.stages] + [torchvision_key_to_level("pool", config.stages)]
+
+    def go(model: PyramidFPN, feats: Mapping[str, Tensor]):
+        device = next(model.parameters()).device
+        inputs = OrderedDict((s, feats[s].to(device)) for s in config.stages)
+        with device_slot(device), torch.inference_mode():
+            return _repeat(lambda rec: model.forward_steps(inputs, rec, names), device, repeats, warmup)
+
+    try:
+        (outs, steps), times = go(fpn, stages)
+    except Exception as exc:
+        if not is_device_error(exc) or next(fpn.parameters()).device.type == "cpu":
+            raise
+        notices.append(f"The accelerator failed ({str(exc).splitlines()[0][:120]}); the FPN ran on the CPU.")
+        (outs, steps), times = go(cpu_copy(fpn), {k: v.to("cpu") for k, v in stages.items()})
+    total = times.pop("total")
+    levels = OrderedDict((torchvision_key_to_level(k, config.stages), v) for k, v in outs.items())
+    step_map = OrderedDict((level_of(s), st) for s, st in zip(config.stages, steps))
+    return FpnResult(levels, step_map, times, total, notices)
+
+
+def run_pyramid(
+    model: Pyramid, image: np.ndarray, *, size: int = DEFAULT_SIZE, repeats: int = 1, warmup: int = 0
+) -> PyramidOutput:
+    """Analyse one image: backbone stages, pyramid levels, every FPN step, and timings.
+
+    Args:
+        model: from ``build_pyramid``.
+        image: RGB uint8 (H, W, 3), e.g. from ``load_image``.
+        size: the long side the image is resized to (64 to 1024).
+        repeats: timed runs; timings are their median.
+        warmup: untimed runs first (use 1 for honest timings on a cold model).
+
+    Returns:
+        A ``PyramidOutput``; ``timings_ms["total"]`` is the backbone's and the FPN's medians,
+        each measured around the whole pass (so the parts can be checked against it).
+    """
+    bb = run_backbone(model.backbone, image, size=size, repeats=repeats, warmup=warmup)
+    fp = run_fpn(model.fpn, bb.stages, model.config, repeats=repeats, warmup=warmup)
+    timings = {**bb.timings_ms, **fp.timings_ms, "total": bb.total_ms + fp.total_ms}
+    return PyramidOutput(
+        image=bb.image,
+        stages=bb.stages,
+        levels=fp.levels,
+        steps=fp.steps,
+        timings_ms=timings,
+        config=model.config,
+        provenance=model.provenance,
+        device=bb.device,
+        repeats=repeats,
+        notices=bb.notices + fp.notices,
+    )
