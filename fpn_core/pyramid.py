@@ -129,11 +129,12 @@ def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str
         body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
         fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
         state = body
-        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter);
-        # torchvision's legacy COCO_V1 weights expect BatchNorm eps 0.
-        for m in resnet.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps = 0.0
+        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
+        if os.path.basename(path) == COCO.filename:
+            # torchvision's legacy COCO_V1 weights expect BatchNorm eps 0 (its overwrite_eps).
+            for m in resnet.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps = 0.0
         optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
     else:
         optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
@@ -517,3 +518,31 @@ def run_pyramid(
         repeats=repeats,
         notices=bb.notices + fp.notices,
     )
+
+
+# --------------------------------------------------------------------------- counting
+
+
+def count_parameters(model: Pyramid) -> dict[str, int]:
+    """Parameters per step: ``c1..c5`` and ``p*.lateral`` / ``p*.output`` (top-down has none)."""
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in model.backbone.stage_modules().items()}
+    for i, stage in enumerate(model.config.stages):
+        level = level_of(stage)
+        counts[f"{level}.lateral"] = sum(p.numel() for p in model.fpn.inner_blocks[i].parameters())
+        counts[f"{level}.output"] = sum(p.numel() for p in model.fpn.layer_blocks[i].parameters())
+    return counts
+
+
+def count_flops(model: Pyramid, image: np.ndarray, *, size: int = DEFAULT_SIZE) -> dict[str, int]:
+    """Floating-point operations per step on this image, counted by ``FlopCounterMode``.
+
+    The keys match ``run_pyramid``'s ``timings_ms`` (without ``"total"``). One forward pass.
+    """
+    recorder = FlopRecorder()
+    _, x = prepare_input(image, size, model.backbone)
+    names = [level_of(s) for s in model.config.stages] + [torchvision_key_to_level("pool", model.config.stages)]
+    with device_slot(model.device), torch.inference_mode():
+        stages = model.backbone(x, recorder)
+        inputs = OrderedDict((s, stages[s]) for s in model.config.stages)
+        model.fpn.forward_steps(inputs, recorder, names)
+    return dict(recorder.flops)
