@@ -168,7 +168,7 @@ def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
     assert any("refused" in r and str(path) in r for r in bb.provenance.fallbacks), bb.provenance.fallbacks
     # and the unsafe loader would have run it: the test's payload is real
     with path.open("rb") as fh:
-        pickle.load(fh)  # noqa: S301 (on purpose, to prove the marker mechanism works)
+        pickle.load(fh)
     assert marker.exists()
 
 

@@ -1,0 +1,462 @@
+"""Matplotlib figures for the dashboard and for projection.
+
+Every maker returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (pyplot
+keeps each figure alive in a global list, which leaks in a long-running server). Fonts
+are sized for a projector (11-14 pt), layouts are ``"constrained"`` so labels are not
+clipped, and every colour bar is labelled in the map's real units.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, NullLocator
+
+from fpn_core.maps import MapRange, map_range, overlay
+
+__all__ = [
+    "bar_figure",
+    "figure_to_png",
+    "grid_figure",
+    "line_figure",
+    "map_figure",
+    "maps_row_figure",
+    "overlay_figure",
+    "slide_figure",
+]
+
+TITLE_PT = 14
+LABEL_PT = 12
+TICK_PT = 11
+PANEL_TITLE_PT = 13
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained", facecolor="white")
+    FigureCanvasAgg(fig)  # a real canvas, so text can be measured for the layout
+    return fig
+
+
+def _mappable(rng: MapRange, cmap: str) -> ScalarMappable:
+    return ScalarMappable(norm=Normalize(vmin=rng.vmin, vmax=rng.vmax), cmap=cmap)
+
+
+def _colorbar(fig: Figure, rng: MapRange, cmap: str, ax: Axes | list[Axes], label: str) -> None:
+    bar = fig.colorbar(_mappable(rng, cmap), ax=ax, shrink=0.9, pad=0.02)
+    bar.set_label(label, fontsize=LABEL_PT)
+    bar.ax.tick_params(labelsize=TICK_PT)
+
+
+def _image_axes(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _check_colormap(cmap: str) -> None:
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"unknown colour map {cmap!r}")
+
+
+def _size_label(map_: np.ndarray) -> str:
+    h, w = np.shape(map_)[:2]
+    return f"{w} × {h} cells"
+
+
+def overlay_figure(
+    image: np.ndarray,
+    map_: np.ndarray,
+    *,
+    title: str,
+    rng: MapRange | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    colorbar_label: str = "channel mean activation",
+) -> Figure:
+    """The image with a coloured map blended over it and a colour bar in map units.
+
+    Args:
+        image: ``uint8`` RGB array ``(H, W, 3)``.
+        map_: 2-D map at any resolution; it is upsampled to the image.
+        title: What the map is, e.g. ``"p4 (stride 16): channel mean"``.
+        rng: Range of the colour map ends; ``None`` for the map's own min..max.
+        alpha: Weight of the colour over the image, in ``[0, 1]``.
+        cmap: Matplotlib colour map name.
+        colorbar_label: What the colour bar measures.
+
+    Returns:
+        The figure.
+    """
+    rng = map_range([map_]) if rng is None else rng
+    blended = overlay(image, map_, rng=rng, alpha=alpha, cmap=cmap)
+    h, w = image.shape[:2]
+    fig = _new_figure(*_panel_size(w, h, base=7.0, extra_w=1.4, extra_h=0.8))
+    ax = fig.add_subplot()
+    ax.imshow(blended, interpolation="antialiased")
+    _image_axes(ax)
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel(f"map {_size_label(map_)}, shown at {w} × {h} px", fontsize=TICK_PT)
+    _colorbar(fig, rng, cmap, ax, colorbar_label)
+    return fig
+
+
+def _panel_size(w: int, h: int, *, base: float, extra_w: float, extra_h: float) -> tuple[float, float]:
+    """Figure inches for one image panel of aspect ``w:h`` plus room for labels.
+
+    Neither side drops below 3 inches, so a thin strip still leaves room for the title
+    and a readable colour bar.
+    """
+    aspect = w / h
+    if aspect >= 1:
+        return base + extra_w, max(3.0, base / aspect + extra_h)
+    return max(3.0, base * aspect + extra_w), base + extra_h
+
+
+def map_figure(
+    map_: np.ndarray,
+    *,
+    title: str,
+    rng: MapRange | None = None,
+    cmap: str = "viridis",
+    colorbar_label: str = "channel mean activation",
+) -> Figure:
+    """One heat map at its own resolution (one square per cell) with a colour bar.
+
+    Args:
+        map_: 2-D map.
+        title: What the map is.
+        rng: Range of the colour map ends; ``None`` for the map's own min..max.
+        cmap: Matplotlib colour map name.
+        colorbar_label: What the colour bar measures.
+
+    Returns:
+        The figure.
+    """
+    _check_colormap(cmap)
+    values = np.asarray(map_, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"map_ must be 2-D, got shape {values.shape}")
+    rng = map_range([values]) if rng is None else rng
+    h, w = values.shape
+    fig = _new_figure(*_panel_size(w, h, base=6.0, extra_w=1.6, extra_h=0.9))
+    ax = fig.add_subplot()
+    ax.imshow(values, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+    _image_axes(ax)
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel(_size_label(values), fontsize=TICK_PT)
+    _colorbar(fig, rng, cmap, ax, colorbar_label)
+    return fig
+
+
+def maps_row_figure(
+    maps: Sequence[tuple[str, np.ndarray]],
+    *,
+    rngs: Sequence[MapRange] | MapRange,
+    cmap: str = "viridis",
+    suptitle: str | None = None,
+    colorbar_label: str = "activation",
+) -> Figure:
+    """Heat maps side by side, e.g. one row of the pyramid from fine to coarse.
+
+    Every panel spans the same width whatever the map's resolution, so coarse levels
+    show as bigger cells over the same scene.
+
+    Args:
+        maps: ``(label, 2-D map)`` per panel, left to right.
+        rngs: One :class:`MapRange` for all panels (one shared colour bar, so colours
+            compare across panels) or one per panel (a colour bar under each).
+        cmap: Matplotlib colour map name.
+        suptitle: Title over the whole row.
+        colorbar_label: What the colour bars measure.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``maps`` is empty or the number of ranges does not match.
+    """
+    _check_colormap(cmap)
+    if not maps:
+        raise ValueError("maps_row_figure needs at least one map, got none")
+    shared = isinstance(rngs, MapRange)
+    ranges = [rngs] * len(maps) if shared else list(rngs)
+    if len(ranges) != len(maps):
+        raise ValueError(f"got {len(ranges)} ranges for {len(maps)} maps; give one per map")
+    n = len(maps)
+    aspect = max(np.shape(m)[1] / np.shape(m)[0] for _, m in maps)
+    panel_w = 3.2
+    fig = _new_figure(panel_w * n + 1.2, panel_w / aspect + (1.1 if shared else 1.5))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (label, map_), rng in zip(axes, maps, ranges, strict=True):
+        ax.imshow(map_, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+        _image_axes(ax)
+        ax.set_title(label, fontsize=PANEL_TITLE_PT)
+        ax.set_xlabel(_size_label(map_), fontsize=TICK_PT)
+        if not shared:
+            bar = fig.colorbar(_mappable(rng, cmap), ax=ax, orientation="horizontal", pad=0.02)
+            bar.ax.tick_params(labelsize=TICK_PT - 1)
+            bar.ax.xaxis.set_major_locator(MaxNLocator(3))
+    if shared:
+        _colorbar(fig, ranges[0], cmap, list(axes), colorbar_label)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=TITLE_PT)
+    return fig
+
+
+def grid_figure(
+    mosaic: np.ndarray,
+    indices: list[int],
+    *,
+    title: str,
+    cols: int,
+    cmap: str = "viridis",
+) -> Figure:
+    """The top-k channel mosaic from :func:`fpn_core.maps.channel_grid`, tiles numbered.
+
+    Args:
+        mosaic: 2-D mosaic; tiles in ``[0, 1]`` separated by 1-px NaN lines.
+        indices: Channel number of each tile, row-major.
+        title: What the grid shows.
+        cols: Tiles per row used to build the mosaic.
+        cmap: Matplotlib colour map name.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If the mosaic's shape does not fit ``cols`` and ``len(indices)``.
+    """
+    _check_colormap(cmap)
+    values = np.asarray(mosaic, dtype=np.float32)
+    if values.ndim != 2 or not indices or cols < 1:
+        raise ValueError(
+            f"need a 2-D mosaic, channel indices and cols >= 1, got shape {values.shape}, "
+            f"{len(indices)} indices, cols={cols}"
+        )
+    cols = min(cols, len(indices))
+    rows = math.ceil(len(indices) / cols)
+    tile_w, rem_w = divmod(values.shape[1] - (cols - 1), cols)
+    tile_h, rem_h = divmod(values.shape[0] - (rows - 1), rows)
+    if rem_w or rem_h or tile_w < 1 or tile_h < 1:
+        raise ValueError(f"a {values.shape} mosaic does not split into {rows} x {cols} tiles with 1-px gaps")
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    fig = _new_figure(*_panel_size(values.shape[1], values.shape[0], base=8.0, extra_w=1.4, extra_h=0.8))
+    ax = fig.add_subplot()
+    ax.imshow(values, cmap=colormap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    _image_axes(ax)
+    ax.set_title(title, fontsize=TITLE_PT)
+    label_pt = 11 if cols <= 4 else 9
+    for slot, channel in enumerate(indices):
+        row, col = divmod(slot, cols)
+        ax.text(
+            col * (tile_w + 1) - 0.5 + tile_w * 0.03,
+            row * (tile_h + 1) - 0.5 + tile_h * 0.03,
+            f"ch {channel}",
+            fontsize=label_pt,
+            va="top",
+            ha="left",
+            color="black",
+            bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5},
+        )
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=colormap), ax=ax, shrink=0.9, pad=0.02)
+    bar.set_label("activation, each tile scaled to its own 0–1", fontsize=LABEL_PT)
+    bar.ax.tick_params(labelsize=TICK_PT)
+    return fig
+
+
+def slide_figure(
+    image: np.ndarray,
+    overlays: Sequence[tuple[str, np.ndarray]],
+    *,
+    rng: MapRange | Sequence[MapRange],
+    alpha: float,
+    cmap: str,
+    suptitle: str,
+    colorbar_label: str = "activation",
+) -> Figure:
+    """A 16:9 slide: the input image and one overlay per pyramid level.
+
+    Args:
+        image: ``uint8`` RGB input ``(H, W, 3)``.
+        overlays: ``(label, 2-D map)`` per level, fine to coarse; each map is upsampled
+            to the image and blended over it.
+        rng: One shared range (one colour bar for the slide, so levels compare) or one
+            range per level (a colour bar under each overlay).
+        alpha: Weight of the colour over the image, in ``[0, 1]``.
+        cmap: Matplotlib colour map name.
+        suptitle: Title of the slide.
+        colorbar_label: What the colour bar measures.
+
+    Returns:
+        The figure, 16 x 9 inches.
+
+    Raises:
+        ValueError: If the number of ranges does not match the number of overlays.
+    """
+    _check_colormap(cmap)
+    shared = isinstance(rng, MapRange)
+    ranges = [rng] * len(overlays) if shared else list(rng)
+    if len(ranges) != len(overlays):
+        raise ValueError(f"got {len(ranges)} ranges for {len(overlays)} overlays; give one per overlay")
+    panels = 1 + len(overlays)
+    cols = panels if panels <= 3 else math.ceil(panels / 2)
+    rows = math.ceil(panels / cols)
+    fig = _new_figure(16.0, 9.0)
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    h, w = image.shape[:2]
+
+    axes[0].imshow(image)
+    axes[0].set_title(f"input\n{w} × {h} px", fontsize=PANEL_TITLE_PT)
+    for ax, (label, map_), level_rng in zip(axes[1:], overlays, ranges, strict=False):
+        ax.imshow(overlay(image, map_, rng=level_rng, alpha=alpha, cmap=cmap))
+        ax.set_title(f"{label}\nmap {_size_label(map_)}", fontsize=PANEL_TITLE_PT)
+        if not shared:
+            bar = fig.colorbar(_mappable(level_rng, cmap), ax=ax, orientation="horizontal", shrink=0.8, pad=0.02)
+            bar.ax.tick_params(labelsize=TICK_PT - 1)
+            bar.ax.xaxis.set_major_locator(MaxNLocator(4))
+    for ax in axes:
+        _image_axes(ax)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    if shared and overlays:
+        _colorbar(fig, ranges[0], cmap, axes[:panels], colorbar_label)
+    fig.suptitle(suptitle, fontsize=TITLE_PT + 4)
+    return fig
+
+
+def bar_figure(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    xlabel: str,
+    groups: Sequence[str] | None = None,
+) -> Figure:
+    """Horizontal bars, top to bottom in the given order, with the value at each end.
+
+    Args:
+        labels: One label per bar, e.g. ``"conv1"``, ``"layer1"``, ``"fpn"``.
+        values: One value per bar, e.g. milliseconds.
+        title: What is measured.
+        xlabel: The value axis label, with units.
+        groups: Optional group per bar (e.g. ``"backbone"``, ``"fpn"``); each group gets
+            a colour and a legend entry.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If the lengths of ``labels``, ``values`` and ``groups`` differ or
+            there are no bars.
+    """
+    if not labels or len(labels) != len(values):
+        raise ValueError(f"need one value per label, got {len(labels)} labels and {len(values)} values")
+    if groups is not None and len(groups) != len(labels):
+        raise ValueError(f"need one group per label, got {len(groups)} groups for {len(labels)}")
+    palette = matplotlib.colormaps["tab10"]
+    group_names = list(dict.fromkeys(groups)) if groups is not None else []
+    colours = [palette(group_names.index(g) % 10) for g in groups] if groups is not None else None
+    fig = _new_figure(8.5, 1.4 + 0.45 * len(labels))
+    ax = fig.add_subplot()
+    positions = np.arange(len(labels))
+    bars = ax.barh(positions, [float(v) for v in values], color=colours or palette(0))
+    ax.set_yticks(positions, [str(label) for label in labels])
+    ax.invert_yaxis()  # first label on top
+    ax.bar_label(bars, fmt="%.3g", padding=4, fontsize=TICK_PT)
+    ax.margins(x=0.18)  # room for the value labels at the bar ends
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    if groups is not None:
+        handles = [Patch(color=palette(i % 10), label=name) for i, name in enumerate(group_names)]
+        ax.legend(handles=handles, fontsize=TICK_PT, loc="lower right")
+    return fig
+
+
+def line_figure(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+) -> Figure:
+    """Lines with markers, one per named series, over shared x values.
+
+    Args:
+        x: The x values.
+        series: Name -> y values, each as long as ``x``.
+        title: What is plotted.
+        xlabel: X axis label, with units.
+        ylabel: Y axis label, with units.
+        logx: Use a logarithmic x axis (e.g. for image sizes).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If a series' length differs from ``x`` or there is no series.
+    """
+    if not series:
+        raise ValueError("line_figure needs at least one series, got none")
+    for name, ys in series.items():
+        if len(ys) != len(x):
+            raise ValueError(f"series {name!r} has {len(ys)} values for {len(x)} x values")
+    fig = _new_figure(8.5, 5.0)
+    ax = fig.add_subplot()
+    for name, ys in series.items():
+        ax.plot(list(x), list(ys), marker="o", linewidth=2, label=name)
+    if logx:
+        ax.set_xscale("log")
+        if 0 < len(x) <= 12:
+            # Label the measured points in plain numbers, not powers of ten.
+            ax.set_xticks([float(v) for v in x], [f"{float(v):g}" for v in x])
+            ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+    ax.set_ylabel(ylabel, fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=TICK_PT)
+    return fig
+
+
+def figure_to_png(fig: Figure, *, scale: float = 1.0, dpi: int = 100) -> bytes:
+    """Renders a figure to PNG bytes, then releases it.
+
+    Args:
+        fig: The figure; it is cleared afterwards and should not be reused.
+        scale: Resolution multiplier (2 gives twice the pixels per side, for slides).
+        dpi: Dots per inch at ``scale=1``.
+
+    Returns:
+        The PNG file's bytes, cropped to the drawn content (``bbox_inches="tight"``).
+
+    Raises:
+        ValueError: If ``scale`` or ``dpi`` is not positive.
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if not dpi > 0:
+        raise ValueError(f"dpi must be positive, got {dpi}")
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi * scale, bbox_inches="tight")
+    finally:
+        fig.clear()
+    return buffer.getvalue()
