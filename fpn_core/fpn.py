@@ -181,7 +181,7 @@ class PyramidFPN(FeaturePyramidNetwork):
             extra_name = step_names[n] if len(step_names) > n else "pool"
             with recorder.step(f"{extra_name}.pool"):
                 out_maps, out_names = self.extra_blocks(out_maps, feats, out_names)
-        return OrderedDict(zip(out_names, out_maps)), [s for s in steps if s is not None]
+        return OrderedDict(zip(out_names, out_maps, strict=True)), [s for s in steps if s is not None]
 
 
 def build_extra_block(p6: bool) -> ExtraFPNBlock | None:

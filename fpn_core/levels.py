@@ -64,14 +64,10 @@ def validate_stages(stages: Sequence[str]) -> tuple[str, ...]:
     """
     stages = tuple(stages)
     if len(stages) < 2 or any(s not in FPN_STAGES for s in stages):
-        raise ValueError(
-            f"stages must be two or more of {', '.join(FPN_STAGES)}, got {', '.join(stages) or 'none'}"
-        )
+        raise ValueError(f"stages must be two or more of {', '.join(FPN_STAGES)}, got {', '.join(stages) or 'none'}")
     first = FPN_STAGES.index(stages[0])
     if stages != FPN_STAGES[first : first + len(stages)]:
-        raise ValueError(
-            f"stages must be a contiguous run, fine to coarse (e.g. c3,c4,c5), got {','.join(stages)}"
-        )
+        raise ValueError(f"stages must be a contiguous run, fine to coarse (e.g. c3,c4,c5), got {','.join(stages)}")
     return stages
 
 

@@ -454,7 +454,10 @@ def run_backbone(
     except Exception as exc:
         if not is_device_error(exc) or backbone.device.type == "cpu":
             raise
-        notices.append(f"The {backbone.device.type.upper()} failed ({str(exc).splitlines()[0][:120]}); this analysis ran on the CPU.")
+        notices.append(
+            f"The {backbone.device.type.upper()} failed ({str(exc).splitlines()[0][:120]}); "
+            "this analysis ran on the CPU."
+        )
         backbone = cpu_copy(backbone)
         stages, times = go(backbone, x.to("cpu"))
     total = times.pop("total")
@@ -483,7 +486,7 @@ def run_fpn(
         (outs, steps), times = go(cpu_copy(fpn), {k: v.to("cpu") for k, v in stages.items()})
     total = times.pop("total")
     levels = OrderedDict((torchvision_key_to_level(k, config.stages), v) for k, v in outs.items())
-    step_map = OrderedDict((level_of(s), st) for s, st in zip(config.stages, steps))
+    step_map = OrderedDict((level_of(s), st) for s, st in zip(config.stages, steps, strict=True))
     return FpnResult(levels, step_map, times, total, notices)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, nullcontext
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -182,8 +182,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
         ) from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
         raise WeightsError(
-            f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt "
-            f"({_first_line(exc)})"
+            f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt ({_first_line(exc)})"
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -219,7 +218,7 @@ def download(
     def connect() -> None:
         try:
             box["response"] = urllib.request.urlopen(wf.url, timeout=timeout)  # noqa: S310 (fixed https URL)
-        except Exception as exc:  # noqa: BLE001 (reported to the caller below)
+        except Exception as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=connect, daemon=True, name="fpn-weights-connect")
@@ -230,7 +229,7 @@ def download(
         raise WeightsError(f"could not download {wf.filename}: {why}")
     response = box["response"]
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=wf.filename, suffix=".part", delete=False)
+    tmp = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=wf.filename, suffix=".part", delete=False)  # noqa: SIM115 (closed below)
     try:
         with response, tmp:  # type: ignore[union-attr]
             total = int(response.headers.get("Content-Length") or 0)  # type: ignore[union-attr]
@@ -247,7 +246,7 @@ def download(
         return final
     except WeightsError:
         raise
-    except Exception as exc:  # noqa: BLE001 (any transfer failure becomes one clear message)
+    except Exception as exc:
         raise WeightsError(f"download of {wf.filename} failed: {_first_line(exc)}") from None
     finally:
         Path(tmp.name).unlink(missing_ok=True)

@@ -38,7 +38,12 @@ def test_streamlit_reads_the_same_values():
         "config.get_option('browser.gatherUsageStats'), config.get_option('global.developmentMode'))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env={**os.environ, "HOME": str(ROOT / ".no-home")},
     )
     assert out.stdout.split() == ["True", "20", "False", "False"]

@@ -94,7 +94,7 @@ def test_default_output_equals_torchvision_fpn(backbone, stages):
     with torch.inference_mode():
         ref = tv(inputs)
     assert [torchvision_key_to_level(k, FPN_STAGES) for k in ref] == list(fp.levels) == ["p2", "p3", "p4", "p5", "p6"]
-    for key, level in zip(ref, fp.levels):
+    for key, level in zip(ref, fp.levels, strict=True):
         assert _close(fp.levels[level], ref[key]), level
 
 
@@ -120,7 +120,10 @@ def test_optimized_backbone_equals_plain_torchvision_resnet(image):
     b = run_backbone(folded, image, size=128).stages
     for name in a:
         assert _close(b[name], a[name], 1e-3), name
-    assert run_backbone(plain, image, size=128).stages["c5"].shape == run_backbone(fast, image, size=128).stages["c5"].shape
+    assert (
+        run_backbone(plain, image, size=128).stages["c5"].shape
+        == run_backbone(fast, image, size=128).stages["c5"].shape
+    )
 
 
 def test_same_config_gives_same_weights_twice_and_in_a_fresh_process():
@@ -128,12 +131,13 @@ def test_same_config_gives_same_weights_twice_and_in_a_fresh_process():
     a = build_pyramid(config, allow_download=False)
     torch.manual_seed(12345)  # the global RNG must not matter
     b = build_pyramid(config, allow_download=False)
-    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2), k
     code = (
         "import torch; from fpn_core import *; "
         "m = build_pyramid(PyramidConfig(out_channels=64, weights='random', seed=3), allow_download=False); "
-        "print(float(m.fpn.layer_blocks[0][0].weight.double().sum()), float(m.backbone.layer4[0].conv2.weight.double().sum()))"
+        "print(float(m.fpn.layer_blocks[0][0].weight.double().sum()), "
+        "float(m.backbone.layer4[0].conv2.weight.double().sum()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     fpn_sum, bb_sum = map(float, out.stdout.split())
@@ -178,8 +182,11 @@ def test_ablations_change_the_computation(backbone, stages, ablation):
             assert list(fp.levels) == ["p3"]
         else:
             assert list(fp.levels) == ["p3", "p4", "p5", "p6"]
-    full = run_fpn(assemble_pyramid(backbone, PyramidConfig(out_channels=32, weights="random")).fpn, stages.stages,
-                   PyramidConfig(out_channels=32, weights="random"))
+    full = run_fpn(
+        assemble_pyramid(backbone, PyramidConfig(out_channels=32, weights="random")).fpn,
+        stages.stages,
+        PyramidConfig(out_channels=32, weights="random"),
+    )
     if ablation in ("no-top-down", "no-lateral"):
         assert not _close(fp.levels["p3"], full.levels["p3"], 1e-3)
     else:  # the finest level of "finest-only" is the full FPN's, computed without the others
@@ -272,7 +279,11 @@ def test_device_error_falls_back_to_cpu(monkeypatch, backbone, image):
         return real_forward(self, x, recorder)
 
     monkeypatch.setattr(type(backbone), "forward", failing_forward)
-    monkeypatch.setattr(type(backbone), "device", property(lambda self: torch.device("cuda") if self is backbone else torch.device("cpu")))
+    monkeypatch.setattr(
+        type(backbone),
+        "device",
+        property(lambda self: torch.device("cuda") if self is backbone else torch.device("cpu")),
+    )
     monkeypatch.setattr(pyr, "prepare_input", lambda img, size, bb: (img, torch.zeros(1, 3, 64, 64)))
     monkeypatch.setattr(pyr, "cpu_copy", lambda m: __import__("copy").deepcopy(m))
     monkeypatch.setattr(pyr, "synchronize", lambda device: None)  # no CUDA here: only the error is injected
