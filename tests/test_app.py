@@ -1,0 +1,134 @@
+"""AppTest checks of the dashboard: every page renders, the sidebar drives them, uploads are safe.
+
+The model is built with its seeded random init (``conftest.py`` turns downloads off and points
+``TORCH_HOME`` at an empty folder). Most checks run at input size 128 to stay fast.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+# AppTest runs a page file directly; the repository root must be importable as it is
+# under `streamlit run dashboard.py` (the main script's folder is on sys.path there).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ui import state as S
+from ui.cache import operator_weights_path
+
+TIMEOUT = 120
+SMALL = 128
+PAGES = ["dashboard.py", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))]
+
+
+def _app(page: str = "dashboard.py", size: int = SMALL) -> AppTest:
+    """A first run of ``page`` at input size ``size``."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    at.session_state[S.KEY_SIZE] = size
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    """Every markdown, caption and title text on the page, joined."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    return "\n".join(parts)
+
+
+def _png(width: int = 96, height: int = 64) -> bytes:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_page_list_is_complete() -> None:
+    assert PAGES == [
+        "dashboard.py",
+        "pages/1_Stage_activations.py",
+        "pages/2_FPN_outputs.py",
+        "pages/3_Overlays.py",
+        "pages/4_Timing.py",
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(page: str) -> None:
+    at = _app(page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "every page shows a title"
+    # The sidebar is the shared one, with every widget found by its key.
+    assert at.slider(key=S.KEY_WIDTH).value == S.DEFAULT_WIDTH
+    assert at.multiselect(key=S.KEY_STAGES).value == list(S.DEFAULT_STAGES_CHOICE)
+    # Tests run without weight files: the banner says so, with the Try again button.
+    assert any("random weights" in w.value for w in at.warning)
+    assert at.button(key=S.KEY_RETRY)
+
+
+def test_width_slider_changes_the_shapes_shown() -> None:
+    at = _app("pages/2_FPN_outputs.py")
+    assert "**p3** · shape 256 × 16 × 16" in _text(at)
+    at.slider(key=S.KEY_WIDTH).set_value(64).run()
+    assert not at.exception
+    text = _text(at)
+    assert "**p3** · shape 64 × 16 × 16" in text
+    assert "256 × 16 × 16" not in text
+
+
+def test_width_persists_across_pages() -> None:
+    at = _app("dashboard.py")
+    at.slider(key=S.KEY_WIDTH).set_value(96).run()
+    assert "d = 96" in _text(at)
+    at.switch_page("pages/2_FPN_outputs.py").run()
+    assert not at.exception
+    assert at.slider(key=S.KEY_WIDTH).value == 96
+    assert "**p4** · shape 96 × 8 × 8" in _text(at)
+
+
+def test_invalid_stage_choice_shows_error_and_keeps_last_valid() -> None:
+    at = _app("pages/2_FPN_outputs.py")
+    at.multiselect(key=S.KEY_STAGES).set_value(["c2", "c4"]).run()
+    assert not at.exception
+    assert any("contiguous" in e.value for e in at.error)
+    text = _text(at)
+    assert "**p3** · shape" in text and "**p2** · shape" not in text
+
+
+def test_good_upload_is_analysed() -> None:
+    at = _app("dashboard.py")
+    at.radio(key=S.KEY_SOURCE).set_value(S.SOURCE_UPLOAD).run()
+    assert any("Choose an image" in i.value for i in at.info)
+    at.file_uploader(key=S.KEY_UPLOAD).set_value(("grid.png", _png(96, 64), "image/png")).run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    # 96 x 64 resized to the long side 128 -> 128 x 85.
+    assert "**grid.png** resized to **128 × 85 px**" in _text(at)
+
+
+def test_broken_upload_shows_one_error_and_the_page_keeps_working() -> None:
+    at = _app("pages/3_Overlays.py")
+    at.radio(key=S.KEY_SOURCE).set_value(S.SOURCE_UPLOAD).run()
+    at.file_uploader(key=S.KEY_UPLOAD).set_value(("good.png", _png(), "image/png")).run()
+    good_images = len(at.get("imgs"))
+    at.file_uploader(key=S.KEY_UPLOAD).set_value(("broken.jpg", b"\xff\xd8\xff garbage", "image/jpeg")).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "broken.jpg could not be used" in at.error[0].value
+    # The previous good image is still analysed next to the message.
+    assert len(at.get("imgs")) == good_images
+    # And the page still reacts to the sidebar.
+    at.slider(key=S.KEY_ALPHA).set_value(0.8).run()
+    assert not at.exception
+
+
+def test_operator_weights_flag_is_parsed() -> None:
+    assert operator_weights_path(["--weights", "/models/r50.pth"]) == "/models/r50.pth"
+    assert operator_weights_path(["--other", "x"]) is None

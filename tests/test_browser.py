@@ -1,0 +1,222 @@
+"""One real-browser check: a streamlit server, system Chromium, every page by its URL.
+
+Starts ``streamlit run dashboard.py`` on a free port (downloads off, empty torch hub cache),
+opens every page in a fresh browser context, changes the width slider with the keyboard,
+follows the sidebar navigation and checks the width is kept. Screenshots go to
+``artifacts/screenshots/``. Timings (key press to the rerun finishing) are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = ROOT / "artifacts" / "screenshots"
+#: URL path -> the page's title (a known element once it has rendered).
+PAGES = {
+    "": "FPN Explorer",
+    "Stage_activations": "Stage activations",
+    "FPN_outputs": "FPN outputs",
+    "Overlays": "Overlays",
+    "Timing": "Timing",
+}
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PAGE_TIMEOUT_MS = 180_000
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running streamlit server; yields its base URL and stops it afterwards."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing on CI; install it with `apt-get install -y chromium`")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); the browser test needs it")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=test_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:  # noqa: S310 (local URL)
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {base} within 90 s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """System Chromium through playwright (never a downloaded browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _open(browser: object, url: str, title: str):  # -> playwright Page
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    _wait_idle(page, title)
+    return page
+
+
+def _wait_idle(page, title: str) -> None:
+    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    # Images and the graphviz chart arrive with the last deltas; let them paint.
+    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
+
+
+def _no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+
+
+def _watch_reruns(page) -> None:
+    """Record in the page when the script starts and stops running (timestamps in ms)."""
+    page.evaluate(
+        """() => {
+            window.__runs = [];
+            const app = document.querySelector("[data-testid='stApp']");
+            new MutationObserver(() => {
+                window.__runs.push([app.getAttribute('data-test-script-state'), performance.now()]);
+            }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+        }"""
+    )
+
+
+def _press_and_time(page, slider, key: str) -> float:
+    """Press ``key`` on a slider thumb; milliseconds until the rerun it caused has finished."""
+    _watch_reruns(page)
+    slider.focus()
+    t0 = page.evaluate("() => performance.now()")
+    slider.press(key)
+    page.wait_for_function(
+        "() => { const r = window.__runs; const i = r.findIndex(x => x[0] === 'running');"
+        " return i >= 0 && r.slice(i).some(x => x[0] === 'notRunning'); }",
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    done = page.evaluate(
+        "() => { const r = window.__runs; const i = r.findIndex(x => x[0] === 'running');"
+        " return r.slice(i).find(x => x[0] === 'notRunning')[1]; }"
+    )
+    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
+    return float(done - t0)
+
+
+def _thumb(page, label: str):
+    return page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
+
+
+def test_every_page_opens_by_url(server: str, browser: object) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for path, title in PAGES.items():
+        page = _open(browser, f"{server}/{path}", title)
+        try:
+            _no_exception(page)
+            assert page.locator("[data-testid='stSidebarNav']").count() == 1
+            assert _thumb(page, "FPN channel width d").input_value() == "256"
+            page.screenshot(path=str(SHOTS / f"{path or 'Home'}.png"), full_page=True)
+        finally:
+            page.context.close()
+
+
+def test_width_change_persists_across_pages(server: str, browser: object) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = _open(browser, f"{server}/FPN_outputs", "FPN outputs")
+    try:
+        assert "shape 256 × 64 × 64" in page.inner_text("body")
+        width_ms = _press_and_time(page, _thumb(page, "FPN channel width d"), "ArrowRight")
+        _no_exception(page)
+        assert _thumb(page, "FPN channel width d").input_value() == "272"
+        assert "shape 272 × 64 × 64" in page.inner_text("body")
+
+        page.locator("[data-testid='stSidebarNav'] a[href$='/']").first.click()
+        _wait_idle(page, "FPN Explorer")
+        _no_exception(page)
+        assert "d = 272" in page.inner_text("body")
+        assert _thumb(page, "FPN channel width d").input_value() == "272"
+        page.screenshot(path=str(SHOTS / "Home_after_width_change.png"), full_page=True)
+
+        page.locator("[data-testid='stSidebarNav'] a[href$='/Overlays']").click()
+        _wait_idle(page, "Overlays")
+        _no_exception(page)
+        assert _thumb(page, "FPN channel width d").input_value() == "272"
+        alpha_ms = _press_and_time(page, _thumb(page, "Overlay alpha"), "ArrowRight")
+        _no_exception(page)
+        assert _thumb(page, "Overlay alpha").input_value() == "0.55"
+        page.screenshot(path=str(SHOTS / "Overlays_after_alpha_change.png"), full_page=True)
+    finally:
+        page.context.close()
+    print(f"\nkey press to rerun finished, size 512: width {width_ms:.0f} ms, alpha {alpha_ms:.0f} ms")
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "browser_timings.txt").write_text(
+        f"width_change_ms={width_ms:.0f}\nalpha_change_ms={alpha_ms:.0f}\n", encoding="utf-8"
+    )

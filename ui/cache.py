@@ -1,0 +1,295 @@
+"""Cached loaders: the shared backbone, FPN modules, analyses, images and counts.
+
+What is cached where, and why:
+
+- ``get_backbone``: one ResNet-50 per (weights, device) for the whole process, shared by
+  every session. Changing the FPN width never rebuilds it.
+- ``get_stages``: backbone activations per (image digest, size, weights, device), so FPN
+  changes (width, stages, upsampling, merge, p6) only rerun the FPN.
+- ``get_fpn`` / ``get_fpn_result``: FPN modules per configuration and FPN results per
+  (image, size, configuration), so map settings (colour map, alpha, reduction, scope)
+  rerun no model at all.
+
+Everything returned here is shared between sessions: treat it as read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fpn_core import (
+    BackboneResult,
+    FpnResult,
+    Pyramid,
+    PyramidConfig,
+    PyramidFPN,
+    ResNetBackbone,
+    build_backbone,
+    build_fpn,
+    count_flops,
+    run_backbone,
+    run_fpn,
+    with_fpn,
+)
+from fpn_core.images import list_samples, load_image, make_scales_image
+from fpn_core.weights import WEIGHTS_ENV
+
+ANALYSIS_TTL_S = 3600
+
+
+# ------------------------------------------------------------------------ operator flag
+
+
+def operator_weights_path(argv: list[str] | None = None) -> str | None:
+    """The ``--weights PATH`` given after ``streamlit run dashboard.py --``, if any.
+
+    Args:
+        argv: the arguments to parse (default ``sys.argv[1:]``); unknown ones are ignored.
+
+    Returns:
+        The path, or None when the flag is absent.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--weights", default=None)
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known.weights or None
+
+
+def apply_operator_weights() -> str | None:
+    """Make the CLI's ``--weights PATH`` visible to the engine as ``FPN_WEIGHTS``.
+
+    The engine reads the operator's file from that environment variable; an explicit
+    environment value set by the operator wins over the flag.
+
+    Returns:
+        The operator's weights path in effect, or None.
+    """
+    path = operator_weights_path()
+    if path and not os.environ.get(WEIGHTS_ENV):
+        os.environ[WEIGHTS_ENV] = path
+    return os.environ.get(WEIGHTS_ENV) or None
+
+
+# ------------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An RGB uint8 image with a content digest (keys the analysis caches)."""
+
+    image: np.ndarray
+    digest: str
+
+
+def digest_of(data: bytes | np.ndarray) -> str:
+    """A short content hash of bytes or an array (shape included)."""
+    h = hashlib.blake2b(digest_size=12)
+    if isinstance(data, np.ndarray):
+        h.update(repr((data.shape, str(data.dtype))).encode())
+        h.update(np.ascontiguousarray(data).data)
+    else:
+        h.update(data)
+    return h.hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def load_sample(path: str) -> LoadedImage:
+    """A bundled sample image, decoded once per process (read-only)."""
+    data = Path(path).read_bytes()
+    image = load_image(data, max_side=1024, max_bytes=None)
+    image.setflags(write=False)
+    return LoadedImage(image, digest_of(data))
+
+
+@st.cache_resource(show_spinner=False)
+def load_scales() -> LoadedImage:
+    """The synthetic "scales" image (one target shape at 32, 64, 128 and 256 px)."""
+    image = make_scales_image().image
+    image.setflags(write=False)
+    return LoadedImage(image, "scales-" + digest_of(image))
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def sample_names() -> dict[str, str]:
+    """Sample display name -> path, as strings."""
+    return {name: str(path) for name, path in list_samples().items()}
+
+
+# ------------------------------------------------------------------------------- models
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_backbone(weights: str, device: str, _progress: Callable[[int, int], None] | None = None) -> ResNetBackbone:
+    """The shared ResNet-50 for (weights, device), built once per process.
+
+    Args:
+        weights: ``"imagenet"``, ``"coco-fpn"`` or ``"random"``.
+        device: where it runs.
+        _progress: download progress callback (left out of the cache key).
+    """
+    return build_backbone(weights, device=device, progress=_progress)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[PyramidFPN, str, bool]:
+    """The FPN module for one configuration (weights and device are part of it)."""
+    return build_fpn(config, _backbone)
+
+
+def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
+    """Backbone plus the cached FPN for ``config``, with the combined provenance."""
+    fpn, desc, trained = get_fpn(config, backbone)
+    return with_fpn(backbone, fpn, config, desc, trained)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6, ttl=ANALYSIS_TTL_S)
+def get_stages(
+    digest: str, size: int, weights: str, device: str, _backbone: ResNetBackbone, _image: np.ndarray
+) -> BackboneResult:
+    """Backbone activations c1..c5 of one image at one input size."""
+    return run_backbone(_backbone, _image, size=size)
+
+
+@st.cache_resource(show_spinner=False, max_entries=12, ttl=ANALYSIS_TTL_S)
+def get_fpn_result(
+    digest: str, size: int, config: PyramidConfig, _fpn: PyramidFPN, _stages: BackboneResult
+) -> FpnResult:
+    """The FPN levels and steps of one image for one configuration."""
+    return run_fpn(_fpn, _stages.stages, config)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_flops(
+    config: PyramidConfig, input_shape: tuple[int, ...], size: int, _model: Pyramid, _image: np.ndarray
+) -> dict[str, int]:
+    """FLOPs per step for one configuration and input shape (the counts depend on nothing else)."""
+    return count_flops(_model, _image, size=size)
+
+
+def clear_model_caches() -> None:
+    """Forget the backbone and everything computed with it, so a newly placed file is used."""
+    get_backbone.clear()
+    get_fpn.clear()
+    get_stages.clear()
+    get_fpn_result.clear()
+    get_flops.clear()
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything a page needs about the current image and configuration (read-only).
+
+    Attributes:
+        model: backbone + FPN with the combined provenance.
+        backbone: the backbone pass (resized image, c1..c5).
+        fpn: the FPN pass (levels p*, steps per level).
+    """
+
+    model: Pyramid
+    backbone: BackboneResult
+    fpn: FpnResult
+
+    @property
+    def notices(self) -> list[str]:
+        """Anything the user should know about how this analysis ran."""
+        return [*self.backbone.notices, *self.fpn.notices]
+
+
+def analyse(
+    config: PyramidConfig,
+    image: np.ndarray,
+    digest: str,
+    size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Analysis:
+    """Run (or fetch from the caches) the backbone and FPN for one image and configuration."""
+    device = str(config.device)
+    backbone = get_backbone(config.weights, device, progress)
+    model = get_pyramid(config, backbone)
+    stages = get_stages(digest, size, config.weights, device, backbone, image)
+    fpn = get_fpn_result(digest, size, config, model.fpn, stages)
+    return Analysis(model, stages, fpn)
+
+
+# ------------------------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class TimingReport:
+    """One timing measurement, reduced to small numbers (no tensors kept).
+
+    Attributes:
+        steps: step name -> median milliseconds (``c1..c5``, then ``p*.lateral`` ...).
+        groups: step name -> ``"backbone"`` or ``"fpn"``.
+        output_mb: step name -> size of the step's output tensor in MB.
+        flops: step name -> floating-point operations.
+        backbone_ms: median of the whole backbone pass.
+        fpn_ms: median of the whole FPN pass.
+        device: where it ran.
+        repeats: timed runs per median.
+        notices: anything the user should know (e.g. a CPU fallback).
+    """
+
+    steps: dict[str, float]
+    groups: dict[str, str]
+    output_mb: dict[str, float]
+    flops: dict[str, int]
+    backbone_ms: float
+    fpn_ms: float
+    device: str
+    repeats: int
+    notices: tuple[str, ...]
+
+
+def _mb(tensor: object) -> float:
+    numel = getattr(tensor, "numel", None)
+    return float(numel() * tensor.element_size()) / 2**20 if numel is not None else 0.0  # type: ignore[attr-defined]
+
+
+def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int, warmup: int = 1) -> TimingReport:
+    """Time the backbone and the FPN afresh (``warmup`` untimed runs, median of ``repeats``).
+
+    Args:
+        analysis: the cached analysis (its model is reused, never rebuilt).
+        image: the RGB uint8 input.
+        size: the input's long side.
+        repeats: timed runs.
+        warmup: untimed runs before them.
+    """
+    model = analysis.model
+    bb = run_backbone(model.backbone, image, size=size, repeats=repeats, warmup=warmup)
+    fp = run_fpn(model.fpn, bb.stages, model.config, repeats=repeats, warmup=warmup)
+    sizes: dict[str, float] = {name: _mb(t) for name, t in bb.stages.items()}
+    for level, step in fp.steps.items():
+        sizes[f"{level}.lateral"] = _mb(step.lateral) if step.lateral is not None else 0.0
+        sizes[f"{level}.top_down"] = _mb(step.merged)
+        sizes[f"{level}.output"] = _mb(step.output) if step.output is not None else 0.0
+    for level, tensor in fp.levels.items():
+        if level not in fp.steps:
+            sizes[f"{level}.pool"] = _mb(tensor)
+    steps = {**bb.timings_ms, **fp.timings_ms}
+    groups = {name: ("backbone" if name in bb.timings_ms else "fpn") for name in steps}
+    flops = get_flops(model.config, tuple(image.shape), size, model, image)
+    return TimingReport(
+        steps=steps,
+        groups=groups,
+        output_mb={name: sizes.get(name, 0.0) for name in steps},
+        flops=flops,
+        backbone_ms=bb.total_ms,
+        fpn_ms=fp.total_ms,
+        device=bb.device,
+        repeats=repeats,
+        notices=tuple(bb.notices + fp.notices),
+    )

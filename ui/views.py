@@ -1,0 +1,477 @@
+"""Reusable renderers: page frame, weights banner, captions, figures with downloads, diagram.
+
+Pages call these with results from ``ui.cache``; nothing here computes a model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import streamlit as st
+import torch
+from matplotlib.figure import Figure
+
+from fpn_core import FeatureInfo, Provenance, Pyramid, WeightsError, count_parameters, stride_of
+from fpn_core.figures import figure_to_png, grid_figure
+from fpn_core.maps import MapRange, channel_grid, map_range, map_ranges, map_stats, reduce_channels
+from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
+from ui import cache
+from ui import state as S
+from ui.sidebar import show_sidebar
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "architecture_dot",
+    "feature_caption",
+    "figure_spec",
+    "join_names",
+    "load_analysis",
+    "map_range",
+    "parameter_rows",
+    "ranges_for",
+    "reduce_channels",
+    "reduced_maps",
+    "shape_text",
+    "show_figure",
+    "show_provenance",
+    "stage_description",
+    "start_page",
+    "stride_of",
+    "top_channels_figure",
+]
+
+
+# --------------------------------------------------------------------------- page frame
+
+
+def start_page(title: str, icon: str, intro: str | None = None) -> S.Settings:
+    """Page config (wide), the shared sidebar, then the title; returns the settings.
+
+    Args:
+        title: the page title (browser tab and heading).
+        icon: an emoji for the browser tab.
+        intro: one or two sentences under the title.
+    """
+    st.set_page_config(page_title=f"{title} · FPN Explorer", page_icon=icon, layout="wide")
+    cache.apply_operator_weights()
+    settings = show_sidebar()
+    st.title(title)
+    if intro:
+        st.markdown(intro)
+    return settings
+
+
+def load_analysis(settings: S.Settings) -> cache.Analysis | None:
+    """The cached analysis for the current settings, with a spinner; errors become messages.
+
+    Returns:
+        The analysis, or None (a message has been shown) when there is no image or it failed.
+    """
+    if settings.image is None:
+        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, or an upload).")
+        return None
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        if total:
+            text = f"Downloading weights: {done / 2**20:.0f} of {total / 2**20:.0f} MB"
+            bar.progress(min(done / total, 1.0), text=text)
+
+    try:
+        with st.spinner("Running the network (cached after the first time)…"):
+            analysis = cache.analyse(settings.config(), settings.image, settings.image_digest, settings.size, progress)
+    except (WeightsError, ValueError) as exc:
+        bar.empty()
+        st.error(f"The analysis could not run: {exc}")
+        return None
+    except Exception:  # any other failure: a message for the user, the traceback for the log
+        bar.empty()
+        log.exception("analysis failed")
+        st.error("The analysis failed unexpectedly (details are in the server log). Try a smaller input size.")
+        return None
+    bar.empty()
+    for notice in analysis.notices:
+        st.warning(notice)
+    show_provenance(analysis.model.provenance, settings.width)
+    return analysis
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def show_provenance(provenance: Provenance, width: int) -> None:
+    """A banner when the backbone or the FPN is untrained, else one caption line.
+
+    Args:
+        provenance: from the assembled pyramid.
+        width: the FPN width, to say why the FPN is untrained.
+    """
+    problems = []
+    if not provenance.pretrained:
+        problems.append(
+            f"**The backbone has random weights** ({provenance.backbone}): the maps show what an untrained "
+            "ResNet-50 does, not learned features."
+        )
+    if not provenance.fpn_pretrained:
+        why = (
+            "the COCO Faster R-CNN checkpoint could not be loaded"
+            if provenance.requested == "coco-fpn" and width == 256 and provenance.pretrained
+            else "trained FPN weights exist only in the COCO Faster R-CNN checkpoint, at width 256"
+        )
+        problems.append(f"**The FPN is untrained at width {width}**: {why}.")
+    if not problems:
+        st.caption(f"Weights: {provenance.backbone}; FPN: {provenance.fpn}.")
+        return
+    if not provenance.pretrained:
+        advice = (
+            f"**What to do:** {how_to_place(IMAGENET)} An operator can instead start the app with "
+            f"`{WEIGHTS_ENV}=PATH streamlit run dashboard.py` or `streamlit run dashboard.py -- --weights PATH`. "
+            "Then press **Try again**."
+        )
+    else:
+        advice = "**What to do:** choose the *COCO Faster R-CNN (trained FPN)* weights and width 256."
+    st.warning("  \n".join(problems) + "  \n" + advice, icon=":material/warning:")
+    cols = st.columns([1, 6], vertical_alignment="center")
+    if cols[0].button("Try again", key=S.KEY_RETRY, help="Look for the weight files again (clears the model caches)."):
+        cache.clear_model_caches()
+        _cached_png.clear()
+        st.rerun()
+    if provenance.fallbacks:
+        with cols[1].expander("Why the trained weights were not used"):
+            for line in provenance.fallbacks:
+                st.markdown(f"- {line}")
+
+
+# ---------------------------------------------------------------------------- captions
+
+
+def shape_text(tensor: torch.Tensor) -> str:
+    """``"512 × 64 × 64"`` (channels × height × width) of a (1, C, H, W) tensor."""
+    return " × ".join(str(int(s)) for s in tensor.shape[-3:])
+
+
+def feature_caption(name: str, tensor: torch.Tensor, *, what: str = "") -> str:
+    """A one-paragraph caption: name, shape, stride, channels and statistics.
+
+    Args:
+        name: ``c1..c5`` or ``p2..p6``.
+        tensor: the (1, C, H, W) feature map.
+        what: an optional description, e.g. ``"backbone stage (layer2)"``.
+    """
+    stats = map_stats(tensor)
+    c, h, w = (int(s) for s in tensor.shape[-3:])
+    head = f"**{name}**" + (f" — {what}" if what else "")
+    return (
+        f"{head} · shape {c} × {h} × {w} (C × H × W) · stride {stride_of(name)} · {c} channels  \n"
+        f"mean {stats['mean']:.3g}, std {stats['std']:.3g}, min {stats['min']:.3g}, "
+        f"max {stats['max']:.3g}, exact zeros {stats['sparsity']:.0%}"
+    )
+
+
+def stage_description(name: str, info: FeatureInfo) -> str:
+    """E.g. ``"backbone stage (layer2)"`` for ``c3``."""
+    return f"backbone stage ({info[name].module})"
+
+
+# ------------------------------------------------------------------------------- maps
+
+
+def reduced_maps(features: Mapping[str, torch.Tensor], how: str) -> dict[str, np.ndarray]:
+    """Each feature's 2-D map by the chosen channel reduction (small numpy arrays)."""
+    return {name: reduce_channels(t, how) for name, t in features.items()}
+
+
+def ranges_for(maps: Mapping[str, np.ndarray], scope: str) -> dict[str, MapRange]:
+    """Colour ranges per map: each its own, or one shared (``scope``)."""
+    return map_ranges(maps, scope)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+#: Figures are rendered at this resolution: at a column's width it looks the same as 100 dpi,
+#: with fewer bytes to encode and send (the PNG download is the same file).
+DISPLAY_DPI = 80
+
+
+@st.cache_data(show_spinner=False, max_entries=96, ttl=3600)
+def _cached_png(spec: tuple, _make: Callable[..., Figure], _args: tuple, _kwargs: dict) -> bytes:
+    """PNG bytes of ``_make(*_args, **_kwargs)``, cached by ``spec`` (everything the figure depends on)."""
+    return figure_to_png(_make(*_args, **_kwargs), dpi=DISPLAY_DPI)
+
+
+def show_figure(
+    make: Callable[..., Figure],
+    /,
+    *args: object,
+    spec: tuple | None = None,
+    download_name: str | None = None,
+    key: str | None = None,
+    caption: str | None = None,
+    **kwargs: object,
+) -> bytes:
+    """Draw ``make(*args, **kwargs)``, render it to PNG (which releases it), show it, offer it.
+
+    The same PNG bytes are shown and served by the download button.
+
+    Args:
+        make: a figure maker from ``fpn_core.figures``, e.g. ``overlay_figure``.
+        *args: its positional arguments.
+        spec: a hashable description of everything the figure depends on (image digest, size,
+            configuration, level, map settings); when given, the PNG is cached by it, so a
+            change elsewhere in the sidebar does not redraw this figure. None draws every time.
+        download_name: file name of the PNG download; None shows no button.
+        key: key of the download button (needed when several are on one page).
+        caption: text under the image.
+        **kwargs: the maker's keyword arguments.
+
+    Returns:
+        The PNG bytes.
+    """
+    if spec is not None:
+        png = _cached_png(spec, make, args, kwargs)
+    else:
+        png = figure_to_png(make(*args, **kwargs), dpi=DISPLAY_DPI)
+    st.image(png, caption=caption, width="stretch")
+    if download_name:
+        st.download_button(
+            "Download PNG",
+            png,
+            file_name=download_name,
+            mime="image/png",
+            key=key,
+            on_click="ignore",
+            icon=":material/download:",
+        )
+    return png
+
+
+def top_channels_figure(feature: torch.Tensor, *, k: int, name: str, cmap: str) -> Figure:
+    """The ``k`` most active channels of one feature map as a numbered grid (4 per row)."""
+    mosaic, indices = channel_grid(feature, k=k)
+    title = f"{name}: the {len(indices)} most active of {int(feature.shape[-3])} channels"
+    return grid_figure(mosaic, indices, title=title, cols=4, cmap=cmap)
+
+
+def figure_spec(settings: S.Settings, analysis: cache.Analysis, *parts: object) -> tuple:
+    """A cache key for a figure: image, input size, weights actually loaded, map settings and ``parts``."""
+    provenance = analysis.model.provenance
+    return (
+        settings.image_digest,
+        settings.size,
+        settings.weights,
+        settings.device,
+        provenance.backbone,
+        provenance.fpn,
+        settings.reduction,
+        settings.colormap,
+        settings.scope,
+        *parts,
+    )
+
+
+# ----------------------------------------------------------------------------- diagram
+
+
+_NODE_STYLE = {
+    "stage": 'fillcolor="#DCE8F7", color="#6B8BB5"',
+    "unused": 'fillcolor="#F7F7F7", color="#C5CCD6", fontcolor="#8A99AD"',
+    "conv": 'fillcolor="#FFF4DB", color="#C9A227"',
+    "level": 'fillcolor="#DDF2E3", color="#3C8D5A"',
+    "merge": 'shape=circle, fillcolor="#FFFFFF", width=0.4, fixedsize=true',
+}
+
+
+def _node(name: str, label: str, style: str) -> str:
+    return f'  {name} [label="{label}", {_NODE_STYLE[style]}];'
+
+
+def architecture_dot(analysis: cache.Analysis) -> str:
+    """A Graphviz DOT diagram of the live pyramid, with real shapes for this image.
+
+    One row per level, coarse at the top: the backbone stage c_k, its lateral 1x1 conv, the
+    merge with the upsampled map from the row above, the 3x3 conv and the output p_k; p6 above.
+    Shapes are channels × height × width of the tensors computed for the chosen image.
+    """
+    config = analysis.model.config
+    d = config.out_channels
+    stages, levels, steps = analysis.backbone.stages, analysis.fpn.levels, analysis.fpn.steps
+    h, w = analysis.backbone.image.shape[:2]
+    info = analysis.model.feature_info
+    up = f"2× {config.upsample}"
+    merge = "+" if config.merge == "sum" else "mean"
+    lines = [
+        "digraph FPN {",
+        "  rankdir=BT; nodesep=0.3; ranksep=0.35; newrank=true;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10, color="#55657A"];',
+        _node("img", f"image\\n3 × {h} × {w}", "unused").replace("#8A99AD", "#1F2933"),
+    ]
+    prev = "img"
+    for name in ("c1", "c2", "c3", "c4", "c5"):
+        label = f"{name} ({info[name].module})\\n{shape_text(stages[name])}\\nstride {stride_of(name)}"
+        lines += [_node(name, label, "stage" if name in config.stages else "unused"), f"  {prev} -> {name};"]
+        prev = name
+    top = config.stages[-1]
+    for stage in config.stages:
+        level = f"p{stage[1]}"
+        step = steps.get(level)
+        row = [stage, f"lat_{level}"]
+        lines.append(_node(f"lat_{level}", f"1×1 conv\\n{int(stages[stage].shape[1])} → {d}", "conv"))
+        lines.append(f"  {stage} -> lat_{level};")
+        src = f"lat_{level}"
+        if stage != top and step is not None and step.top_down is not None:
+            above = f"m_p{int(stage[1]) + 1}"
+            lines.append(_node(f"m_{level}", merge, "merge"))
+            lines.append(f"  lat_{level} -> m_{level};")
+            lines.append(
+                f'  {above} -> m_{level} [label=" {up}\\n {shape_text(step.top_down)}", '
+                'color="#2F6DB5", fontcolor="#2F6DB5", constraint=false];'
+            )
+            src = f"m_{level}"
+            row.append(src)
+        elif stage == top:
+            lines.append(f'  m_{level} [label="", shape=point, width=0.06];')
+            lines.append(f"  lat_{level} -> m_{level} [arrowhead=none];")
+            src = f"m_{level}"
+            row.append(src)
+        if level in levels:
+            lines.append(_node(f"conv_{level}", f"3×3 conv\\n{d} → {d}", "conv"))
+            label = f"{level}\\n{shape_text(levels[level])}\\nstride {stride_of(level)}"
+            lines += [f"  {src} -> conv_{level};", _node(level, label, "level"), f"  conv_{level} -> {level};"]
+            row += [f"conv_{level}", level]
+        lines.append(f"  {{rank=same; {'; '.join(row)};}}")
+    inputs = {f"p{s[1]}" for s in config.stages}
+    for name in (n for n in levels if n not in inputs):
+        label = f"{name}\\n{shape_text(levels[name])}\\nstride {stride_of(name)}"
+        lines.append(_node(name, label, "level"))
+        lines.append(f'  p{int(name[1]) - 1} -> {name} [label=" subsample ×2\\n (max_pool k=1, s=2)"];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def parameter_rows(model: Pyramid) -> list[dict[str, object]]:
+    """Rows for a parameter table: per backbone stage, FPN laterals and 3x3s, then the two totals.
+
+    The last two rows are the backbone total and the FPN total.
+    """
+    counts = count_parameters(model)
+    backbone = {k: v for k, v in counts.items() if k.startswith("c")}
+    lateral = sum(v for k, v in counts.items() if k.endswith(".lateral"))
+    output = sum(v for k, v in counts.items() if k.endswith(".output"))
+    rows: list[dict[str, object]] = [{"part": f"backbone {k}", "parameters": v} for k, v in backbone.items()]
+    rows += [
+        {"part": "FPN lateral 1×1 convs", "parameters": lateral},
+        {"part": "FPN output 3×3 convs", "parameters": output},
+        {"part": "backbone total", "parameters": sum(backbone.values())},
+        {"part": "FPN total", "parameters": lateral + output},
+    ]
+    return rows
+
+
+def join_names(names: Sequence[str]) -> str:
+    """``"c3, c4 and c5"``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+def _level_label(step: str) -> str:
+    """``"p3.lateral"`` -> ``"p3"``; backbone stages stay as they are."""
+    return step.split(".")[0]
+
+
+def timing_rows(report: cache.TimingReport) -> list[dict[str, object]]:
+    """One table row per step: milliseconds, GFLOPs, GFLOP/s, output MB and device."""
+    rows = []
+    for name, ms in report.steps.items():
+        gflops = report.flops.get(name, 0) / 1e9
+        rows.append(
+            {
+                "step": name,
+                "part": report.groups[name],
+                "ms": round(ms, 3),
+                "GFLOPs": round(gflops, 4),
+                "GFLOP/s": round(gflops / (ms / 1e3), 1) if ms > 0 else None,
+                "output MB": round(report.output_mb.get(name, 0.0), 3),
+                "device": report.device,
+            }
+        )
+    return rows
+
+
+@st.fragment
+def show_timing_panel(settings: S.Settings, repeats: int) -> None:
+    """Measure and show the timing panel; "Measure again" reruns only this fragment.
+
+    Args:
+        settings: the sidebar settings (the analysis comes from the caches, not from arguments,
+            so the fragment keeps no tensors alive between reruns).
+        repeats: timed runs per median.
+    """
+    from fpn_core.figures import bar_figure  # local: only this panel draws bars
+
+    st.button("Measure again", key=S.KEY_MEASURE, icon=":material/timer:", help="Rerun only the measurement.")
+    analysis = cache.analyse(settings.config(), settings.image, settings.image_digest, settings.size)  # type: ignore[arg-type]
+    with st.spinner(f"Timing {repeats} runs after one warm-up run…"):
+        report = cache.time_pyramid(analysis, settings.image, settings.size, repeats)  # type: ignore[arg-type]
+    for notice in report.notices:
+        st.warning(notice)
+    total = report.backbone_ms + report.fpn_ms
+    cols = st.columns(4)
+    cols[0].metric("Backbone", f"{report.backbone_ms:.1f} ms", border=True)
+    cols[1].metric("FPN", f"{report.fpn_ms:.1f} ms", border=True)
+    cols[2].metric("FPN share of total", f"{report.fpn_ms / total:.1%}" if total > 0 else "–", border=True)
+    cols[3].metric("Device", report.device.upper(), border=True)
+
+    per_level: dict[str, float] = {}
+    groups: dict[str, str] = {}
+    # Backbone stages first, then the FPN levels fine to coarse (the FPN runs coarse to fine).
+    order = sorted(report.steps, key=lambda n: (report.groups[n] != "backbone", _level_label(n)))
+    for name in order:
+        ms = report.steps[name]
+        label = _level_label(name)
+        if report.groups[name] == "fpn":
+            label = f"{label} (FPN)"
+        per_level[label] = per_level.get(label, 0.0) + ms
+        groups[label] = report.groups[name]
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        show_figure(
+            bar_figure,
+            list(per_level),
+            list(per_level.values()),
+            title=f"Median ms per stage and per pyramid level ({report.repeats} runs, {report.device})",
+            xlabel="milliseconds",
+            groups=[groups[label] for label in per_level],
+            download_name="timing.png",
+            key="download_timing",
+        )
+        st.caption(
+            "An FPN level's bar sums its lateral 1×1, top-down upsample + merge and 3×3 steps; "
+            "p6 is the subsampling of the top level."
+        )
+    with right:
+        rows = timing_rows(report)
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            height=36 * (len(rows) + 1) + 4,  # every row visible, no inner scrolling
+            column_config={
+                "ms": st.column_config.NumberColumn("ms", format="%.2f"),
+                "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
+                "GFLOP/s": st.column_config.NumberColumn("GFLOP/s", format="%.1f"),
+                "output MB": st.column_config.NumberColumn("output MB", format="%.2f"),
+            },
+        )
+        st.caption(
+            f"Input {settings.size} px long side, d = {settings.width}. GFLOPs are counted by torch's "
+            "FlopCounterMode for this input shape (one multiply-add = 2 FLOPs). The whole-pass medians above "
+            "are measured around each pass, so they can differ slightly from the sum of the steps."
+        )
