@@ -1,0 +1,479 @@
+"""Command line: inspect a pyramid on one image, or export its maps, overlays and metadata.
+
+Usage::
+
+    python -m fpn_core inspect IMAGE [--width N] [--stages c3,c4,c5] [--upsample nearest|bilinear]
+        [--merge sum|mean] [--no-p6] [--ablation full|no-top-down|no-lateral|finest-only]
+        [--weights imagenet|coco-fpn|random|PATH] [--device auto|cuda|mps|cpu] [--size N]
+        [--repeats N] [--seed N] [--no-download] [--json]
+    python -m fpn_core export IMAGE --out DIR [same options] [--scale 1|2|3] [--zip]
+        [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std] [--scope per-level|shared] [--no-timings]
+
+Bad input (an unreadable image, an option value the engine refuses) exits with status 2
+and one line on stderr, ``error: <message>``. Weights that cannot be found are not an
+error: the engine falls back (see ``fpn_core.weights``), the fallbacks are printed as
+``warning:`` lines on stderr and recorded in the report's provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from .device import resolve_device
+from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
+from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
+from .images import ImageError, load_image
+from .levels import DEFAULT_STAGES, level_of, stage_index, stride_of
+from .maps import COLORMAPS, REDUCTIONS, SCOPES, map_stats
+from .pyramid import (
+    DEFAULT_SIZE,
+    MAX_SIZE,
+    MIN_SIZE,
+    Pyramid,
+    PyramidConfig,
+    PyramidOutput,
+    build_pyramid,
+    count_flops,
+    count_parameters,
+    run_pyramid,
+)
+from .weights import WeightsError
+
+__all__ = ["EXIT_BAD_INPUT", "ZIP_NAME", "build_parser", "format_table", "inspect_report", "main"]
+
+EXIT_BAD_INPUT = 2
+ZIP_NAME = "fpn_export.zip"
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+WARMUP = 1
+#: PyramidConfig's field names, as the options that set them.
+_OPTION_OF = {"out_channels": "--width", "stages": "--stages"}
+_STEP_WHAT = {
+    "lateral": "1x1 lateral conv of {stage}",
+    "top_down": "upsample {above} to this size ({upsample}), {merge}",
+    "output": "3x3 conv (smooths the merged map)",
+    "pool": "subsample {below} by 2 (torchvision max_pool2d kernel 1, stride 2)",
+}
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m fpn_core`` parser with its ``inspect`` and ``export`` commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("image", help="image file (JPEG, PNG, WebP, BMP or TIFF)")
+    common.add_argument("--width", type=int, default=256, help="FPN width d, a multiple of 8 from 16 to 512")
+    common.add_argument(
+        "--stages", default=",".join(DEFAULT_STAGES), help="contiguous backbone stages, e.g. c2,c3,c4,c5"
+    )
+    common.add_argument("--upsample", choices=UPSAMPLE_MODES, default="nearest", help="top-down upsampling")
+    common.add_argument("--merge", choices=MERGE_MODES, default="sum", help="how lateral and top-down combine")
+    common.add_argument("--no-p6", action="store_true", help="leave out the stride-2 subsampled top level")
+    common.add_argument("--ablation", choices=tuple(ABLATIONS), default="full", help="the paper's Table 1 variants")
+    common.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet, coco-fpn, random, or a local weights file (FPN_WEIGHTS also names one)",
+    )
+    common.add_argument(
+        "--device", choices=DEVICE_CHOICES, default=None, help="where to run (default: FPN_DEVICE, else auto)"
+    )
+    common.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help=f"long side of the network input, {MIN_SIZE} to {MAX_SIZE} px"
+    )
+    common.add_argument("--repeats", type=int, default=3, help=f"timed runs (median), after {WARMUP} warm-up")
+    common.add_argument("--seed", type=int, default=0, help="seed of every random init")
+    common.add_argument("--no-download", action="store_true", help="never download weights")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    parser = argparse.ArgumentParser(prog="python -m fpn_core", description="FPN Explorer from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="shapes, statistics, time, FLOPs and parameters of every stage and level"
+    )
+    inspect.set_defaults(handler=_run_inspect)
+    export = commands.add_parser("export", parents=[common], help="write maps, overlays, a slide and metadata")
+    export.add_argument("--out", required=True, type=Path, help="folder to write into (created if needed)")
+    export.add_argument("--scale", type=int, choices=EXPORT_SCALES, default=1, help="PNG resolution multiplier")
+    export.add_argument("--zip", action="store_true", help=f"write one {ZIP_NAME} into --out instead of files")
+    export.add_argument("--cmap", default="jet", help=f"colour map, e.g. {', '.join(COLORMAPS)}")
+    export.add_argument("--alpha", type=float, default=0.5, help="colour weight of overlays, 0 to 1")
+    export.add_argument("--reduction", choices=REDUCTIONS, default="mean", help="how channels become one map")
+    export.add_argument("--scope", choices=SCOPES, default="per-level", help="colour range per map or shared")
+    export.add_argument(
+        "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
+    )
+    export.set_defaults(handler=_run_export)
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> tuple[PyramidConfig, list[str]]:
+    """The configuration the options describe, and notices about the device.
+
+    Raises:
+        ValueError: an option value the engine refuses, naming it.
+    """
+    if not MIN_SIZE <= args.size <= MAX_SIZE:
+        raise ValueError(f"--size must be from {MIN_SIZE} to {MAX_SIZE} pixels, got {args.size}")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    device, notice = resolve_device(args.device)
+    try:
+        config = PyramidConfig(
+            out_channels=args.width,
+            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
+            upsample=args.upsample,
+            merge=args.merge,
+            p6=not args.no_p6,
+            ablation=args.ablation,
+            weights=args.weights,
+            device=str(device),
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        # The engine names its own fields; say which option that is.
+        option = next((opt for field, opt in _OPTION_OF.items() if str(exc).startswith(field)), None)
+        raise ValueError(f"{option}: {exc}" if option else str(exc)) from None
+    return config, [notice] if notice else []
+
+
+def _analyse(args: argparse.Namespace) -> tuple[Pyramid, PyramidOutput, np.ndarray]:
+    """Validate the options, load the image, build the model and run it (cheap checks first).
+
+    Returns:
+        The model, its output, and the image as loaded (before resizing).
+    """
+    config, notices = _config_from_args(args)
+    image = load_image(args.image)
+    model = build_pyramid(config, allow_download=False if args.no_download else None)
+    _warn_weights(model)
+    out = run_pyramid(model, image, size=args.size, repeats=args.repeats, warmup=WARMUP)
+    for notice in [*notices, *out.notices]:
+        _warn(notice)
+    return model, out, image
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {_one_line(message, limit=200)}", file=sys.stderr)
+
+
+def _warn_weights(model: Pyramid) -> None:
+    """One short stderr line per weights fallback, then what was used instead."""
+    provenance = model.provenance
+    for reason in provenance.fallbacks:
+        _warn(f"weights fallback: {reason.split('. ')[0]}")
+    if provenance.fell_back:
+        _warn(f"{provenance.requested!r} weights unavailable, using {provenance.backbone}")
+
+
+def _one_line(message: object, limit: int = 400) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _stats(tensor: Tensor) -> dict[str, float]:
+    stats = map_stats(tensor)
+    return {"mean": stats["mean"], "std": stats["std"]}
+
+
+def _sum_steps(values: Mapping[str, float], level: str, ran: Iterable[str]) -> float:
+    """A level's total over the FPN steps that ran (an ablation leaves some convs unused)."""
+    return sum(values.get(k, 0) for k in ran if k.startswith(f"{level}."))
+
+
+def _step_rows(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], params: Mapping[str, int]) -> dict:
+    """The FPN steps per level, coarse to fine as the top-down path runs, in plain words."""
+    config = model.config
+    levels = [level_of(s) for s in config.stages]
+    steps: dict[str, list[dict]] = {}
+    for i in range(len(levels) - 1, -1, -1):
+        level, recorded = levels[i], out.steps.get(levels[i])
+        if recorded is None:
+            continue
+        words = {
+            "stage": config.stages[i],
+            "above": levels[i + 1] if i + 1 < len(levels) else "",
+            "upsample": config.upsample,
+            "merge": f"{config.merge} with the lateral",
+        }
+        if recorded.lateral is None:  # the no-lateral ablation: the top-down map passes alone
+            words["merge"] = "no lateral to merge (ablation)"
+        tensors = {"lateral": recorded.lateral, "top_down": recorded.merged, "output": recorded.output}
+        rows = []
+        for step, tensor in tensors.items():
+            key = f"{level}.{step}"
+            if key not in out.timings_ms or tensor is None or (step == "top_down" and recorded.top_down is None):
+                continue
+            rows.append(_step_row(step, _STEP_WHAT[step].format(**words), tensor, key, out, flops, params))
+        steps[level] = rows
+    for level, tensor in out.levels.items():
+        key = f"{level}.pool"
+        if key in out.timings_ms:
+            what = _STEP_WHAT["pool"].format(below=f"p{stage_index(level) - 1}")
+            steps[level] = [_step_row("pool", what, tensor, key, out, flops, params)]
+    return steps
+
+
+def _step_row(
+    step: str,
+    what: str,
+    tensor: Tensor,
+    key: str,
+    out: PyramidOutput,
+    flops: Mapping[str, int],
+    params: Mapping[str, int],
+) -> dict:
+    """One FPN step: what it does, the shape it produces, and its cost."""
+    return {
+        "step": step,
+        "what": what,
+        "shape": list(tensor.shape),
+        "ms": out.timings_ms[key],
+        "gflops": flops.get(key, 0) / 1e9,
+        "params": params.get(key, 0),
+    }
+
+
+def inspect_report(
+    model: Pyramid,
+    out: PyramidOutput,
+    flops: Mapping[str, int],
+    params: Mapping[str, int],
+    *,
+    image: str = "",
+    loaded_hw: tuple[int, int] | None = None,
+    size: int = DEFAULT_SIZE,
+) -> dict:
+    """Everything ``inspect`` shows, as plain JSON-ready data.
+
+    Args:
+        model: The pyramid that ran.
+        out: Its output on the image (``run_pyramid``).
+        flops: ``count_flops`` on the same image and size.
+        params: ``count_parameters(model)``.
+        image: The image's path, for the record.
+        loaded_hw: ``(height, width)`` of the image as loaded, before resizing.
+        size: The long side it was resized to.
+
+    Returns:
+        ``image``, ``device``, ``weights`` (``Provenance.as_dict()``), ``config``, ``run``
+        (size, repeats, warm-up), ``stages`` and ``levels`` (one row each: name, shape,
+        stride, channels, mean, std, ms, gflops, params; a level sums its FPN steps),
+        ``steps`` (per level, coarse to fine), ``total_ms`` and ``notices``.
+    """
+
+    def row(name: str, tensor: Tensor, ms: float, gflops: float, n_params: int) -> dict:
+        return {
+            "name": name,
+            "shape": list(tensor.shape),
+            "stride": stride_of(name),
+            "channels": int(tensor.shape[1]),
+            **_stats(tensor),
+            "ms": ms,
+            "gflops": gflops,
+            "params": n_params,
+        }
+
+    stages = [
+        row(name, t, out.timings_ms.get(name, 0.0), flops.get(name, 0) / 1e9, params.get(name, 0))
+        for name, t in out.stages.items()
+    ]
+    ran = [k for k in out.timings_ms if k != "total"]
+    levels = [
+        row(
+            name,
+            t,
+            _sum_steps(out.timings_ms, name, ran),
+            _sum_steps(flops, name, ran) / 1e9,
+            int(_sum_steps(params, name, ran)),
+        )
+        for name, t in out.levels.items()
+    ]
+    h, w = out.image.shape[:2]
+    return {
+        "image": {
+            "path": image,
+            "loaded_hw": list(loaded_hw) if loaded_hw else None,
+            "input_hw": [h, w],
+        },
+        "device": out.device,
+        "weights": model.provenance.as_dict(),
+        "config": model.config.as_dict(),
+        "run": {"size": size, "repeats": out.repeats, "warmup": WARMUP},
+        "stages": stages,
+        "levels": levels,
+        "steps": _step_rows(model, out, flops, params),
+        "total_ms": out.timings_ms["total"],
+        "notices": list(out.notices),
+    }
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """Aligned columns: the first ``left`` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            str(c).ljust(wd) if i < left else str(c).rjust(wd)
+            for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(padded).rstrip()
+
+    return [line(headers), line(["-" * wd for wd in widths]), *(line(r) for r in rows)]
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def format_table(report: Mapping) -> str:
+    """The human-readable ``inspect`` output: header, one row per map, the FPN steps, provenance.
+
+    Args:
+        report: From :func:`inspect_report`.
+
+    Returns:
+        The text, lines joined with newlines (no trailing newline).
+    """
+    cfg, weights, run = report["config"], report["weights"], report["run"]
+    image = report["image"]
+    lines = [f"FPN Explorer inspect: {image['path']}"]
+    if image["loaded_hw"]:
+        lh, lw = image["loaded_hw"]
+        ih, iw = image["input_hw"]
+        lines.append(f"image    {lw} × {lh} px, network input {iw} × {ih} px (long side {run['size']})")
+    lines.append(f"device   {report['device']}")
+    lines.append(
+        f"config   width {cfg['out_channels']}, stages {','.join(cfg['stages'])}, upsample {cfg['upsample']}, "
+        f"merge {cfg['merge']}, p6 {'on' if cfg['p6'] else 'off'}, ablation {cfg['ablation']}, seed {cfg['seed']}"
+    )
+    lines += _provenance_lines(weights)
+    lines.append("")
+
+    headers = ["name", "shape", "stride", "channels", "mean", "std", "ms", "GFLOPs", "params"]
+    rows = [
+        [
+            r["name"],
+            _shape(r["shape"]),
+            str(r["stride"]),
+            str(r["channels"]),
+            f"{r['mean']:.4g}",
+            f"{r['std']:.4g}",
+            f"{r['ms']:.2f}",
+            f"{r['gflops']:.3f}",
+            f"{r['params']:,}",
+        ]
+        for r in [*report["stages"], *report["levels"]]
+    ]
+    lines += _table(headers, rows, left=2)
+    lines.append("")
+    lines.append("FPN steps, in top-down order (a level's ms, GFLOPs and params above are the sums of its steps)")
+    step_rows = [
+        [level, s["step"], s["what"], _shape(s["shape"]), f"{s['ms']:.2f}", f"{s['gflops']:.3f}", f"{s['params']:,}"]
+        for level, steps in report["steps"].items()
+        for s in steps
+    ]
+    lines += _table(["level", "step", "what", "shape", "ms", "GFLOPs", "params"], step_rows, left=4)
+    lines.append("")
+    lines.append(
+        f"total    {report['total_ms']:.1f} ms (median of {run['repeats']} runs after {run['warmup']} warm-up; "
+        "backbone and FPN passes, each timed as a whole)"
+    )
+    lines += [f"notice   {n}" for n in report["notices"]]
+    return "\n".join(lines)
+
+
+def _provenance_lines(weights: Mapping) -> list[str]:
+    backbone = "trained" if weights["pretrained"] else "untrained"
+    fpn = "trained" if weights["fpn_pretrained"] else "untrained"
+    lines = [
+        f"weights  asked for {weights['requested']!r}; backbone {weights['backbone']} "
+        f"({backbone}, from {weights['source']}{', ' + weights['path'] if weights['path'] else ''})",
+        f"         FPN {weights['fpn']} ({fpn})",
+    ]
+    fallbacks = weights["fallbacks"]
+    if fallbacks:
+        lines.append(f"         fell back {len(fallbacks)} time(s), because:")
+        lines += [f"         {i}. {_one_line(reason)}" for i, reason in enumerate(fallbacks, 1)]
+    else:
+        lines.append("         no fallback: got what was asked for")
+    return lines
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    model, out, image = _analyse(args)
+    flops = count_flops(model, image, size=args.size)
+    report = inspect_report(
+        model, out, flops, count_parameters(model), image=str(args.image), loaded_hw=image.shape[:2], size=args.size
+    )
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    settings = {
+        "cmap": args.cmap,
+        "alpha": args.alpha,
+        "reduction": args.reduction,
+        "scope": args.scope,
+        "scale": float(args.scale),
+    }
+    check_export_settings(**settings)
+    _, out, _ = _analyse(args)
+    files = build_export(out, **settings, timings=not args.no_timings, source=Path(args.image).name)
+    try:
+        if args.zip:
+            args.out.mkdir(parents=True, exist_ok=True)
+            target = args.out / ZIP_NAME
+            target.write_bytes(zip_export(files))
+            written = [target]
+        else:
+            written = write_export(files, args.out)
+    except OSError as exc:
+        raise OSError(f"cannot write the export to {args.out}: {exc.strerror or exc}") from None
+    if args.json:
+        print(json.dumps({"out": str(args.out), "written": [str(p) for p in written], "files": sorted(files)}))
+    else:
+        where = written[0] if args.zip else args.out
+        print(f"wrote {len(files)} files to {where}")
+        for name in files:
+            print(f"  {name}")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: The arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 on bad input (one ``error:`` line on stderr).
+    """
+    args = build_parser().parse_args(argv)  # argparse exits 2 on its own errors
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (ImageError, WeightsError, ValueError, OSError) as exc:
+        # ImageError is a ValueError; OSError covers an --out folder that cannot be written.
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

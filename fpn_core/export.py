@@ -1,0 +1,322 @@
+"""The export bundle: every map, overlay and a slide of one analysis, with its metadata.
+
+:func:`build_export` turns a :class:`~fpn_core.pyramid.PyramidOutput` into a mapping of file
+names to bytes, so the dashboard can offer it as a download and the CLI can write it to a
+folder (:func:`write_export`) or a zip (:func:`zip_export`). No streamlit here.
+
+The bundle is deterministic: the same image, configuration and settings give the same
+bytes (PNGs carry no software or date stamp, the zip has fixed timestamps and sorted
+names). Timings are the one thing that changes from run to run; ``timings=False`` leaves
+them out of ``metadata.json``.
+
+Layout::
+
+    input.png           the resized image the network saw
+    maps/<name>.png     the channel-reduced map of every stage (c1..c5) and level (p*)
+    overlays/<name>.png each map blended over the input
+    slide.png           a 16:9 slide: the input and one overlay per pyramid level
+    metadata.json       configuration, weights, shapes, statistics, timings, versions
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import zipfile
+from collections.abc import Mapping
+from importlib import metadata as importlib_metadata
+from pathlib import Path, PurePosixPath
+
+import matplotlib
+import numpy as np
+import torch
+import torchvision
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+
+from .figures import map_figure, overlay_figure, slide_figure
+from .levels import stride_of
+from .maps import COLORMAPS, REDUCTIONS, SCOPES, MapRange, map_ranges, map_stats, reduce_channels
+from .pyramid import PyramidOutput
+
+__all__ = [
+    "EXPORT_SCALES",
+    "METADATA_NAME",
+    "build_export",
+    "check_export_settings",
+    "fpn_core_version",
+    "write_export",
+    "zip_export",
+]
+
+METADATA_NAME = "metadata.json"
+#: Resolution multipliers offered for the PNGs (1 = 100 dpi).
+EXPORT_SCALES: tuple[int, ...] = (1, 2, 3)
+_DPI = 100
+#: Any date before 1980 is invalid in a zip; this fixed one makes archives reproducible.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def fpn_core_version() -> str:
+    """The installed project's version, or ``"unknown"`` when it runs from a source tree."""
+    import fpn_core
+
+    version = getattr(fpn_core, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        return importlib_metadata.version("fpn-explorer")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_export(
+    out: PyramidOutput,
+    *,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    reduction: str = "mean",
+    scope: str = "per-level",
+    scale: float = 1.0,
+    timings: bool = True,
+    source: str | None = None,
+) -> dict[str, bytes]:
+    """Render one analysis into the files of an export bundle.
+
+    Args:
+        out: The analysis, from ``run_pyramid``.
+        cmap: Matplotlib colour map of maps, overlays and slide.
+        alpha: Weight of the colour over the image in overlays, in ``[0, 1]``.
+        reduction: How channels are collapsed into one map, one of ``maps.REDUCTIONS``.
+        scope: ``"per-level"`` (each map its own colour range) or ``"shared"`` (one range
+            for all stages and one for all levels, so their strengths compare).
+        scale: Resolution multiplier of the PNGs (1 = 100 dpi).
+        timings: Include the measured milliseconds in ``metadata.json``. Timings change
+            from run to run; leave them out for byte-identical bundles.
+        source: Where the image came from (e.g. its file name), recorded in the metadata.
+
+    Returns:
+        File name (POSIX, relative) -> file bytes, in the layout of the module docstring.
+
+    Raises:
+        ValueError: If a setting is out of range, naming it.
+    """
+    check_export_settings(cmap=cmap, alpha=alpha, reduction=reduction, scope=scope, scale=scale)
+    features = {**out.stages, **out.levels}
+    reduced = {name: reduce_channels(t, reduction) for name, t in features.items()}
+    ranges = {
+        **map_ranges({n: reduced[n] for n in out.stages}, scope),
+        **map_ranges({n: reduced[n] for n in out.levels}, scope),
+    }
+    weights = out.provenance.summary()
+    bar_label = f"channel {reduction} activation"
+
+    files: dict[str, bytes] = {"input.png": _array_png(out.image)}
+    for name, tensor in features.items():
+        caption = _caption(name, tensor)
+        files[f"maps/{name}.png"] = _figure_png(
+            map_figure(
+                reduced[name],
+                title=f"{caption}\nchannel {reduction}",
+                rng=ranges[name],
+                cmap=cmap,
+                colorbar_label=bar_label,
+            ),
+            scale,
+        )
+        files[f"overlays/{name}.png"] = _figure_png(
+            overlay_figure(
+                out.image,
+                reduced[name],
+                title=f"{caption}\n{weights}",
+                rng=ranges[name],
+                alpha=alpha,
+                cmap=cmap,
+                colorbar_label=bar_label,
+            ),
+            scale,
+        )
+    level_names = list(out.levels)
+    slide_rng: MapRange | list[MapRange] = (
+        ranges[level_names[0]] if scope == "shared" else [ranges[n] for n in level_names]
+    )
+    files["slide.png"] = _figure_png(
+        slide_figure(
+            out.image,
+            [(f"{n} (stride {stride_of(n)})", reduced[n]) for n in level_names],
+            rng=slide_rng,
+            alpha=alpha,
+            cmap=cmap,
+            suptitle=f"FPN levels, width {out.config.out_channels}, channel {reduction}: {weights}",
+            colorbar_label=bar_label,
+        ),
+        scale,
+    )
+    settings = {
+        "cmap": cmap,
+        "alpha": alpha,
+        "reduction": reduction,
+        "scope": scope,
+        "scale": scale,
+        "dpi": _DPI * scale,
+        "timings": timings,
+    }
+    meta = _metadata(out, features, reduced, ranges, settings, source)
+    files[METADATA_NAME] = (json.dumps(_finite(meta), indent=2, allow_nan=False) + "\n").encode("utf-8")
+    return dict(sorted(files.items()))
+
+
+def check_export_settings(*, cmap: str, alpha: float, reduction: str, scope: str, scale: float) -> None:
+    """Refuse export settings :func:`build_export` cannot use, before any work is done.
+
+    Raises:
+        ValueError: naming the bad setting and its value.
+    """
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"cmap must be a matplotlib colour map (e.g. {', '.join(COLORMAPS)}), got {cmap!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= max(EXPORT_SCALES)):
+        raise ValueError(f"scale must be above 0 and at most {max(EXPORT_SCALES)}, got {scale!r}")
+
+
+def _caption(name: str, tensor: Tensor) -> str:
+    """``"p4 · stride 16 · 1×256×16×16 · width 256"``: what a map is, for titles."""
+    shape = "×".join(str(s) for s in tensor.shape)
+    return f"{name} · stride {stride_of(name)} · {shape} · width {tensor.shape[1]}"
+
+
+def _metadata(
+    out: PyramidOutput,
+    features: Mapping[str, Tensor],
+    reduced: Mapping[str, np.ndarray],
+    ranges: Mapping[str, MapRange],
+    settings: dict,
+    source: str | None,
+) -> dict:
+    h, w = out.image.shape[:2]
+    return {
+        "fpn_explorer_export": 1,
+        "input": {
+            "source": source,
+            "height": h,
+            "width": w,
+            "sha256": hashlib.sha256(np.ascontiguousarray(out.image).tobytes()).hexdigest(),
+        },
+        "config": out.config.as_dict(),
+        "weights": out.provenance.as_dict(),
+        "device": out.device,
+        "shapes": {name: list(t.shape) for name, t in features.items()},
+        "strides": {name: stride_of(name) for name in features},
+        "stats": {name: map_stats(t) for name, t in features.items()},
+        "map_ranges": {name: {"vmin": ranges[name].vmin, "vmax": ranges[name].vmax} for name in reduced},
+        "timings_ms": dict(out.timings_ms) if settings["timings"] else None,
+        "repeats": out.repeats if settings["timings"] else None,
+        "notices": list(out.notices),
+        "export": settings,
+        "versions": {
+            "fpn_core": fpn_core_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": np.__version__,
+            "matplotlib": matplotlib.__version__,
+        },
+    }
+
+
+def _finite(value: object) -> object:
+    """Non-finite floats become None, so the JSON stays valid (``NaN`` is not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _figure_png(fig: Figure, scale: float) -> bytes:
+    """PNG bytes of a figure, with no software stamp, then release it.
+
+    Like ``figures.figure_to_png``, plus ``metadata={"Software": None}``: the PNG then
+    depends only on what is drawn, not on the matplotlib version that drew it.
+    """
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=_DPI * scale, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        fig.clear()
+    return buffer.getvalue()
+
+
+def _array_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    """A bundle file name as a relative path that cannot leave the export folder."""
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise ValueError(f"export file names must be relative paths inside the bundle, got {name!r}")
+    return path
+
+
+def write_export(files: Mapping[str, bytes], out_dir: Path | str) -> list[Path]:
+    """Write a bundle into a folder (created if needed); existing files of the same name are replaced.
+
+    Args:
+        files: File name -> bytes, from :func:`build_export`.
+        out_dir: The folder.
+
+    Returns:
+        The paths written, sorted by name.
+
+    Raises:
+        ValueError: If a file name would leave ``out_dir``.
+        OSError: If the folder or a file cannot be written.
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for name in sorted(files):
+        path = out_dir.joinpath(*_safe_name(name).parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[name])
+        written.append(path)
+    return written
+
+
+def zip_export(files: Mapping[str, bytes]) -> bytes:
+    """A deterministic zip of a bundle: sorted names, fixed timestamps and permissions.
+
+    Args:
+        files: File name -> bytes, from :func:`build_export`.
+
+    Returns:
+        The zip archive's bytes; identical files give identical bytes.
+
+    Raises:
+        ValueError: If a file name is not a relative path inside the bundle.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(str(_safe_name(name)), date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16  # rw-r--r--, not the process umask
+            info.create_system = 3  # Unix, whatever machine wrote it
+            archive.writestr(info, files[name])
+    return buffer.getvalue()

@@ -1,0 +1,250 @@
+"""The command line: shapes from real tensors, one-line errors with status 2, weights fallbacks."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus import write_corpus
+from PIL import Image
+
+from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, build_pyramid, cli, load_image, run_pyramid
+from fpn_core.levels import stride_of
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
+SIZE = 192
+FAST = ["--weights", "random", "--no-download", "--size", str(SIZE), "--repeats", "1"]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """A bundled photo, else a generated one with an odd size."""
+    if SAMPLES:
+        return SAMPLES[0]
+    path = tmp_path_factory.mktemp("img") / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (301, 457, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_cache() -> dict[PyramidConfig, object]:
+    return {}
+
+
+@pytest.fixture
+def cached_models(monkeypatch, model_cache):
+    """The CLI's build_pyramid, remembering each model per configuration for this module."""
+
+    def build(config: PyramidConfig, **kwargs):
+        if config not in model_cache:
+            model_cache[config] = build_pyramid(config, **kwargs)
+        return model_cache[config]
+
+    monkeypatch.setattr(cli, "build_pyramid", build)
+    return model_cache
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fpn_core", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+@pytest.mark.parametrize("width", [16, 128, 512])
+def test_inspect_json_shapes_are_the_real_tensors(capsys, cached_models, sample, width):
+    code, out, err = run_main(capsys, "inspect", sample, "--width", width, "--json", *FAST)
+    assert code == 0, err
+    report = json.loads(out)
+
+    config = next(c for c in cached_models if c.out_channels == width)
+    result = run_pyramid(cached_models[config], load_image(sample), size=SIZE)
+    h, w = result.image.shape[:2]
+    assert report["image"]["input_hw"] == [h, w]
+    assert max(h, w) == SIZE
+    for kind, tensors in (("stages", result.stages), ("levels", result.levels)):
+        rows = {row["name"]: row for row in report[kind]}
+        assert list(rows) == list(tensors)
+        for name, tensor in tensors.items():
+            stride = stride_of(name)
+            channels = width if kind == "levels" else RESNET50_FEATURE_INFO[name].num_chs
+            assert rows[name]["shape"] == list(tensor.shape)
+            assert rows[name]["shape"] == [1, channels, math.ceil(h / stride), math.ceil(w / stride)]
+            assert rows[name]["channels"] == channels and rows[name]["stride"] == stride
+            assert rows[name]["mean"] == pytest.approx(float(tensor.mean()), rel=1e-4, abs=1e-6)
+    assert [row["name"] for row in report["levels"]] == ["p3", "p4", "p5", "p6"]
+
+
+def test_inspect_json_reports_costs_steps_and_provenance(capsys, cached_models, sample):
+    code, out, _ = run_main(capsys, "inspect", sample, "--width", 64, "--json", *FAST)
+    assert code == 0
+    report = json.loads(out)
+    model = next(iter(m for c, m in cached_models.items() if c.out_channels == 64))
+
+    assert report["weights"] == model.provenance.as_dict()
+    assert report["config"] == model.config.as_dict()
+    assert report["device"] == str(model.device)
+    assert report["run"] == {"size": SIZE, "repeats": 1, "warmup": 1}
+    stages = {row["name"]: row for row in report["stages"]}
+    assert stages["c5"]["params"] == sum(p.numel() for p in model.backbone.layer4.parameters())
+    assert all(row["gflops"] > 0 and row["ms"] > 0 for row in report["stages"])
+    assert report["total_ms"] > 0
+    # A level's numbers are the sums of its FPN steps, listed coarse to fine.
+    assert list(report["steps"]) == ["p5", "p4", "p3", "p6"]
+    assert [s["step"] for s in report["steps"]["p4"]] == ["lateral", "top_down", "output"]
+    for level in report["levels"]:
+        steps = report["steps"][level["name"]]
+        assert level["ms"] == pytest.approx(sum(s["ms"] for s in steps))
+        assert level["params"] == sum(s["params"] for s in steps)
+    p3_convs = [*model.fpn.inner_blocks[0].parameters(), *model.fpn.layer_blocks[0].parameters()]
+    assert report["levels"][0]["params"] == sum(p.numel() for p in p3_convs) == (512 * 64 + 64) + (9 * 64 * 64 + 64)
+
+
+def test_inspect_table_is_aligned_and_complete(capsys, cached_models, sample):
+    code, out, err = run_main(capsys, "inspect", sample, "--width", 128, *FAST)
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("name "))
+    table = lines[header : lines.index("", header)]
+    assert len(table) == 2 + 5 + 4  # header, rule, c1..c5, p3..p6
+    assert len({len(line) for line in table}) == 1  # right-aligned last column: equal widths
+    for column in ("shape", "stride", "channels", "mean", "std", "ms", "GFLOPs", "params"):
+        assert column in table[0]
+    assert [line.split()[0] for line in table[2:]] == ["c1", "c2", "c3", "c4", "c5", "p3", "p4", "p5", "p6"]
+    p4 = next(line for line in table if line.startswith("p4"))
+    h, w = load_image(sample).shape[:2]
+    scale = SIZE / max(h, w)
+    assert f"1×128×{math.ceil(round(h * scale) / 16)}×{math.ceil(round(w * scale) / 16)}" in p4
+    assert "FPN steps" in out and "top_down" in out
+    assert "weights  asked for 'random'" in out and "no fallback" in out
+    assert "device   " in out and "total" in out
+
+
+def test_inspect_runs_as_a_module(test_env, sample):
+    done = run_subprocess(test_env, "inspect", sample, "--width", 16, "--json", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["levels"][0]["shape"][1] == 16
+    assert done.stderr == ""
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_image_exits_2_with_one_line(test_env, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    done = run_subprocess(test_env, "inspect", bad, *FAST)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_bad_width_exits_2_with_one_line(test_env, sample):
+    done = run_subprocess(test_env, "inspect", sample, "--width", 100, *FAST)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert "--width" in done.stderr and "100" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--width", "7"], "7"),
+        (["--width", "1024"], "1024"),
+        (["--stages", "c3,c5"], "c3,c5"),
+        (["--stages", "c4"], "c4"),
+        (["--size", "5000"], "5000"),
+        (["--repeats", "0"], "0"),
+    ],
+)
+def test_bad_option_values_exit_2_naming_the_value(capsys, sample, args, named):
+    code, out, err = run_main(capsys, "inspect", sample, *FAST, *args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and named in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--width", "abc"], ["--upsample", "cubic"], ["--device", "tpu"], ["--ablation", "none"], []],
+)
+def test_argparse_errors_exit_2(capsys, sample, args):
+    argv = ["inspect", sample, *args] if args else ["inspect"]
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2 and "error:" in err
+
+
+def test_export_bad_settings_fail_before_any_work(capsys, sample, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad setting"))
+    code, _, err = run_main(capsys, "export", sample, "--out", tmp_path, "--cmap", "nope", *FAST)
+    assert code == 2 and "nope" in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_corpus_bad_files_exit_2_with_one_line(capsys, corpus):
+    bad = [(case, path) for case, path in corpus if case.expect == "error"]
+    assert bad
+    for case, path in bad:
+        code, out, err = run_main(capsys, "inspect", path, *FAST)
+        assert code == 2 and out == "", case.name
+        assert err.count("\n") == 1 and err.startswith("error: "), (case.name, err)
+
+
+def test_corpus_odd_but_good_files_inspect(capsys, cached_models, corpus):
+    for case, path in corpus:
+        if case.expect == "ok":
+            code, out, err = run_main(capsys, "inspect", path, "--json", "--width", 16, *FAST, "--size", 64)
+            assert code == 0, (case.name, err)
+            assert max(json.loads(out)["image"]["input_hw"]) == 64, case.name
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def test_missing_weights_file_falls_back_and_says_so(capsys, sample, tmp_path, cached_models):
+    missing = tmp_path / "no_such_weights.pth"
+    code, out, err = run_main(capsys, "inspect", sample, "--json", *FAST, "--weights", missing)
+    assert code == 0, err
+    weights = json.loads(out)["weights"]
+    assert weights["requested"] == str(missing)
+    assert weights["source"] == "random init" and not weights["pretrained"]
+    assert any(str(missing) in reason for reason in weights["fallbacks"])
+    warnings = err.splitlines()
+    assert len(warnings) == len(weights["fallbacks"]) + 1
+    assert all(line.startswith("warning: ") and len(line) <= 220 for line in warnings)
+
+
+def test_table_explains_fallbacks_in_plain_words(capsys, sample, tmp_path, cached_models):
+    missing = tmp_path / "gone.pth"
+    code, out, _ = run_main(capsys, "inspect", sample, *FAST, "--weights", missing)
+    assert code == 0
+    assert "fell back 2 time(s), because:" in out
+    assert f"1. weights file {missing} does not exist" in out
