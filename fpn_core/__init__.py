@@ -8,6 +8,8 @@ Typical use::
     out.levels["p4"].shape   # (1, 128, H/16, W/16)
 """
 
+__version__ = "0.1.0"
+
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone
 from .device import available_devices, resolve_device
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN

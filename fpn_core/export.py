@@ -33,12 +33,11 @@ import matplotlib
 import numpy as np
 import torch
 import torchvision
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from .figures import map_figure, overlay_figure, slide_figure
+from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
 from .maps import COLORMAPS, REDUCTIONS, SCOPES, MapRange, map_ranges, map_stats, reduce_channels
 from .pyramid import PyramidOutput
@@ -244,18 +243,7 @@ def _finite(value: object) -> object:
 
 
 def _figure_png(fig: Figure, scale: float) -> bytes:
-    """PNG bytes of a figure, with no software stamp, then release it.
-
-    Like ``figures.figure_to_png``, plus ``metadata={"Software": None}``: the PNG then
-    depends only on what is drawn, not on the matplotlib version that drew it.
-    """
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=_DPI * scale, bbox_inches="tight", metadata={"Software": None})
-    finally:
-        fig.clear()
-    return buffer.getvalue()
+    return figure_to_png(fig, scale=scale, dpi=_DPI)
 
 
 def _array_png(image: np.ndarray) -> bytes:

@@ -456,7 +456,8 @@ def figure_to_png(fig: Figure, *, scale: float = 1.0, dpi: int = 100) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=dpi * scale, bbox_inches="tight")
+        # No software stamp: the PNG depends only on what is drawn (reproducible exports).
+        fig.savefig(buffer, format="png", dpi=dpi * scale, bbox_inches="tight", metadata={"Software": None})
     finally:
         fig.clear()
     return buffer.getvalue()

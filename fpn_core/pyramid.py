@@ -32,7 +32,7 @@ from .levels import (
     torchvision_key_to_level,
     validate_stages,
 )
-from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_timings
+from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_run
 from .weights import (
     COCO,
     IMAGENET,
@@ -417,7 +417,12 @@ def cpu_copy(module: M) -> M:
 
 
 def _repeat(run: Callable[[Recorder], object], device: torch.device, repeats: int, warmup: int) -> tuple[object, dict]:
-    """Run ``warmup`` untimed then ``repeats`` timed passes; median ms per step plus ``"total"``."""
+    """Run ``warmup`` untimed then ``repeats`` timed passes.
+
+    Returns the last result and the timings of the median run (by total time): per-step
+    milliseconds plus ``"total"``, measured around the whole pass. Taking every step from one
+    run, rather than a median per step, keeps the parts consistent with the total.
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     result = None
@@ -432,7 +437,7 @@ def _repeat(run: Callable[[Recorder], object], device: torch.device, repeats: in
         synchronize(device)
         total = (time.perf_counter() - t0) * 1e3
         runs.append({**timer.result(), "total": total})
-    return result, median_timings(runs)
+    return result, median_run(runs)
 
 
 def run_backbone(

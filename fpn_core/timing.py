@@ -6,7 +6,6 @@ stays read-only and concurrent sessions cannot see each other's measurements.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -85,8 +84,9 @@ class FlopRecorder:
         self.flops[name] = self.flops.get(name, 0) + int(counter.get_total_flops())
 
 
-def median_timings(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """The per-key median over repeated runs (keys in the first run's order)."""
+def median_run(runs: Sequence[Mapping[str, float]], key: str = "total") -> dict[str, float]:
+    """The run whose ``key`` time is the median (the lower middle for an even count)."""
     if not runs:
         return {}
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    ordered = sorted(runs, key=lambda run: run[key])
+    return dict(ordered[(len(ordered) - 1) // 2])
