@@ -35,6 +35,7 @@ if analysis is not None:
                 cmap=settings.colormap,
                 colorbar_label=settings.reduction_label,
                 spec=views.figure_spec(settings, analysis, "stage-map", name),
+                download_name=f"stage_{name}_map.png",
             )
         with right:
             views.show_figure(
@@ -44,5 +45,6 @@ if analysis is not None:
                 name=name,
                 cmap=settings.colormap,
                 spec=views.figure_spec(settings, analysis, "stage-grid", name),
+                download_name=f"stage_{name}_top_channels.png",
             )
         st.divider()

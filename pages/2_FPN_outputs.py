@@ -66,6 +66,7 @@ if analysis is not None:
                 cmap=settings.colormap,
                 suptitle=f"{stage} → {level}",
                 spec=views.figure_spec(settings, analysis, "steps", analysis.model.config, level),
+                download_name=f"steps_{level}.png",
             )
         with right:
             st.markdown(views.feature_caption(stage, stages[stage]))

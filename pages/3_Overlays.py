@@ -6,7 +6,7 @@ import streamlit as st
 
 from fpn_core.figures import overlay_figure
 from ui import state as S
-from ui import views
+from ui import teaching, views
 
 settings = views.start_page(
     "Overlays",
@@ -16,9 +16,13 @@ settings = views.start_page(
 )
 analysis = views.load_analysis(settings)
 if analysis is not None:
-    group = st.segmented_control(
-        "Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP, persist_state="session"
-    )
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    with left:
+        group = st.segmented_control(
+            "Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP, persist_state="session"
+        )
+    with right:
+        teaching.overlays_zip_button(settings, analysis)
     features = analysis.backbone.stages if group == S.GROUP_STAGES else analysis.fpn.levels
     maps = views.reduced_maps(features, settings.reduction)
     ranges = views.ranges_for(maps, settings.scope)

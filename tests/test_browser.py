@@ -38,6 +38,10 @@ PAGES = {
     "FPN_outputs": "FPN outputs",
     "Overlays": "Overlays",
     "Timing": "Timing",
+    "Step_by_step": "FPN step by step",
+    "AB_comparison": "A/B comparison",
+    "Scale_probe": "Scale probe",
+    "Export": "Export",
 }
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGE_TIMEOUT_MS = 180_000
@@ -220,3 +224,19 @@ def test_width_change_persists_across_pages(server: str, browser: object) -> Non
     (ROOT / "artifacts" / "browser_timings.txt").write_text(
         f"width_change_ms={width_ms:.0f}\nalpha_change_ms={alpha_ms:.0f}\n", encoding="utf-8"
     )
+
+
+def test_url_with_query_params_opens_that_view(server: str, browser: object) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = _open(browser, f"{server}/FPN_outputs?fpn_width=64&map_colormap=nope", "FPN outputs")
+    try:
+        _no_exception(page)
+        assert _thumb(page, "FPN channel width d").input_value() == "64"
+        body = page.inner_text("body")
+        assert "shape 64 × 64 × 64" in body
+        assert "map_colormap=nope" in body and "not valid" in body
+        # The address bar now holds the whole view, the corrected colour map included.
+        assert "fpn_width=64" in page.url and "map_colormap=viridis" in page.url
+        page.screenshot(path=str(SHOTS / "FPN_outputs_from_link.png"), full_page=True)
+    finally:
+        page.context.close()

@@ -32,6 +32,7 @@ from fpn_core import (
     Pyramid,
     PyramidConfig,
     PyramidFPN,
+    PyramidOutput,
     ResNetBackbone,
     build_backbone,
     build_fpn,
@@ -40,7 +41,8 @@ from fpn_core import (
     run_fpn,
     with_fpn,
 )
-from fpn_core.images import list_samples, load_image, make_scales_image
+from fpn_core.export import build_export, zip_export
+from fpn_core.images import Box, list_samples, load_image, make_scales_image
 from fpn_core.weights import WEIGHTS_ENV
 
 ANALYSIS_TTL_S = 3600
@@ -116,6 +118,12 @@ def load_scales() -> LoadedImage:
     image = make_scales_image().image
     image.setflags(write=False)
     return LoadedImage(image, "scales-" + digest_of(image))
+
+
+@st.cache_resource(show_spinner=False)
+def scales_boxes() -> tuple[Box, ...]:
+    """The boxes of the synthetic "scales" image (one per drawn shape, smallest first)."""
+    return make_scales_image().boxes
 
 
 @st.cache_data(show_spinner=False, ttl=600)
@@ -293,3 +301,50 @@ def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int,
         repeats=repeats,
         notices=tuple(bb.notices + fp.notices),
     )
+
+
+# ------------------------------------------------------------------------------- export
+
+
+def pyramid_output(analysis: Analysis) -> PyramidOutput:
+    """The cached analysis as the engine's ``PyramidOutput`` (what ``fpn_core.export`` takes)."""
+    bb, fp = analysis.backbone, analysis.fpn
+    return PyramidOutput(
+        image=bb.image,
+        stages=bb.stages,
+        levels=fp.levels,
+        steps=fp.steps,
+        timings_ms={**bb.timings_ms, **fp.timings_ms, "total": bb.total_ms + fp.total_ms},
+        config=analysis.model.config,
+        provenance=analysis.model.provenance,
+        device=bb.device,
+        repeats=1,
+        notices=list(analysis.notices),
+    )
+
+
+@dataclass(frozen=True)
+class ExportBundle:
+    """One "Export all" bundle: its files and the zip of them.
+
+    Attributes:
+        files: file name -> bytes, as ``fpn_core.export.build_export`` lays them out.
+        archive: the deterministic zip of ``files``.
+    """
+
+    files: dict[str, bytes]
+    archive: bytes
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
+def get_export(spec: tuple, settings: dict, _analysis: Analysis) -> ExportBundle:
+    """Build (once per ``spec``) the export bundle of an analysis.
+
+    Args:
+        spec: everything the bundle depends on (image digest, size, configuration, weights
+            loaded, map settings, scale); it keys the cache.
+        settings: ``build_export``'s keyword arguments (cmap, alpha, reduction, scope, scale, source).
+        _analysis: the cached analysis (left out of the key).
+    """
+    files = build_export(pyramid_output(_analysis), **settings)
+    return ExportBundle(files, zip_export(files))

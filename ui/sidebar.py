@@ -18,12 +18,12 @@ from fpn_core import FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, av
 from fpn_core.images import MAX_UPLOAD_BYTES, ImageError, load_image
 from fpn_core.levels import validate_stages
 from fpn_core.maps import COLORMAPS, REDUCTIONS, SCOPES
-from ui import cache
+from ui import cache, urlstate
 from ui import state as S
 
 PERSIST = "session"
 #: Prefix of the plain session-state copy kept for each sidebar widget.
-KEPT = "_kept_"
+KEPT = urlstate.KEPT
 #: Decoded uploads are kept at most this long on their long side (the largest input size).
 UPLOAD_MAX_SIDE = S.SIZE_MAX
 
@@ -159,6 +159,8 @@ def show_sidebar() -> S.Settings:
         The current ``Settings``.
     """
     sb = st.sidebar
+    devices = available_devices()
+    urlstate.seed_from_url(list(cache.sample_names()), devices)
     sb.header("Image")
     image, name, digest = _choose_image()
     if image is not None:
@@ -186,7 +188,6 @@ def show_sidebar() -> S.Settings:
         step=S.SIZE_STEP,
         **_keep(S.KEY_SIZE, S.DEFAULT_SIZE),
     )
-    devices = available_devices()
     _drop_if_gone(S.KEY_DEVICE, devices)
     device = sb.selectbox("Device", devices, **_keep(S.KEY_DEVICE, devices[0]))
     weights = sb.selectbox(
@@ -213,6 +214,15 @@ def show_sidebar() -> S.Settings:
         **_keep(S.KEY_SCOPE, S.DEFAULT_SCOPE),
         help="Per level shows the pattern inside each map; shared shows which level is strongest.",
     )
+    export_scale = sb.radio(
+        "Export resolution",
+        S.EXPORT_SCALES,
+        format_func=lambda s: f"{s}× ({100 * s} dpi)",
+        horizontal=True,
+        **_keep(S.KEY_EXPORT_SCALE, S.DEFAULT_EXPORT_SCALE),
+        help="Resolution of every PNG download (2× or 3× for slides). The screen always shows 1×.",
+    )
+    _show_share_hint(urlstate.write_to_url())
     return S.Settings(
         image=image,  # type: ignore[arg-type]
         image_name=name,
@@ -229,4 +239,21 @@ def show_sidebar() -> S.Settings:
         colormap=str(colormap),
         alpha=float(alpha),
         scope=str(scope),
+        export_scale=int(export_scale),
+    )
+
+
+def _show_share_hint(params: dict[str, str]) -> None:
+    """The "copy link" hint: the address bar holds every setting; a copyable link below."""
+    sb = st.sidebar
+    sb.header("Share")
+    with sb.expander("Copy link to this view", icon=":material/link:"):
+        st.caption(
+            "The address bar holds every setting above, so copying it shares this exact view. "
+            "Or copy this link (the copy button is at its top right):"
+        )
+        st.code(urlstate.share_link(params), language=None, wrap_lines=True)
+    sb.caption(
+        "Uploaded images can't travel in a URL: a link made with an upload opens on the upload "
+        "source without the image. Share a sample or the scales image instead."
     )

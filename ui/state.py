@@ -32,6 +32,18 @@ KEY_RETRY = "weights_retry"
 KEY_REPEATS = "timing_repeats"
 KEY_MEASURE = "timing_measure"
 KEY_OVERLAY_GROUP = "overlay_group"
+KEY_EXPORT_SCALE = "export_scale"
+KEY_OVERLAY_ZIP = "download_overlays_zip"
+# Page widgets of the teaching pages (not in the URL: they belong to one page).
+KEY_STEPS_ABLATION = "steps_ablation"
+KEY_STEPS_PER_PANEL = "steps_per_panel"
+KEY_AB_PRESET = "ab_preset"
+#: Prefix of the A/B page's per-side widgets: ``ab_a_width``, ``ab_b_ablation`` ...
+KEY_AB_PREFIX = "ab_"
+AB_FIELDS: tuple[str, ...] = ("width", "stages", "upsample", "merge", "weights", "ablation")
+KEY_PROBE_SOURCE = "probe_source"
+KEY_PROBE_BOXES = "probe_boxes"
+KEY_EXPORT_ZIP = "download_export_zip"
 
 #: Every sidebar widget key, in the order they appear.
 SIDEBAR_KEYS: tuple[str, ...] = (
@@ -50,6 +62,7 @@ SIDEBAR_KEYS: tuple[str, ...] = (
     KEY_COLORMAP,
     KEY_ALPHA,
     KEY_SCOPE,
+    KEY_EXPORT_SCALE,
 )
 
 # ------------------------------------------------------------- non-widget session entries
@@ -65,7 +78,7 @@ LAST_STAGES = "_last_valid_stages"
 # ------------------------------------------------------------------------------ choices
 SOURCE_SAMPLE, SOURCE_SCALES, SOURCE_UPLOAD = "Sample photo", "Scales (synthetic)", "Upload"
 SOURCES: tuple[str, ...] = (SOURCE_SAMPLE, SOURCE_SCALES, SOURCE_UPLOAD)
-UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 
 REDUCTION_LABELS: dict[str, str] = {
     "mean": "channel mean",
@@ -97,6 +110,9 @@ DEFAULT_SCOPE = "per-level"
 DEFAULT_WEIGHTS = "imagenet"
 DEFAULT_STAGES_CHOICE: tuple[str, ...] = DEFAULT_STAGES
 DEFAULT_REPEATS = 5
+#: PNG download resolutions (1x = 100 dpi), as fpn_core.export offers them.
+EXPORT_SCALES: tuple[int, ...] = (1, 2, 3)
+DEFAULT_EXPORT_SCALE = 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,7 @@ class Settings:
         colormap: matplotlib colour map name.
         alpha: overlay opacity in [0, 1].
         scope: ``"per-level"`` or ``"shared"`` colour scale.
+        export_scale: resolution multiplier of PNG downloads (1, 2 or 3; 1x = 100 dpi).
     """
 
     image: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -136,6 +153,7 @@ class Settings:
     colormap: str = DEFAULT_COLORMAP
     alpha: float = DEFAULT_ALPHA
     scope: str = DEFAULT_SCOPE
+    export_scale: int = DEFAULT_EXPORT_SCALE
 
     @property
     def has_image(self) -> bool:
@@ -147,14 +165,23 @@ class Settings:
         """The reduction in words, e.g. ``"channel mean"``."""
         return REDUCTION_LABELS.get(self.reduction, self.reduction)
 
-    def config(self) -> PyramidConfig:
-        """The pyramid configuration these settings describe."""
-        return PyramidConfig(
-            out_channels=self.width,
-            stages=self.stages,
-            upsample=self.upsample,
-            merge=self.merge,
-            p6=self.p6,
-            weights=self.weights,
-            device=self.device,
-        )
+    def config(self, **changes: object) -> PyramidConfig:
+        """The pyramid configuration these settings describe.
+
+        Args:
+            **changes: ``PyramidConfig`` fields to override (e.g. ``ablation="no-top-down"``).
+
+        Returns:
+            The frozen configuration (it keys the model caches).
+        """
+        fields: dict[str, object] = {
+            "out_channels": self.width,
+            "stages": self.stages,
+            "upsample": self.upsample,
+            "merge": self.merge,
+            "p6": self.p6,
+            "weights": self.weights,
+            "device": self.device,
+        }
+        fields.update(changes)
+        return PyramidConfig(**fields)  # type: ignore[arg-type]

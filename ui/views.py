@@ -5,19 +5,30 @@ Pages call these with results from ``ui.cache``; nothing here computes a model.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
-from fpn_core import FeatureInfo, Provenance, Pyramid, WeightsError, count_parameters, stride_of
+from fpn_core import (
+    FeatureInfo,
+    Provenance,
+    Pyramid,
+    PyramidConfig,
+    WeightsError,
+    count_parameters,
+    stride_of,
+)
 from fpn_core.figures import figure_to_png, grid_figure
 from fpn_core.maps import MapRange, channel_grid, map_range, map_ranges, map_stats, reduce_channels
 from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
-from ui import cache
+from ui import cache, urlstate
 from ui import state as S
 from ui.sidebar import show_sidebar
 
@@ -36,6 +47,7 @@ __all__ = [
     "reduced_maps",
     "shape_text",
     "show_figure",
+    "show_image",
     "show_provenance",
     "stage_description",
     "start_page",
@@ -58,21 +70,40 @@ def start_page(title: str, icon: str, intro: str | None = None) -> S.Settings:
     st.set_page_config(page_title=f"{title} · FPN Explorer", page_icon=icon, layout="wide")
     cache.apply_operator_weights()
     settings = show_sidebar()
+    st.session_state[_EXPORT_SCALE] = settings.export_scale
     st.title(title)
+    urlstate.show_notices()
     if intro:
         st.markdown(intro)
     return settings
 
 
-def load_analysis(settings: S.Settings) -> cache.Analysis | None:
+def load_analysis(
+    settings: S.Settings,
+    config: PyramidConfig | None = None,
+    *,
+    image: np.ndarray | None = None,
+    digest: str | None = None,
+    banner: bool = True,
+) -> cache.Analysis | None:
     """The cached analysis for the current settings, with a spinner; errors become messages.
+
+    Args:
+        settings: the sidebar settings (image, size and device come from here).
+        config: the pyramid to run; None uses the sidebar's (``settings.config()``).
+        image: an image other than the sidebar's (e.g. the scales image), with ``digest``.
+        digest: content hash of ``image``.
+        banner: show the weights banner (or caption) under the analysis.
 
     Returns:
         The analysis, or None (a message has been shown) when there is no image or it failed.
     """
-    if settings.image is None:
+    if image is None:
+        image, digest = settings.image, settings.image_digest
+    if image is None or digest is None:
         st.info("Choose an image in the sidebar (a sample, the synthetic scales image, or an upload).")
         return None
+    config = settings.config() if config is None else config
     bar = st.empty()
 
     def progress(done: int, total: int) -> None:
@@ -82,7 +113,7 @@ def load_analysis(settings: S.Settings) -> cache.Analysis | None:
 
     try:
         with st.spinner("Running the network (cached after the first time)…"):
-            analysis = cache.analyse(settings.config(), settings.image, settings.image_digest, settings.size, progress)
+            analysis = cache.analyse(config, image, digest, settings.size, progress)
     except (WeightsError, ValueError) as exc:
         bar.empty()
         st.error(f"The analysis could not run: {exc}")
@@ -95,7 +126,8 @@ def load_analysis(settings: S.Settings) -> cache.Analysis | None:
     bar.empty()
     for notice in analysis.notices:
         st.warning(notice)
-    show_provenance(analysis.model.provenance, settings.width)
+    if banner:
+        show_provenance(analysis.model.provenance, config.out_channels)
     return analysis
 
 
@@ -138,6 +170,7 @@ def show_provenance(provenance: Provenance, width: int) -> None:
     if cols[0].button("Try again", key=S.KEY_RETRY, help="Look for the weight files again (clears the model caches)."):
         cache.clear_model_caches()
         _cached_png.clear()
+        _cached_download.clear()
         st.rerun()
     if provenance.fallbacks:
         with cols[1].expander("Why the trained weights were not used"):
@@ -192,15 +225,53 @@ def ranges_for(maps: Mapping[str, np.ndarray], scope: str) -> dict[str, MapRange
 # ----------------------------------------------------------------------------- figures
 
 
-#: Figures are rendered at this resolution: at a column's width it looks the same as 100 dpi,
-#: with fewer bytes to encode and send (the PNG download is the same file).
+#: Figures are rendered at this resolution for the screen: at a column's width it looks the
+#: same as 100 dpi, with fewer bytes to encode and send.
 DISPLAY_DPI = 80
+#: PNG downloads are rendered at ``EXPORT_DPI * scale`` (1x = 100 dpi, as fpn_core.export).
+EXPORT_DPI = 100
+#: Plain session-state key: the sidebar's export scale, read by every download on the page.
+_EXPORT_SCALE = "_export_scale"
+
+
+def export_scale() -> int:
+    """The sidebar's "Export resolution" (1, 2 or 3) for this run."""
+    return int(st.session_state.get(_EXPORT_SCALE, S.DEFAULT_EXPORT_SCALE))
 
 
 @st.cache_data(show_spinner=False, max_entries=96, ttl=3600)
 def _cached_png(spec: tuple, _make: Callable[..., Figure], _args: tuple, _kwargs: dict) -> bytes:
-    """PNG bytes of ``_make(*_args, **_kwargs)``, cached by ``spec`` (everything the figure depends on)."""
+    """Screen PNG of ``_make(*_args, **_kwargs)``, cached by ``spec`` (everything the figure depends on)."""
     return figure_to_png(_make(*_args, **_kwargs), dpi=DISPLAY_DPI)
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
+def _cached_download(spec: tuple, scale: int, _make: Callable[..., Figure], _args: tuple, _kwargs: dict) -> bytes:
+    """Download PNG of the same figure at ``scale`` x 100 dpi, cached by ``spec`` and scale."""
+    return figure_to_png(_make(*_args, **_kwargs), scale=scale, dpi=EXPORT_DPI)
+
+
+def render_download_png(
+    make: Callable[..., Figure], args: tuple, kwargs: dict, spec: tuple | None, scale: int
+) -> bytes:
+    """The download PNG of a figure at ``scale`` (cached when ``spec`` is given)."""
+    if spec is not None:
+        return _cached_download(spec, scale, make, args, kwargs)
+    return figure_to_png(make(*args, **kwargs), scale=scale, dpi=EXPORT_DPI)
+
+
+def _file_stem(text: str) -> str:
+    """A file-name-safe stem from a title: ``"p4 · stride 16"`` -> ``"p4_stride_16"``."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", text.split("\n")[0]).strip("_").lower()
+    return stem[:60] or "figure"
+
+
+def _scaled_name(name: str, scale: int) -> str:
+    """``"levels.png"`` -> ``"levels@2x.png"`` (1x keeps the name)."""
+    if scale == 1:
+        return name
+    base, dot, ext = name.rpartition(".")
+    return f"{base}@{scale}x.{ext}" if dot else f"{name}@{scale}x"
 
 
 def show_figure(
@@ -213,40 +284,70 @@ def show_figure(
     caption: str | None = None,
     **kwargs: object,
 ) -> bytes:
-    """Draw ``make(*args, **kwargs)``, render it to PNG (which releases it), show it, offer it.
+    """Draw ``make(*args, **kwargs)``, show it at screen resolution, and offer a PNG download.
 
-    The same PNG bytes are shown and served by the download button.
+    The screen image is rendered at ``DISPLAY_DPI`` (cheap); the download is rendered only
+    when the button is pressed, at the sidebar's "Export resolution" (1x/2x/3x of 100 dpi),
+    and cached by ``spec`` and scale.
 
     Args:
         make: a figure maker from ``fpn_core.figures``, e.g. ``overlay_figure``.
         *args: its positional arguments.
         spec: a hashable description of everything the figure depends on (image digest, size,
-            configuration, level, map settings); when given, the PNG is cached by it, so a
+            configuration, level, map settings); when given, the PNGs are cached by it, so a
             change elsewhere in the sidebar does not redraw this figure. None draws every time.
-        download_name: file name of the PNG download; None shows no button.
-        key: key of the download button (needed when several are on one page).
+        download_name: file name of the PNG download; None derives one from the title.
+        key: key of the download button (default ``download_<file stem>``; give one when two
+            figures on a page would get the same name).
         caption: text under the image.
         **kwargs: the maker's keyword arguments.
 
     Returns:
-        The PNG bytes.
+        The screen PNG bytes.
     """
     if spec is not None:
         png = _cached_png(spec, make, args, kwargs)
     else:
         png = figure_to_png(make(*args, **kwargs), dpi=DISPLAY_DPI)
     st.image(png, caption=caption, width="stretch")
-    if download_name:
-        st.download_button(
-            "Download PNG",
-            png,
-            file_name=download_name,
-            mime="image/png",
-            key=key,
-            on_click="ignore",
-            icon=":material/download:",
-        )
+    title = str(kwargs.get("title") or kwargs.get("suptitle") or "figure")
+    name = download_name or f"{_file_stem(title)}.png"
+    scale = export_scale()
+    st.download_button(
+        f"Download PNG ({scale}×)",
+        lambda: render_download_png(make, args, kwargs, spec, scale),
+        file_name=_scaled_name(name, scale),
+        mime="image/png",
+        key=key or f"download_{name.rsplit('.', 1)[0]}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
     return png
+
+
+def array_png(image: np.ndarray, scale: int = 1) -> bytes:
+    """PNG bytes of an RGB uint8 image, enlarged ``scale`` times with nearest neighbour (crisp grids)."""
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    if scale != 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def show_image(image: np.ndarray, *, caption: str, download_name: str, key: str | None = None) -> None:
+    """Show an RGB image (not a figure) with a PNG download at the export resolution."""
+    st.image(image, caption=caption, width="stretch")
+    scale = export_scale()
+    st.download_button(
+        f"Download PNG ({scale}×)",
+        lambda: array_png(image, scale),
+        file_name=_scaled_name(download_name, scale),
+        mime="image/png",
+        key=key or f"download_{download_name.rsplit('.', 1)[0]}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def top_channels_figure(feature: torch.Tensor, *, k: int, name: str, cmap: str) -> Figure:

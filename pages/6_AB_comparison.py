@@ -1,0 +1,13 @@
+"""A/B comparison: two pyramid configurations on the same image, and their difference per level."""
+
+from __future__ import annotations
+
+from ui import teaching, views
+
+settings = views.start_page(
+    "A/B comparison",
+    "⚖️",
+    "Two configurations side by side on the sidebar's image and input size. Both start from the sidebar's "
+    "settings; change either side, or pick a preset. The backbone pass is shared whenever the weights match.",
+)
+teaching.show_ab_page(settings)

@@ -1,0 +1,13 @@
+"""Scale probe: which pyramid level responds to objects of which size, next to the paper's rule."""
+
+from __future__ import annotations
+
+from ui import teaching, views
+
+settings = views.start_page(
+    "Scale probe",
+    "📏",
+    "The FPN paper sends a box of size w × h to level k = ⌊4 + log2(√(wh) / 224)⌋. Do the features agree? "
+    "Each box is probed on every level, and each level's stride grid shows how coarsely it sees the image.",
+)
+teaching.show_probe_page(settings)

@@ -1,0 +1,132 @@
+"""Shareable state: the sidebar lives in the URL's query parameters, and bad links are safe."""
+
+from __future__ import annotations
+
+import sys
+
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ui import state as S
+from ui import urlstate
+
+TIMEOUT = 120
+PAGE = "pages/2_FPN_outputs.py"
+
+
+def _app(params: dict[str, str], page: str = PAGE) -> AppTest:
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    at.query_params.update({S.KEY_SIZE: "128", **params})
+    return at.run()
+
+
+def _link_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "in the link is not valid" in w.value]
+
+
+def test_url_values_set_the_widgets() -> None:
+    at = _app(
+        {
+            S.KEY_SOURCE: "scales",
+            S.KEY_WIDTH: "64",
+            S.KEY_STAGES: "c2,c3,c4",
+            S.KEY_UPSAMPLE: "bilinear",
+            S.KEY_MERGE: "mean",
+            S.KEY_P6: "false",
+            S.KEY_COLORMAP: "magma",
+            S.KEY_ALPHA: "0.7",
+            S.KEY_SCOPE: "shared",
+            S.KEY_REDUCTION: "max",
+            S.KEY_EXPORT_SCALE: "2",
+        }
+    )
+    assert not at.exception, [e.value for e in at.exception]
+    assert not _link_warnings(at)
+    assert at.radio(key=S.KEY_SOURCE).value == S.SOURCE_SCALES
+    assert at.slider(key=S.KEY_WIDTH).value == 64
+    assert at.multiselect(key=S.KEY_STAGES).value == ["c2", "c3", "c4"]
+    assert at.selectbox(key=S.KEY_UPSAMPLE).value == "bilinear"
+    assert at.selectbox(key=S.KEY_MERGE).value == "mean"
+    assert at.toggle(key=S.KEY_P6).value is False
+    assert at.selectbox(key=S.KEY_COLORMAP).value == "magma"
+    assert at.slider(key=S.KEY_ALPHA).value == 0.7
+    assert at.radio(key=S.KEY_SCOPE).value == "shared"
+    assert at.selectbox(key=S.KEY_REDUCTION).value == "max"
+    assert at.radio(key=S.KEY_EXPORT_SCALE).value == 2
+    assert at.slider(key=S.KEY_SIZE).value == 128
+    text = "\n".join(m.value for m in at.markdown)
+    # The page really ran with them: width 64 on c2..c4, no p5/p6.
+    assert "**p2** · shape 64 × " in text and "**p5**" not in text
+    # Downloads follow the export scale.
+    assert all("(2×)" in b.label for b in at.get("download_button"))
+
+
+def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
+    at = _app({})
+    assert at.query_params[S.KEY_WIDTH] == str(S.DEFAULT_WIDTH)
+    assert set(urlstate.URL_KEYS) <= set(at.query_params)
+    at.slider(key=S.KEY_WIDTH).set_value(96).run()
+    at.selectbox(key=S.KEY_COLORMAP).set_value("turbo").run()
+    at.toggle(key=S.KEY_P6).set_value(False).run()
+    assert not at.exception
+    assert at.query_params[S.KEY_WIDTH] == "96"
+    assert at.query_params[S.KEY_COLORMAP] == "turbo"
+    assert at.query_params[S.KEY_P6] == "false"
+    # A teacher sends this URL: a fresh session opens with the same view.
+    shared = {k: v for k, v in at.query_params.items() if isinstance(v, str)}
+    again = _app(shared, page="dashboard.py")
+    assert not again.exception
+    assert again.slider(key=S.KEY_WIDTH).value == 96
+    assert again.selectbox(key=S.KEY_COLORMAP).value == "turbo"
+    assert again.toggle(key=S.KEY_P6).value is False
+    assert "d = 96" in "\n".join(m.value for m in again.markdown)
+    link = "\n".join(c.value for c in again.code)
+    assert "fpn_width=96" in link and "map_colormap=turbo" in link
+
+
+def test_invalid_url_values_fall_back_to_defaults_with_a_warning() -> None:
+    at = _app({S.KEY_WIDTH: "999", S.KEY_STAGES: "c2,c5", S.KEY_COLORMAP: "nope", S.KEY_ALPHA: "abc"})
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = _link_warnings(at)
+    assert len(warnings) == 4, warnings
+    for key in (S.KEY_WIDTH, S.KEY_STAGES, S.KEY_COLORMAP, S.KEY_ALPHA):
+        assert any(f"`{key}=" in w for w in warnings), key
+    assert at.slider(key=S.KEY_WIDTH).value == S.DEFAULT_WIDTH
+    assert at.multiselect(key=S.KEY_STAGES).value == list(S.DEFAULT_STAGES_CHOICE)
+    assert at.selectbox(key=S.KEY_COLORMAP).value == S.DEFAULT_COLORMAP
+    assert at.slider(key=S.KEY_ALPHA).value == S.DEFAULT_ALPHA
+    # The URL is corrected to what is shown, and the warning is not repeated on the next run.
+    assert at.query_params[S.KEY_WIDTH] == str(S.DEFAULT_WIDTH)
+    at.slider(key=S.KEY_ALPHA).set_value(0.6).run()
+    assert not at.exception and not _link_warnings(at)
+
+
+def test_parse_params_refuses_every_kind_of_bad_value() -> None:
+    bad = {
+        S.KEY_SOURCE: "ftp",
+        S.KEY_SAMPLE: "nothere.jpg",
+        S.KEY_WIDTH: "100",  # not a multiple of 16
+        S.KEY_STAGES: "c1,c2",
+        S.KEY_P6: "maybe",
+        S.KEY_SIZE: "4096",
+        S.KEY_DEVICE: "tpu",
+        S.KEY_WEIGHTS: "yolo",
+        S.KEY_ALPHA: "0.33",
+        S.KEY_SCOPE: "global",
+        S.KEY_EXPORT_SCALE: "5x",
+        "unrelated": "kept out",
+    }
+    accepted, notices = urlstate.parse_params(bad, samples=["a.jpg"], devices=["cpu"])
+    assert accepted == {}
+    assert len(notices) == len(bad) - 1
+    good, notices = urlstate.parse_params(
+        {S.KEY_STAGES: ["c5,c4", "c4,c3"], S.KEY_EXPORT_SCALE: "3x", S.KEY_P6: "0", S.KEY_ALPHA: "1"},
+        samples=["a.jpg"],
+        devices=["cpu"],
+    )
+    assert not notices
+    assert good == {S.KEY_STAGES: ["c3", "c4"], S.KEY_EXPORT_SCALE: 3, S.KEY_P6: False, S.KEY_ALPHA: 1.0}
