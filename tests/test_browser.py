@@ -240,3 +240,41 @@ def test_url_with_query_params_opens_that_view(server: str, browser: object) -> 
         page.screenshot(path=str(SHOTS / "FPN_outputs_from_link.png"), full_page=True)
     finally:
         page.context.close()
+
+
+def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, browser: object) -> None:
+    """Five browser sessions open at the same moment; none shows another's image or width."""
+    wanted = [
+        ("astronaut.jpg", 32),
+        ("chelsea.jpg", 64),
+        ("coffee.jpg", 96),
+        ("grace_hopper.jpg", 128),
+        ("chelsea.jpg", 160),
+    ]
+    pages = []
+    try:
+        for sample, width in wanted:  # start all five before waiting for any
+            context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+            page = context.new_page()
+            url = f"{server}/FPN_outputs?image_source=sample&sample_name={sample}&fpn_width={width}&input_size=256"
+            page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+            pages.append(page)
+        for page, (sample, width) in zip(pages, wanted, strict=True):
+            _wait_idle(page, "FPN outputs")
+            _no_exception(page)
+            body = page.inner_text("body")
+            assert f"{sample} ·" in body, (sample, body[:500])
+            assert f"shape {width} × " in body
+            assert _thumb(page, "FPN channel width d").input_value() == str(width)
+            others = {w for _, w in wanted} - {width}
+            assert not any(f"shape {w} × " in body for w in others), (width, others)
+        # a change in one session leaves the others alone
+        _press_and_time(pages[0], _thumb(pages[0], "FPN channel width d"), "ArrowRight")
+        assert _thumb(pages[0], "FPN channel width d").input_value() == "48"
+        for page, (_, width) in zip(pages[1:], wanted[1:], strict=True):
+            page.reload(timeout=PAGE_TIMEOUT_MS)
+            _wait_idle(page, "FPN outputs")
+            assert _thumb(page, "FPN channel width d").input_value() == str(width)
+    finally:
+        for page in pages:
+            page.context.close()
