@@ -183,3 +183,22 @@ def test_figures_never_import_pyplot() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "clean"
+
+
+def test_figure_to_jpeg_gives_a_smaller_screen_image() -> None:
+    import io
+
+    from PIL import Image
+
+    from fpn_core.figures import figure_to_jpeg, figure_to_png, overlay_figure
+    from fpn_core.images import SAMPLES_DIR, load_image
+
+    image = load_image(SAMPLES_DIR / "chelsea.jpg")  # a photo, as the dashboard shows
+    yy, xx = np.mgrid[0:30, 0:40]
+    heat = np.sin(xx / 6.0) * np.cos(yy / 5.0)
+    jpeg = figure_to_jpeg(overlay_figure(image, heat, title="p3"), dpi=80)
+    png = figure_to_png(overlay_figure(image, heat, title="p3"), dpi=80)
+    assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) < len(png)
+    assert Image.open(io.BytesIO(jpeg)).size == Image.open(io.BytesIO(png)).size
+    with pytest.raises(ValueError, match="quality"):
+        figure_to_jpeg(overlay_figure(image, heat, title="p3"), quality=100)
