@@ -137,3 +137,13 @@ def test_broken_upload_shows_one_error_and_the_page_keeps_working() -> None:
 def test_operator_weights_flag_is_parsed() -> None:
     assert operator_weights_path(["--weights", "/models/r50.pth"]) == "/models/r50.pth"
     assert operator_weights_path(["--other", "x"]) is None
+
+
+def test_timing_page_shows_shares_throughput_and_the_optimized_speedup() -> None:
+    at = _app("pages/4_Timing.py")
+    labels = [m.label for m in at.metric]
+    assert {"Backbone", "FPN", "FPN share of total", "Achieved"} <= set(labels)
+    at.toggle(key=S.KEY_COMPARE_PLAIN).set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    speedup = next(m for m in at.metric if m.label == "Optimized backbone speedup")
+    assert speedup.value.endswith("×") and float(speedup.value[:-1]) > 0

@@ -147,6 +147,17 @@ def get_backbone(weights: str, device: str, _progress: Callable[[int, int], None
     return build_backbone(weights, device=device, progress=_progress)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def get_plain_backbone(weights: str, device: str) -> ResNetBackbone:
+    """The same backbone without BatchNorm folding or channels_last, to show what they save."""
+    return build_backbone(weights, device=device, optimize=False, allow_download=False)
+
+
+def time_plain_backbone(weights: str, device: str, image: np.ndarray, size: int, repeats: int) -> float:
+    """Median milliseconds of the plain (unoptimized) backbone on ``image``, after one warm-up run."""
+    return run_backbone(get_plain_backbone(weights, device), image, size=size, repeats=repeats, warmup=1).total_ms
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[PyramidFPN, str, bool]:
     """The FPN module for one configuration (weights and device are part of it)."""
@@ -186,6 +197,7 @@ def get_flops(
 def clear_model_caches() -> None:
     """Forget the backbone and everything computed with it, so a newly placed file is used."""
     get_backbone.clear()
+    get_plain_backbone.clear()
     get_fpn.clear()
     get_stages.clear()
     get_fpn_result.clear()
