@@ -1,0 +1,46 @@
+"""Offline, then a weight file appears: "Try again" clears the cached fallback and loads it."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from streamlit.testing.v1 import AppTest
+from torchvision.models import resnet50
+
+from tests.conftest import ROOT
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from fpn_core.weights import WEIGHTS_ENV
+from ui import state as S
+from ui.cache import clear_model_caches
+
+
+def _banner(at: AppTest) -> str:
+    return "\n".join(w.value for w in at.warning)
+
+
+def test_try_again_picks_up_a_newly_placed_weight_file(tmp_path, monkeypatch) -> None:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+    at.session_state[S.KEY_SIZE] = 96
+    at.run()
+    assert not at.exception
+    assert "random weights" in _banner(at)  # offline: the seeded random init, said plainly
+
+    # The operator places a file and names it; the cached fallback must not hide it.
+    torch.manual_seed(0)
+    path = tmp_path / "resnet50-local.pth"
+    torch.save(resnet50().state_dict(), path)
+    monkeypatch.setenv(WEIGHTS_ENV, str(path))
+    at.run()
+    assert "random weights" in _banner(at), "without Try again the cached backbone stays"
+    try:
+        at.button(key=S.KEY_RETRY).click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "backbone has random weights" not in _banner(at)
+        assert any("local file resnet50-local.pth" in c.value for c in at.caption), "the provenance names it"
+    finally:  # leave the process-wide cache as the other tests expect it
+        monkeypatch.delenv(WEIGHTS_ENV)
+        clear_model_caches()
