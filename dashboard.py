@@ -62,7 +62,18 @@ with right:
             f"{config.upsample} upsampling, {config.merge} merge{', with p6' if config.p6 else ''}. "
             "Shapes are channels × height × width."
         )
-        st.graphviz_chart(views.architecture_dot(analysis), width="stretch")
+        dot = views.architecture_dot(analysis)
+        st.graphviz_chart(dot, width="stretch")
+        st.download_button(
+            "Download diagram (Graphviz .dot)",
+            dot,
+            file_name="fpn_architecture.dot",
+            mime="text/vnd.graphviz",
+            key="download_architecture",
+            on_click="ignore",
+            icon=":material/download:",
+            help="The diagram's source; `dot -Tpng -Gdpi=200 fpn_architecture.dot -o fpn.png` makes a slide image.",
+        )
 
 if analysis is not None:
     st.subheader("Parameters")
