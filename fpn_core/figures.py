@@ -313,6 +313,8 @@ def slide_figure(
     cols = panels if panels <= 3 else math.ceil(panels / 2)
     rows = math.ceil(panels / cols)
     fig = _new_figure(16.0, 9.0)
+    if not shared:  # room between rows for the colour bars under the panels
+        fig.get_layout_engine().set(hspace=0.12)
     axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
     h, w = image.shape[:2]
 
