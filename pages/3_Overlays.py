@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from fpn_core.figures import overlay_figure
+from ui import export_page, views
 from ui import state as S
-from ui import teaching, views
 
 settings = views.start_page(
     "Overlays",
@@ -22,7 +22,7 @@ if analysis is not None:
             "Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP, persist_state="session"
         )
     with right:
-        teaching.overlays_zip_button(settings, analysis)
+        export_page.overlays_zip_button(settings, analysis)
     features = analysis.backbone.stages if group == S.GROUP_STAGES else analysis.fpn.levels
     maps = views.reduced_maps(features, settings.reduction)
     ranges = views.ranges_for(maps, settings.scope)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui import teaching, views
+from ui import ab_page, views
 
 settings = views.start_page(
     "A/B comparison",
@@ -10,4 +10,4 @@ settings = views.start_page(
     "Two configurations side by side on the sidebar's image and input size. Both start from the sidebar's "
     "settings; change either side, or pick a preset. The backbone pass is shared whenever the weights match.",
 )
-teaching.show_ab_page(settings)
+ab_page.show_ab_page(settings)

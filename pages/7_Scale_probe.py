@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui import teaching, views
+from ui import probe_page, views
 
 settings = views.start_page(
     "Scale probe",
@@ -10,4 +10,4 @@ settings = views.start_page(
     "The FPN paper sends a box of size w × h to level k = ⌊4 + log2(√(wh) / 224)⌋. Do the features agree? "
     "Each box is probed on every level, and each level's stride grid shows how coarsely it sees the image.",
 )
-teaching.show_probe_page(settings)
+probe_page.show_probe_page(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui import teaching, views
+from ui import export_page, views
 
 settings = views.start_page(
     "Export",
@@ -11,4 +11,4 @@ settings = views.start_page(
     "stage and level map, every overlay, a composite slide and `metadata.json` (configuration, weights, "
     "shapes, statistics, timings).",
 )
-teaching.show_export_page(settings)
+export_page.show_export_page(settings)

@@ -29,7 +29,7 @@ from fpn_core.compare import PRESETS
 from fpn_core.images import make_scales_image
 from fpn_core.probe import stride_grid
 from fpn_core.weights import COCO
-from ui import cache, teaching
+from ui import ab_page, cache, export_page, probe_page, teaching
 from ui import state as S
 
 TIMEOUT = 120
@@ -135,15 +135,15 @@ def test_ab_page_renders_every_preset_and_ablation() -> None:
         at.selectbox(key=S.KEY_AB_PRESET).set_value(preset).run()
         _ok(at)
     at.selectbox(key=S.KEY_AB_PRESET).set_value("Width 256 vs 64").run()
-    assert at.slider(key=teaching.ab_key("a", "width")).value == 256
-    assert at.slider(key=teaching.ab_key("b", "width")).value == 64
+    assert at.slider(key=ab_page.ab_key("a", "width")).value == 256
+    assert at.slider(key=ab_page.ab_key("b", "width")).value == 64
     assert at.dataframe, "the statistics table is shown"
     at.selectbox(key=S.KEY_AB_PRESET).set_value("Nearest vs bilinear upsampling").run()
     _ok(at)
-    assert at.selectbox(key=teaching.ab_key("a", "upsample")).value == "nearest"
-    assert at.selectbox(key=teaching.ab_key("b", "upsample")).value == "bilinear"
+    assert at.selectbox(key=ab_page.ab_key("a", "upsample")).value == "nearest"
+    assert at.selectbox(key=ab_page.ab_key("b", "upsample")).value == "bilinear"
     for ablation in ABLATIONS:
-        at.selectbox(key=teaching.ab_key("b", "ablation")).set_value(ablation).run()
+        at.selectbox(key=ab_page.ab_key("b", "ablation")).set_value(ablation).run()
         _ok(at)
         assert f"AR1k **{teaching.PAPER_AR[ablation][1]}**" in _captions(at)
 
@@ -152,7 +152,7 @@ def test_ab_coco_preset_explains_the_missing_file() -> None:
     at = _app(AB_PAGE)
     at.selectbox(key=S.KEY_AB_PRESET).set_value("COCO-trained vs random FPN").run()
     _ok(at)
-    assert at.selectbox(key=teaching.ab_key("a", "weights")).value == "coco-fpn"
+    assert at.selectbox(key=ab_page.ab_key("a", "weights")).value == "coco-fpn"
     notes = [i.value for i in at.info]
     assert any("COCO-trained FPN" in n and COCO.filename in n for n in notes), notes
 
@@ -179,7 +179,7 @@ def test_probe_page_shows_rule_table_and_one_grid_per_level() -> None:
         ("p5", "32", "4", "3", "12"),
         ("p6", "64", "2", "2", "4"),
     ]
-    at.segmented_control(key=S.KEY_PROBE_SOURCE).set_value(teaching.PROBE_OWN).run()
+    at.segmented_control(key=S.KEY_PROBE_SOURCE).set_value(probe_page.PROBE_OWN).run()
     _ok(at)
     assert at.data_editor, "boxes are entered in a data editor"
 
@@ -207,7 +207,7 @@ def test_typed_boxes_are_validated() -> None:
             {"label": None, "x0": None, "y0": None, "x1": None, "y1": None},
         ]
     )
-    boxes, problems = teaching.parse_boxes(table, width=200, height=100)
+    boxes, problems = probe_page.parse_boxes(table, width=200, height=100)
     assert [b.label for b in boxes] == ["ok", "ok (row 4)"]
     assert len(problems) == 2 and problems[0].startswith("Row 2") and "200 × 100" in problems[1]
 
@@ -230,7 +230,7 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
     # The same bundle, built by the page's own function for the page's settings.
     settings = _settings(image_digest="scales-export", stages=("c3", "c4", "c5"))
     analysis = _analyse(settings)
-    bundle = teaching.export_bundle(settings, analysis)
+    bundle = export_page.export_bundle(settings, analysis)
     with zipfile.ZipFile(io.BytesIO(bundle.archive)) as zf:
         names = set(zf.namelist())
         assert names == expected
@@ -249,8 +249,8 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
 def test_export_scale_changes_the_pixels() -> None:
     settings = _settings(image_digest="scales-export-scale", stages=("c4", "c5"), p6=False)
     analysis = _analyse(settings, stages=("c4", "c5"), p6=False)
-    one = teaching.export_bundle(settings, analysis).files["slide.png"]
-    two = teaching.export_bundle(S.Settings(**{**settings.__dict__, "export_scale": 2}), analysis).files["slide.png"]
+    one = export_page.export_bundle(settings, analysis).files["slide.png"]
+    two = export_page.export_bundle(S.Settings(**{**settings.__dict__, "export_scale": 2}), analysis).files["slide.png"]
     with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(two)) as b:
         assert b.width == pytest.approx(2 * a.width, rel=0.02)
 

@@ -1,0 +1,247 @@
+"""The A/B comparison page: two configurations side by side, their difference per level, the paper's ablations."""
+
+from collections.abc import Mapping
+
+import numpy as np
+import streamlit as st
+
+from fpn_core import ABLATIONS, FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, PyramidConfig
+from fpn_core.compare import PRESETS, compare_levels
+from fpn_core.figures import maps_row_figure
+from fpn_core.levels import stride_of, validate_stages
+from fpn_core.maps import MapRange, map_range
+from fpn_core.weights import COCO, how_to_place
+from ui import cache, views
+from ui import state as S
+from ui.teaching import PAPER_SOURCE, ablation_label, ablation_note, paper_table
+
+SIDES: tuple[str, ...] = ("a", "b")
+NO_PRESET = "(none: set both sides yourself)"
+_AB_BASE = "_ab_base"
+_FIELD_OF = {"out_channels": "width"}
+
+
+def ab_key(side: str, field: str) -> str:
+    """The widget key of one side's field, e.g. ``ab_a_width``."""
+    return f"{S.KEY_AB_PREFIX}{side}_{field}"
+
+
+def sidebar_fields(settings: S.Settings) -> dict[str, object]:
+    """The A/B fields as the sidebar sets them (each side's default)."""
+    return {
+        "width": settings.width,
+        "stages": list(settings.stages),
+        "upsample": settings.upsample,
+        "merge": settings.merge,
+        "weights": settings.weights,
+        "ablation": "full",
+    }
+
+
+def preset_fields(preset: str, base: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """Side A's and B's fields for a preset of ``fpn_core.compare.PRESETS``, on top of ``base``."""
+    changes_a, changes_b = PRESETS[preset]
+    side_a = {**base, **{_FIELD_OF.get(k, k): v for k, v in changes_a.items()}}
+    side_b = {**base, **{_FIELD_OF.get(k, k): v for k, v in changes_b.items()}}
+    return side_a, side_b
+
+
+def _apply_preset() -> None:
+    """on_change of the preset box: write the preset's values into both sides' widgets."""
+    preset = st.session_state.get(S.KEY_AB_PRESET)
+    if preset not in PRESETS:
+        return
+    base = st.session_state.get(_AB_BASE, {})
+    for side, fields in zip(SIDES, preset_fields(preset, base), strict=True):
+        for field, value in fields.items():
+            st.session_state[ab_key(side, field)] = value
+
+
+def _side_widgets(
+    side: str, base: Mapping[str, object], settings: S.Settings
+) -> tuple[PyramidConfig | None, dict[str, object]]:
+    """One side's widgets (defaults from the sidebar); its configuration, or None when invalid."""
+    for field, value in base.items():
+        st.session_state.setdefault(ab_key(side, field), value)
+    common = {"persist_state": "session"}
+    width = st.slider("FPN width d", S.WIDTH_MIN, S.WIDTH_MAX, step=S.WIDTH_STEP, key=ab_key(side, "width"), **common)
+    stages = st.multiselect("Input stages", FPN_STAGES, key=ab_key(side, "stages"), **common)
+    c1, c2 = st.columns(2)
+    upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"), **common)
+    merge = c2.selectbox("Merge", MERGE_MODES, key=ab_key(side, "merge"), **common)
+    weights = st.selectbox(
+        "Weights",
+        WEIGHT_CHOICES,
+        format_func=lambda w: S.WEIGHT_LABELS.get(w, w),
+        key=ab_key(side, "weights"),
+        **common,
+    )
+    ablation = st.selectbox(
+        "Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"), **common
+    )
+    st.caption(ablation_note(str(ablation)))
+    fields = {
+        "width": width,
+        "stages": stages,
+        "upsample": upsample,
+        "merge": merge,
+        "weights": weights,
+        "ablation": ablation,
+    }
+    ordered = tuple(s for s in FPN_STAGES if s in stages)
+    try:
+        validate_stages(ordered)
+    except ValueError:
+        st.error(f"Pick a contiguous run of two or more stages; {', '.join(ordered) or 'nothing'} is not.")
+        return None, fields
+    return (
+        PyramidConfig(
+            out_channels=int(width),
+            stages=ordered,
+            upsample=str(upsample),
+            merge=str(merge),
+            ablation=str(ablation),
+            weights=str(weights),
+            p6=settings.p6,
+            device=settings.device,
+        ),
+        fields,
+    )
+
+
+def describe_config(config: PyramidConfig) -> str:
+    """``"d = 256 · c2..c5 · nearest · sum · imagenet · full"``."""
+    return (
+        f"d = {config.out_channels} · {config.stages[0]}..{config.stages[-1]} · {config.upsample} · "
+        f"{config.merge} · {config.weights} · {config.ablation}"
+    )
+
+
+def coco_missing_note(side: str, provenance: object, width: int) -> str:
+    """Why a side that asked for the COCO FPN runs without it, and how to place the file."""
+    if width != 256:
+        why = f"trained FPN weights exist only at width 256 (this side has d = {width})"
+    else:
+        why = f"the COCO Faster R-CNN file `{COCO.filename}` was not found"
+    return (
+        f"**Side {side.upper()} asks for the COCO-trained FPN, but {why}.** This preset compares a trained FPN "
+        f"with a random one, so it needs that file. {how_to_place(COCO)} Then press *Try again* (or restart "
+        f"the app). Until then side {side.upper()} runs with "
+        f"{getattr(provenance, 'backbone', 'the fallback backbone')} and a random FPN."
+    )
+
+
+def show_ab_page(settings: S.Settings) -> None:
+    """The "A/B comparison" page below its title."""
+    base = sidebar_fields(settings)
+    st.session_state[_AB_BASE] = base
+    st.selectbox(
+        "Preset",
+        (NO_PRESET, *PRESETS),
+        key=S.KEY_AB_PRESET,
+        on_change=_apply_preset,
+        persist_state="session",
+        help="Sets both sides for a classic comparison; change any widget afterwards.",
+        width=420,
+    )
+    with st.expander("What the paper measured for each ablation (Table 1)"):
+        st.dataframe(paper_table(), hide_index=True, width="content")
+        st.caption(PAPER_SOURCE + ". Higher is better. The maps here show what changes, not accuracy.")
+    columns = st.columns(2, gap="large", border=True)
+    configs: dict[str, PyramidConfig | None] = {}
+    for side, col in zip(SIDES, columns, strict=True):
+        with col:
+            st.subheader(f"Side {side.upper()}")
+            configs[side], _ = _side_widgets(side, base, settings)
+    if settings.image is None:
+        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, or an upload).")
+        return
+    analyses: dict[str, cache.Analysis | None] = {}
+    for side, col in zip(SIDES, columns, strict=True):
+        config = configs[side]
+        if config is None:
+            analyses[side] = None
+            continue
+        with col:
+            analysis = views.load_analysis(settings, config, banner=False)
+            analyses[side] = analysis
+            if analysis is None:
+                continue
+            prov = analysis.model.provenance
+            st.caption(f"Runs: {describe_config(config)}. Weights: {prov.summary()}.")
+            if config.weights == "coco-fpn" and not prov.fpn_pretrained:
+                st.info(coco_missing_note(side, prov, config.out_channels), icon=":material/info:")
+            elif not prov.pretrained:
+                st.caption("⚠️ Random backbone weights: the maps show an untrained network.")
+    a, b = analyses.get("a"), analyses.get("b")
+    if a is None or b is None:
+        st.warning("Both sides need a valid configuration to be compared.")
+        return
+    # One weights banner for the page (with Try again), for the side that lacks more.
+    worst = min((a, b), key=lambda x: (x.model.provenance.pretrained, x.model.provenance.fpn_pretrained))
+    views.show_provenance(worst.model.provenance, worst.model.config.out_channels)
+    if a.model.config == b.model.config:
+        st.info("Both sides are the same configuration, so the difference is zero: pick a preset or change one side.")
+    shared_backbone = a.backbone is b.backbone
+    st.caption(
+        "Both sides reuse one backbone pass (same image, size, weights and device): only the FPNs differ."
+        if shared_backbone
+        else "The sides use different backbone weights, so each ran its own backbone."
+    )
+    _show_difference(settings, a, b)
+
+
+def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis) -> None:
+    """Maps of both sides, their standardized difference per level, and a statistics table."""
+    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, reduction=settings.reduction)
+    st.header("Difference per level")
+    if not comparisons:
+        st.warning("The two sides share no pyramid level (e.g. different stages, or finest-only on one side).")
+        return
+    st.markdown(
+        "Each level's map is reduced over channels; **B − A** is taken after standardizing each map (zero mean, "
+        "unit std), so a change of width or weight scale does not swamp the change of pattern. Red: B stronger, "
+        "blue: A stronger."
+    )
+    spec = (a.model.config, b.model.config, a.model.provenance.fpn, b.model.provenance.fpn)
+    for side, analysis, maps in (("A", a, [c.a for c in comparisons]), ("B", b, [c.b for c in comparisons])):
+        panels = [(f"{c.level} (stride {stride_of(c.level)})", m) for c, m in zip(comparisons, maps, strict=True)]
+        rngs = map_range(maps) if settings.scope == "shared" else [map_range([m]) for m in maps]
+        views.show_figure(
+            maps_row_figure,
+            panels,
+            rngs=rngs,
+            cmap=settings.colormap,
+            suptitle=f"Side {side}: {describe_config(analysis.model.config)}",
+            colorbar_label=settings.reduction_label,
+            spec=views.figure_spec(settings, a, "ab-side", side, *spec),
+            download_name=f"ab_side_{side.lower()}.png",
+            key=f"download_ab_{side.lower()}",
+        )
+    limit = max(float(np.abs(c.difference).max()) for c in comparisons)
+    limit = limit if limit > 0 else 1.0
+    views.show_figure(
+        maps_row_figure,
+        [(f"{c.level}: B − A", c.difference) for c in comparisons],
+        rngs=MapRange(-limit, limit),
+        cmap="RdBu_r",
+        suptitle="Standardized difference B − A per level (one symmetric scale)",
+        colorbar_label="B − A (std units)",
+        spec=views.figure_spec(settings, a, "ab-diff", *spec),
+        download_name="ab_difference.png",
+        key="download_ab_difference",
+    )
+    rows = [{"level": c.level, **c.stats} for c in comparisons]
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            name: st.column_config.NumberColumn(name, format="%.3f")
+            for name in ("A mean", "B mean", "A std", "B std", "correlation", "mean |difference| (std units)")
+        },
+    )
+    st.caption(
+        "Correlation 1: the same pattern up to scale. Mean |difference| in std units: 0 is identical, about 1.1 "
+        "is unrelated patterns."
+    )

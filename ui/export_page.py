@@ -1,0 +1,104 @@
+"""The export page: every map, overlay, the slide and metadata.json in one zip."""
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+
+import streamlit as st
+from PIL import Image
+
+from ui import cache, views
+from ui import state as S
+
+
+def export_settings(settings: S.Settings) -> dict[str, object]:
+    """``build_export``'s keyword arguments from the sidebar."""
+    return {
+        "cmap": settings.colormap,
+        "alpha": settings.alpha,
+        "reduction": settings.reduction,
+        "scope": settings.scope,
+        "scale": float(settings.export_scale),
+        "source": settings.image_name or None,
+    }
+
+
+def export_bundle(settings: S.Settings, analysis: cache.Analysis) -> cache.ExportBundle:
+    """The cached "Export all" bundle for the current analysis and sidebar."""
+    options = export_settings(settings)
+    spec = views.figure_spec(settings, analysis, "export", analysis.model.config, tuple(sorted(options.items())))
+    return cache.get_export(spec, options, analysis)
+
+
+def export_file_name(settings: S.Settings) -> str:
+    """``"fpn_export_chelsea_d256_512px_2x.zip"``."""
+    stem = "".join(c if c.isalnum() else "_" for c in (settings.image_name or "image").rsplit(".", 1)[0])[:40]
+    return f"fpn_export_{stem}_d{settings.width}_{settings.size}px_{settings.export_scale}x.zip"
+
+
+def export_rows(files: Mapping[str, bytes]) -> list[dict[str, object]]:
+    """One row per file of the bundle: name, what it is, size, and pixel size of PNGs."""
+    kinds = {"maps": "map", "overlays": "overlay"}
+    rows = []
+    for name, data in files.items():
+        kind = kinds.get(name.split("/")[0], "input" if name == "input.png" else name.rsplit(".", 1)[0])
+        pixels = ""
+        if name.endswith(".png"):
+            with Image.open(io.BytesIO(data)) as img:
+                pixels = f"{img.width} × {img.height}"
+        rows.append({"file": name, "what": kind, "pixels": pixels, "KB": round(len(data) / 1024, 1)})
+    return rows
+
+
+def show_export_page(settings: S.Settings) -> None:
+    """The "Export" page below its title."""
+    analysis = views.load_analysis(settings)
+    if analysis is None:
+        return
+    with st.spinner(f"Rendering every map and overlay at {settings.export_scale}× (cached afterwards)…"):
+        bundle = export_bundle(settings, analysis)
+    cols = st.columns([2, 1, 1, 1], vertical_alignment="center")
+    cols[0].download_button(
+        f"Export all ({len(bundle.files)} files, zip)",
+        bundle.archive,
+        file_name=export_file_name(settings),
+        mime="application/zip",
+        key=S.KEY_EXPORT_ZIP,
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        type="primary",
+    )
+    cols[1].metric("Files", len(bundle.files))
+    cols[2].metric("Zip size", f"{len(bundle.archive) / 2**20:.1f} MB")
+    cols[3].metric("Resolution", f"{settings.export_scale}× ({100 * settings.export_scale} dpi)")
+    left, right = st.columns([5, 3], gap="large")
+    with left:
+        st.subheader("slide.png")
+        st.image(bundle.files["slide.png"], caption="The composite slide: input and every p-level overlay.")
+    with right:
+        st.subheader("Files in the zip")
+        rows = export_rows(bundle.files)
+        st.dataframe(rows, hide_index=True, width="stretch", height="content")
+    with st.expander("metadata.json"):
+        st.json(json.loads(bundle.files["metadata.json"]), expanded=1)
+
+
+def overlays_zip_button(settings: S.Settings, analysis: cache.Analysis) -> None:
+    """An "Export all (zip)" button built only when pressed (for the Overlays page)."""
+    st.download_button(
+        "Export all (zip)",
+        lambda: export_bundle(settings, analysis).archive,
+        file_name=export_file_name(settings),
+        mime="application/zip",
+        key=S.KEY_OVERLAY_ZIP,
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        help="Input, every map and overlay, a slide and metadata.json; see the Export page for the list.",
+    )
+
+
+def zip_names(archive: bytes) -> list[str]:
+    """The file names in a zip (for checks and captions)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        return zf.namelist()
