@@ -142,7 +142,7 @@ def test_operator_weights_flag_is_parsed() -> None:
 def test_timing_page_shows_shares_throughput_and_the_optimized_speedup() -> None:
     at = _app("pages/4_Timing.py")
     labels = [m.label for m in at.metric]
-    assert {"Backbone", "FPN", "FPN share of total", "Achieved"} <= set(labels)
+    assert {"Backbone", "FPN", "FPN share of total", "GFLOP/s achieved"} <= set(labels)
     at.toggle(key=S.KEY_COMPARE_PLAIN).set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     speedup = next(m for m in at.metric if m.label == "Optimized backbone speedup")

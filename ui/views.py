@@ -529,7 +529,7 @@ def show_timing_panel(settings: S.Settings, repeats: int) -> None:
     cols[0].metric("Backbone", f"{report.backbone_ms:.1f} ms", border=True)
     cols[1].metric("FPN", f"{report.fpn_ms:.1f} ms", border=True)
     cols[2].metric("FPN share of total", f"{report.fpn_ms / total:.1%}" if total > 0 else "–", border=True)
-    cols[3].metric("Achieved", f"{gflop / (total / 1e3):.0f} GFLOP/s" if total > 0 else "–", border=True)
+    cols[3].metric("GFLOP/s achieved", f"{gflop / (total / 1e3):.0f}" if total > 0 else "–", border=True)
     cols[4].metric("Device", report.device.upper(), border=True)
     if st.toggle(
         "Compare with the plain forward",
