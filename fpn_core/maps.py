@@ -41,18 +41,22 @@ TOP_BY = ("mean", "max")
 Feature = torch.Tensor | np.ndarray
 
 
+def _as_float_tensor(feature: Feature) -> torch.Tensor:
+    """A float32 tensor view of a torch tensor (on its device) or a numpy array (no copy where possible)."""
+    if isinstance(feature, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(feature, dtype=np.float32))
+    if isinstance(feature, torch.Tensor):
+        return feature.detach().float()
+    raise TypeError(f"feature must be a torch.Tensor or numpy array, got {type(feature).__name__}")
+
+
 def _as_chw(feature: Feature) -> torch.Tensor:
     """A float32 ``(C, H, W)`` view of a ``(C, H, W)`` or ``(1, C, H, W)`` feature.
 
     Torch tensors stay on their device (so reductions run there); numpy arrays are
     wrapped without a copy where possible.
     """
-    if isinstance(feature, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(feature, dtype=np.float32))
-    elif isinstance(feature, torch.Tensor):
-        tensor = feature.detach().float()
-    else:
-        raise TypeError(f"feature must be a torch.Tensor or numpy array, got {type(feature).__name__}")
+    tensor = _as_float_tensor(feature)
     if tensor.ndim == 4 and tensor.shape[0] == 1:
         tensor = tensor[0]
     if tensor.ndim != 3 or min(tensor.shape) < 1:
@@ -383,12 +387,7 @@ def map_stats(feature: Feature) -> dict[str, float]:
     Raises:
         ValueError: If the feature is empty.
     """
-    if isinstance(feature, np.ndarray):
-        values = torch.from_numpy(np.asarray(feature, dtype=np.float32))
-    elif isinstance(feature, torch.Tensor):
-        values = feature.detach().float()
-    else:
-        raise TypeError(f"feature must be a torch.Tensor or numpy array, got {type(feature).__name__}")
+    values = _as_float_tensor(feature)
     if values.numel() == 0:
         raise ValueError(f"feature is empty, shape {tuple(values.shape)}")
     stats = torch.stack(
