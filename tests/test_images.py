@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -148,19 +147,17 @@ def test_no_byte_limit_when_max_bytes_is_none() -> None:
     assert load_image(io.BytesIO(data), max_bytes=None).shape == (32, 48, 3)
 
 
-def test_pixel_bomb_is_refused_from_the_header_quickly() -> None:
-    # A valid 8x8 PNG whose header claims 30000 x 30000: 2.7 GB if decoded.
+def test_pixel_bomb_is_refused_from_the_header_before_decoding() -> None:
+    # A valid 8x8 PNG whose header claims 30000 x 30000: 2.7 GB if decoded. The peak of
+    # traced allocations shows no pixel array was made (no wall-clock bound: CI is noisy).
     bomb = with_png_size(encode(solid(RED, (8, 8)), "PNG"), 30_000, 30_000)
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(ImageError, match="megapixel limit"):
             load_image(bomb)
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 1.0
     assert peak < 50 * MB
 
 

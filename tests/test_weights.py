@@ -64,7 +64,7 @@ def _resnet_state(seed: int = 7) -> dict[str, torch.Tensor]:
 
 def _malicious_file(path: Path, marker: Path) -> Path:
     with path.open("wb") as fh:
-        pickle.dump({"conv1.weight": _Payload(marker)}, fh)
+        pickle.dump({"conv1.weight": _Payload(marker)}, fh, protocol=2)  # torch.save's protocol
     return path
 
 
