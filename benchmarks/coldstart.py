@@ -23,20 +23,12 @@ import urllib.request
 from pathlib import Path
 
 from . import ROOT
+from .chromium import CHROMIUM, CHROMIUM_ARGS
 from .measure import Context
 from .report import Row, Table, fmt
 from .scaling import probe
 
 SECTION = "7 cold start"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RENDERED_JS = """() => {
   const app = document.querySelector("[data-testid='stApp']");
   if (!app || app.getAttribute("data-test-script-state") !== "notRunning") return false;
