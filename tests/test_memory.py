@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import itertools
 import json
@@ -53,12 +54,18 @@ def _setting(i: int) -> tuple[int, float, str, str]:
     return WIDTHS[i % 3], ALPHAS[i % len(ALPHAS)], COLORMAPS[i % 4], REDUCTIONS[(i // 4) % 4]
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``malloc_trim``); looked up once, not per checkpoint."""
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    return ctypes.CDLL(name) if name else None
+
+
 def _trimmed_rss_mb(process: psutil.Process) -> float:
     """Resident memory after collecting garbage and returning free heap to the system."""
     gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name and sys.platform.startswith("linux"):
-        ctypes.CDLL(libc_name).malloc_trim(0)  # glibc only; elsewhere the raw figure is used
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)  # elsewhere the raw figure is used
     return process.memory_info().rss / 2**20
 
 
