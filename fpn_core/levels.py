@@ -15,6 +15,37 @@ FPN_STAGES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
 #: The early/middle/late stages of the original design.
 DEFAULT_STAGES: tuple[str, ...] = ("c3", "c4", "c5")
 
+#: One RGB colour per pyramid level, used wherever a level is named (boxes, bars, legends).
+LEVEL_COLORS: dict[str, tuple[int, int, int]] = {
+    "p2": (230, 75, 53),  # red: finest, smallest objects
+    "p3": (245, 160, 30),  # orange
+    "p4": (60, 170, 80),  # green
+    "p5": (50, 120, 200),  # blue
+    "p6": (140, 80, 180),  # purple
+    "p7": (120, 120, 120),  # grey: coarsest
+}
+#: One RGB colour per backbone stage, used wherever a stage is named (contributions, legends).
+STAGE_COLORS: dict[str, tuple[int, int, int]] = {
+    "c1": (150, 150, 150),
+    "c2": (214, 39, 40),
+    "c3": (31, 119, 180),
+    "c4": (44, 160, 44),
+    "c5": (255, 127, 14),
+}
+
+
+def color_of(name: str) -> tuple[int, int, int]:
+    """The app-wide RGB colour of a level ``p2..p7`` or a stage ``c1..c5``."""
+    table = LEVEL_COLORS if name.startswith("p") else STAGE_COLORS
+    if name not in table:
+        raise ValueError(f"no colour for {name!r}; expected one of {', '.join([*STAGE_COLORS, *LEVEL_COLORS])}")
+    return table[name]
+
+
+def hex_color(name: str) -> str:
+    """The colour of a level or stage as ``"#rrggbb"`` (for matplotlib and markdown)."""
+    return "#{:02x}{:02x}{:02x}".format(*color_of(name))
+
 
 def stage_index(name: str) -> int:
     """Return k for a stage ``ck`` or a level ``pk`` (stride is ``2**k``).
