@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .levels import FeatureInfo, FeatureSpec
 from .timing import NULL_RECORDER, Recorder
@@ -35,6 +36,10 @@ class ResNetBackbone(nn.Module):
     shared read-only: nothing per request is registered on it; a ``Recorder`` passed to
     ``forward`` times or counts each stage instead of hooks.
 
+    The submodules keep torchvision's names (``conv1``, ``bn1``, ``layer1``...), so the state
+    dict is torchvision's ResNet-50 one without ``fc``, and the body of torchvision's detectors
+    (``backbone.body.*``) loads into it as it is.
+
     Attributes:
         feature_info: names, channels and strides of ``c1..c5``.
         provenance: where the weights came from (set by the builder).
@@ -44,7 +49,7 @@ class ResNetBackbone(nn.Module):
 
     def __init__(self, resnet: ResNet) -> None:
         super().__init__()
-        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)
+        self.conv1, self.bn1, self.relu = resnet.conv1, resnet.bn1, resnet.relu
         self.maxpool = resnet.maxpool
         self.layer1, self.layer2 = resnet.layer1, resnet.layer2
         self.layer3, self.layer4 = resnet.layer3, resnet.layer4
@@ -59,10 +64,15 @@ class ResNetBackbone(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def stem(self) -> nn.Sequential:
+        """The stem that makes ``c1``: ``conv1``, ``bn1`` (Identity once folded), ``relu`` (a view, read-only)."""
+        return nn.Sequential(self.conv1, self.bn1, self.relu)
+
     def forward(self, x: Tensor, recorder: Recorder = NULL_RECORDER) -> OrderedDict[str, Tensor]:
         out: OrderedDict[str, Tensor] = OrderedDict()
         with recorder.step("c1"):
-            x = out["c1"] = self.stem(x)
+            x = out["c1"] = self.relu(self.bn1(self.conv1(x)))
         with recorder.step("c2"):
             x = out["c2"] = self.layer1(self.maxpool(x))
         with recorder.step("c3"):
@@ -89,19 +99,20 @@ def fold_batchnorms(backbone: ResNetBackbone) -> ResNetBackbone:
 
     At inference a BatchNorm is an affine map per channel, so ``bn(conv(x))`` equals one
     convolution with scaled weights and a bias. This removes 53 elementwise passes over the
-    activations. Call it once, at load, on a model in eval mode.
+    activations. Call it once, at load, on a model in eval mode. Both ``nn.BatchNorm2d`` and
+    torchvision's ``FrozenBatchNorm2d`` (the detectors' norm layer) are folded.
     """
 
     def fuse(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
         if isinstance(bn, nn.Identity):
             return conv
-        assert isinstance(bn, nn.BatchNorm2d), type(bn)
-        return fuse_conv_bn_eval(conv, bn)
+        assert isinstance(bn, (nn.BatchNorm2d, FrozenBatchNorm2d)), type(bn)
+        return fuse_conv_bn_eval(conv, bn)  # type: ignore[arg-type]  (FrozenBatchNorm2d has the same buffers)
 
     backbone.eval()
     with torch.no_grad():
-        backbone.stem[0] = fuse(backbone.stem[0], backbone.stem[1])
-        backbone.stem[1] = nn.Identity()
+        backbone.conv1 = fuse(backbone.conv1, backbone.bn1)
+        backbone.bn1 = nn.Identity()
         for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
             for block in layer:
                 assert isinstance(block, Bottleneck)

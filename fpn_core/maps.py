@@ -21,6 +21,7 @@ __all__ = [
     "REDUCTIONS",
     "SCOPES",
     "MapRange",
+    "MapStyle",
     "channel_grid",
     "colorize",
     "map_range",
@@ -39,6 +40,34 @@ COLORMAPS = ("viridis", "magma", "inferno", "plasma", "turbo", "jet", "gray")
 TOP_BY = ("mean", "max")
 
 Feature = torch.Tensor | np.ndarray
+
+
+@dataclass(frozen=True)
+class MapStyle:
+    """How feature maps become pictures: frozen and hashable, so it keys the screen caches.
+
+    Attributes:
+        reduction: how channels collapse into one map, one of :data:`REDUCTIONS`.
+        cmap: matplotlib colour map name, one of :data:`COLORMAPS`.
+        alpha: overlay opacity in ``[0, 1]``.
+        scope: ``"per-level"`` (each map its own colour scale) or ``"shared"``.
+    """
+
+    reduction: str = "mean"
+    cmap: str = "viridis"
+    alpha: float = 0.5
+    scope: str = "per-level"
+
+    def __post_init__(self) -> None:
+        for name, value, choices in (
+            ("reduction", self.reduction, REDUCTIONS),
+            ("cmap", self.cmap, COLORMAPS),
+            ("scope", self.scope, SCOPES),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
 
 
 def _as_float_tensor(feature: Feature) -> torch.Tensor:

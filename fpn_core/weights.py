@@ -40,13 +40,19 @@ class WeightsError(RuntimeError):
     """A weight file that cannot be used; the message says why and what to do."""
 
 
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
 @dataclass(frozen=True)
 class WeightFile:
-    """A torchvision checkpoint: its cache file name, URL and what it contains."""
+    """A torchvision checkpoint: its cache file name, URL, what it contains and the input normalization it expects."""
 
     filename: str
     url: str
     label: str
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     @property
     def hash_prefix(self) -> str:
@@ -62,6 +68,13 @@ COCO = WeightFile(
     "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
     "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
     "COCO Faster R-CNN ResNet-50-FPN (torchvision COCO_V1, 37.0 box mAP)",
+)
+#: The detectors' checkpoints (``fpn_core.detection``); Faster R-CNN's is the same file as ``COCO``.
+FASTER_RCNN_COCO = COCO
+RETINANET_COCO = WeightFile(
+    "retinanet_resnet50_fpn_coco-eeacb38b.pth",
+    "https://download.pytorch.org/models/retinanet_resnet50_fpn_coco-eeacb38b.pth",
+    "COCO RetinaNet ResNet-50-FPN (torchvision COCO_V1, 36.4 box mAP)",
 )
 
 

@@ -4,47 +4,65 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fpn_core.figures import map_figure
-from ui import views
+from fpn_core.figures import grid_figure, map_figure
+from fpn_core.levels import stride_of
+from ui import cache, frame, panels, views
 
 TOP_CHANNELS = 16
 
-settings = views.start_page(
+settings = frame.settings()
+frame.header(
     "Stage activations",
-    "🧱",
     "The bottom-up path: each ResNet-50 stage halves the resolution and widens the channels. "
     f"Left: one map per stage, reduced over all channels. Right: the {TOP_CHANNELS} most active channels "
     "(highest mean), each on its own 0–1 scale.",
 )
 analysis = views.load_analysis(settings)
 if analysis is not None:
+    style, label = settings.style, settings.reduction_label
     stages = analysis.backbone.stages
     info = analysis.model.feature_info
-    maps = views.reduced_maps(stages, settings.reduction)
-    ranges = views.ranges_for(maps, settings.scope)
+    maps, ranges = views.stage_maps(analysis, style)
+    mosaics = cache.channel_mosaics(analysis.key.backbone, TOP_CHANNELS, stages)
+    weights = views.weights_line(analysis)
     for name, tensor in stages.items():
-        st.subheader(f"{name} · stride {info[name].reduction} · {int(tensor.shape[1])} channels")
+        c, h, w = (int(s) for s in tensor.shape[-3:])
+        st.subheader(f"{name} · stride {stride_of(name)} · {c} channels")
         st.markdown(views.feature_caption(name, tensor, what=views.stage_description(name, info)))
         left, right = st.columns(2, gap="large")
+        scale = panels.ColorScale(style.cmap, ranges[name], label)
         with left:
-            views.show_figure(
-                map_figure,
-                maps[name],
-                title=f"{name}: {settings.reduction_label}",
-                rng=ranges[name],
-                cmap=settings.colormap,
-                colorbar_label=settings.reduction_label,
-                spec=views.figure_spec(settings, analysis, "stage-map", name),
-                download_name=f"stage_{name}_map.png",
+            panels.show_panel(
+                panels.map_image(maps[name], scale),
+                title=f"{name} · stride {stride_of(name)} · {c} × {h} × {w} · {label}",
+                caption=weights,
+                scale=scale,
+                download=panels.Download(
+                    map_figure,
+                    (maps[name],),
+                    {"title": f"{name}: {label}", "rng": ranges[name], "cmap": style.cmap, "colorbar_label": label},
+                    file_name=f"stage_{name}_map.png",
+                ),
+                export_scale=settings.export_scale,
             )
+        mosaic, indices = mosaics[name]
+        tiles = panels.ColorScale(style.cmap, views.UNIT_RANGE, "each channel scaled to 0–1")
         with right:
-            views.show_figure(
-                views.top_channels_figure,
-                tensor,
-                k=TOP_CHANNELS,
-                name=name,
-                cmap=settings.colormap,
-                spec=views.figure_spec(settings, analysis, "stage-grid", name),
-                download_name=f"stage_{name}_top_channels.png",
+            panels.show_panel(
+                panels.map_image(mosaic, tiles),
+                title=f"{name}: the {len(indices)} most active of {c} channels",
+                caption="Channels, row by row: " + ", ".join(str(i) for i in indices),
+                scale=tiles,
+                download=panels.Download(
+                    grid_figure,
+                    (mosaic, indices),
+                    {
+                        "title": f"{name}: the {len(indices)} most active of {c} channels",
+                        "cols": 4,
+                        "cmap": style.cmap,
+                    },
+                    file_name=f"stage_{name}_top_channels.png",
+                ),
+                export_scale=settings.export_scale,
             )
         st.divider()

@@ -5,41 +5,59 @@ from __future__ import annotations
 import streamlit as st
 
 from fpn_core.figures import maps_row_figure
-from fpn_core.levels import stage_of
-from ui import views
+from fpn_core.levels import stage_of, stride_of
+from fpn_core.maps import map_range
+from ui import frame, panels, views
 
-settings = views.start_page(
+settings = frame.settings()
+frame.header(
     "FPN outputs",
-    "🔺",
     "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the colour scale "
     "in the sidebar to **shared across levels** to compare the levels on one scale.",
 )
 analysis = views.load_analysis(settings)
 if analysis is not None:
-    levels = analysis.fpn.levels
-    steps = analysis.fpn.steps
-    stages = analysis.backbone.stages
-    maps = views.reduced_maps(levels, settings.reduction)
-    ranges = views.ranges_for(maps, settings.scope)
-    shared = settings.scope == "shared"
+    style, label = settings.style, settings.reduction_label
+    levels, steps, stages = analysis.fpn.levels, analysis.fpn.steps, analysis.backbone.stages
+    maps, ranges = views.level_maps(analysis, style)
+    stage_maps, _ = views.stage_maps(analysis, style)
+    shared = style.scope == "shared"
     d = analysis.model.config.out_channels
 
     st.subheader(f"Pyramid levels at d = {d}, fine to coarse")
-    views.show_figure(
-        maps_row_figure,
-        [(f"{name} (stride {views.stride_of(name)})", m) for name, m in maps.items()],
-        rngs=next(iter(ranges.values())) if shared else list(ranges.values()),
-        cmap=settings.colormap,
-        suptitle=f"{settings.reduction_label} of each level · "
-        + ("one shared colour scale" if shared else "each level on its own colour scale"),
-        colorbar_label=settings.reduction_label,
-        spec=views.figure_spec(settings, analysis, "levels", analysis.model.config),
-        download_name="fpn_levels.png",
-        key="download_levels",
+    st.caption(
+        f"{label} of each level · "
+        + ("one shared colour scale" if shared else "each level on its own colour scale")
+        + f" · {views.weights_line(analysis)}"
     )
+    scales = {name: panels.ColorScale(style.cmap, ranges[name], label) for name in maps}
     cols = st.columns(len(levels))
     for col, (name, tensor) in zip(cols, levels.items(), strict=True):
-        col.markdown(views.feature_caption(name, tensor))
+        with col:
+            panels.show_panel(
+                panels.map_image(maps[name], scales[name]),
+                title=f"{name} · stride {stride_of(name)}",
+                scale=None if shared else scales[name],
+            )
+            st.markdown(views.feature_caption(name, tensor))
+    if shared:
+        panels.show_color_scale(next(iter(scales.values())))
+    panels.download_button(
+        panels.Download(
+            maps_row_figure,
+            ([(f"{name} (stride {stride_of(name)})", m) for name, m in maps.items()],),
+            {
+                "rngs": next(iter(ranges.values())) if shared else list(ranges.values()),
+                "cmap": style.cmap,
+                "suptitle": f"{label} of each level · "
+                + ("one shared colour scale" if shared else "each level on its own colour scale"),
+                "colorbar_label": label,
+            },
+            file_name="fpn_levels.png",
+            key="download_levels",
+        ),
+        settings.export_scale,
+    )
 
     st.subheader("c_k next to p_k: what the top-down path added")
     st.markdown(
@@ -47,30 +65,33 @@ if analysis is not None:
         "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv. "
         "Each panel has its own colour scale (their units differ)."
     )
-    for level, step in steps.items():
+    for level in steps:
         stage = stage_of(level)
-        panels = [(f"{stage} (input)", views.reduce_channels(stages[stage], settings.reduction))]
-        if step.lateral is not None:
-            panels.append(("lateral 1×1", views.reduce_channels(step.lateral, settings.reduction)))
-        if step.top_down is not None:
-            panels.append(("top-down (upsampled)", views.reduce_channels(step.top_down, settings.reduction)))
-        if step.output is not None:
-            output_map = maps[level] if level in maps else views.reduce_channels(step.output, settings.reduction)
-            panels.append((f"{level} (output)", output_map))
-        left, right = st.columns([3, 1], gap="medium", vertical_alignment="center")
-        with left:
-            views.show_figure(
+        step_maps = views.step_maps(analysis, level, style.reduction)
+        row = [(f"{stage} (input)", stage_maps[stage])]
+        row += [
+            (f"{level} (output)" if name == "output" else title, step_maps[name])
+            for name, title in views.STEP_TITLES.items()
+            if name in step_maps
+        ]
+        row_scales = [panels.ColorScale(style.cmap, map_range([m]), label) for _, m in row]
+        st.markdown(f"#### {stage} → {level} · stride {stride_of(level)}")
+        panels.show_row(
+            [(title, panels.map_image(m, sc), "") for (title, m), sc in zip(row, row_scales, strict=True)],
+            scales=row_scales,
+        )
+        notes = [views.feature_caption(stage, stages[stage])]
+        if steps[level].output is not None:
+            notes.append(views.feature_caption(level, steps[level].output))
+        if steps[level].top_down is None:
+            notes.append("Top level: nothing comes down from above, so p_k is the 3×3 of the lateral alone.")
+        st.caption("  \n".join(notes))
+        panels.download_button(
+            panels.Download(
                 maps_row_figure,
-                panels,
-                rngs=[views.map_range([m]) for _, m in panels],
-                cmap=settings.colormap,
-                suptitle=f"{stage} → {level}",
-                spec=views.figure_spec(settings, analysis, "steps", analysis.model.config, level),
-                download_name=f"steps_{level}.png",
-            )
-        with right:
-            st.markdown(views.feature_caption(stage, stages[stage]))
-            if step.output is not None:
-                st.markdown(views.feature_caption(level, step.output))
-            if step.top_down is None:
-                st.caption("Top level: nothing comes down from above, so p_k is the 3×3 of the lateral alone.")
+                (row,),
+                {"rngs": [sc.rng for sc in row_scales], "cmap": style.cmap, "suptitle": f"{stage} → {level}"},
+                file_name=f"steps_{level}.png",
+            ),
+            settings.export_scale,
+        )

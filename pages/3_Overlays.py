@@ -5,44 +5,64 @@ from __future__ import annotations
 import streamlit as st
 
 from fpn_core.figures import overlay_figure
-from ui import export_page, views
-from ui import state as S
+from fpn_core.levels import stride_of
+from ui import cache, export_page, frame, panels, views
+from ui import settings as S
 
-settings = views.start_page(
-    "Overlays",
-    "🖼️",
-    "Each map is upsampled to the input and blended over it with the sidebar's colour map and alpha. "
-    "Titles carry the level, stride, shape, width and weights, so a downloaded PNG explains itself.",
-)
-analysis = views.load_analysis(settings)
-if analysis is not None:
+
+@st.fragment
+def show_overlays(settings: S.Settings) -> None:
+    """The group picker and the overlays: picking a group reruns only this part of the page."""
+    analysis = views.load_analysis(settings)
+    if analysis is None:
+        return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     with left:
-        group = st.segmented_control(
-            "Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP, persist_state="session"
-        )
+        group = st.segmented_control("Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP)
     with right:
         export_page.overlays_zip_button(settings, analysis)
-    features = analysis.backbone.stages if group == S.GROUP_STAGES else analysis.fpn.levels
-    maps = views.reduced_maps(features, settings.reduction)
-    ranges = views.ranges_for(maps, settings.scope)
-    summary = analysis.model.provenance.summary()
+    style, label = settings.style, settings.reduction_label
+    if group == S.GROUP_STAGES:
+        features, key = analysis.backbone.stages, analysis.key.backbone
+        maps, ranges = views.stage_maps(analysis, style)
+    else:
+        features, key = analysis.fpn.levels, analysis.key
+        maps, ranges = views.level_maps(analysis, style)
+    image = analysis.backbone.image
+    images = cache.overlay_images(key, str(group), style, image, maps, ranges)
+    weights = views.weights_line(analysis)
     cols = st.columns(2, gap="large")
     for i, (name, tensor) in enumerate(features.items()):
         c, h, w = (int(s) for s in tensor.shape[-3:])
         width = f"d = {c}" if name.startswith("p") else f"C = {c}"
+        title = f"{name} · stride {stride_of(name)} · {c} × {h} × {w} · {width}"
         with cols[i % 2]:
-            views.show_figure(
-                overlay_figure,
-                analysis.backbone.image,
-                maps[name],
-                title=f"{name} · stride {views.stride_of(name)} · {c} × {h} × {w} · {width}\n"
-                f"{settings.reduction_label} · {summary}",
-                rng=ranges[name],
-                alpha=settings.alpha,
-                cmap=settings.colormap,
-                colorbar_label=settings.reduction_label,
-                spec=views.figure_spec(settings, analysis, "overlay", analysis.model.config, name, settings.alpha),
-                download_name=f"overlay_{name}_d{settings.width}_{settings.size}px.png",
-                key=f"download_overlay_{name}",
+            panels.show_panel(
+                images[name],
+                title=title,
+                caption=f"{label} · alpha {style.alpha:g} · {weights}",
+                scale=panels.ColorScale(style.cmap, ranges[name], label),
+                download=panels.Download(
+                    overlay_figure,
+                    (image, maps[name]),
+                    {
+                        "title": f"{title}\n{label} · {weights}",
+                        "rng": ranges[name],
+                        "alpha": style.alpha,
+                        "cmap": style.cmap,
+                        "colorbar_label": label,
+                    },
+                    file_name=f"overlay_{name}_d{settings.config.out_channels}_{settings.size}px.png",
+                    key=f"download_overlay_{name}",
+                ),
+                export_scale=settings.export_scale,
             )
+
+
+settings = frame.settings()
+frame.header(
+    "Overlays",
+    "Each map is upsampled to the input and blended over it with the sidebar's colour map and alpha. "
+    "Titles carry the level, stride, shape, width and weights, so a screenshot or a downloaded PNG explains itself.",
+)
+show_overlays(settings)

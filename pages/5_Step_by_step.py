@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ui import teaching, views
+from ui import frame, teaching
 
-settings = views.start_page(
+settings = frame.settings()
+frame.header(
     "FPN step by step",
-    "🪜",
     "Each row follows one pyramid level from the top of the pyramid down: the backbone stage **c_k**, its "
     "**lateral 1×1** conv, the **upsampled map from the level above**, the **merged** map and the **3×3** output "
     "**p_k**. Pick an ablation of the FPN paper's Table 1 to see which steps it removes.",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ui import probe_page, views
+from ui import frame, probe_page
 
-settings = views.start_page(
+settings = frame.settings()
+frame.header(
     "Scale probe",
-    "📏",
     "The FPN paper sends a box of size w × h to level k = ⌊4 + log2(√(wh) / 224)⌋. Do the features agree? "
     "Each box is probed on every level, and each level's stride grid shows how coarsely it sees the image.",
 )

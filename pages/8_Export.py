@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ui import export_page, views
+from ui import export_page, frame
 
-settings = views.start_page(
+settings = frame.settings()
+frame.header(
     "Export",
-    "📦",
     "Everything for slides in one download, at the sidebar's **Export resolution**: the input image, every "
     "stage and level map, every overlay, a composite slide and `metadata.json` (configuration, weights, "
     "shapes, statistics, timings).",

@@ -8,16 +8,16 @@ import streamlit as st
 from fpn_core import ABLATIONS, FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, PyramidConfig
 from fpn_core.compare import PRESETS, compare_levels
 from fpn_core.figures import maps_row_figure
+from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
 from fpn_core.weights import COCO, how_to_place
-from ui import cache, views
-from ui import state as S
+from ui import cache, frame, panels, views
+from ui import settings as S
 from ui.teaching import PAPER_SOURCE, ablation_label, ablation_note, paper_table
 
 SIDES: tuple[str, ...] = ("a", "b")
 NO_PRESET = "(none: set both sides yourself)"
-_AB_BASE = "_ab_base"
 _FIELD_OF = {"out_channels": "width"}
 
 
@@ -28,12 +28,13 @@ def ab_key(side: str, field: str) -> str:
 
 def sidebar_fields(settings: S.Settings) -> dict[str, object]:
     """The A/B fields as the sidebar sets them (each side's default)."""
+    config = settings.config
     return {
-        "width": settings.width,
-        "stages": list(settings.stages),
-        "upsample": settings.upsample,
-        "merge": settings.merge,
-        "weights": settings.weights,
+        "width": config.out_channels,
+        "stages": list(config.stages),
+        "upsample": config.upsample,
+        "merge": config.merge,
+        "weights": config.weights,
         "ablation": "full",
     }
 
@@ -51,7 +52,7 @@ def _apply_preset() -> None:
     preset = st.session_state.get(S.KEY_AB_PRESET)
     if preset not in PRESETS:
         return
-    base = st.session_state.get(_AB_BASE, {})
+    base = sidebar_fields(frame.settings())
     for side, fields in zip(SIDES, preset_fields(preset, base), strict=True):
         for field, value in fields.items():
             st.session_state[ab_key(side, field)] = value
@@ -63,22 +64,15 @@ def _side_widgets(
     """One side's widgets (defaults from the sidebar); its configuration, or None when invalid."""
     for field, value in base.items():
         st.session_state.setdefault(ab_key(side, field), value)
-    common = {"persist_state": "session"}
-    width = st.slider("FPN width d", S.WIDTH_MIN, S.WIDTH_MAX, step=S.WIDTH_STEP, key=ab_key(side, "width"), **common)
-    stages = st.multiselect("Input stages", FPN_STAGES, key=ab_key(side, "stages"), **common)
+    width = st.slider("FPN width d", MIN_WIDTH, MAX_WIDTH, step=S.WIDTH_STEP, key=ab_key(side, "width"))
+    stages = st.multiselect("Input stages", FPN_STAGES, key=ab_key(side, "stages"))
     c1, c2 = st.columns(2)
-    upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"), **common)
-    merge = c2.selectbox("Merge", MERGE_MODES, key=ab_key(side, "merge"), **common)
+    upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"))
+    merge = c2.selectbox("Merge", MERGE_MODES, key=ab_key(side, "merge"))
     weights = st.selectbox(
-        "Weights",
-        WEIGHT_CHOICES,
-        format_func=lambda w: S.WEIGHT_LABELS.get(w, w),
-        key=ab_key(side, "weights"),
-        **common,
+        "Weights", WEIGHT_CHOICES, format_func=lambda w: S.WEIGHT_LABELS.get(w, w), key=ab_key(side, "weights")
     )
-    ablation = st.selectbox(
-        "Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"), **common
-    )
+    ablation = st.selectbox("Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"))
     st.caption(ablation_note(str(ablation)))
     fields = {
         "width": width,
@@ -102,8 +96,8 @@ def _side_widgets(
             merge=str(merge),
             ablation=str(ablation),
             weights=str(weights),
-            p6=settings.p6,
-            device=settings.device,
+            p6=settings.config.p6,
+            device=settings.config.device,
         ),
         fields,
     )
@@ -131,16 +125,15 @@ def coco_missing_note(side: str, provenance: object, width: int) -> str:
     )
 
 
+@st.fragment
 def show_ab_page(settings: S.Settings) -> None:
-    """The "A/B comparison" page below its title."""
+    """The "A/B comparison" page below its title; its own widgets rerun only this fragment."""
     base = sidebar_fields(settings)
-    st.session_state[_AB_BASE] = base
     st.selectbox(
         "Preset",
         (NO_PRESET, *PRESETS),
         key=S.KEY_AB_PRESET,
         on_change=_apply_preset,
-        persist_state="session",
         help="Sets both sides for a classic comparison; change any widget afterwards.",
         width=420,
     )
@@ -163,7 +156,7 @@ def show_ab_page(settings: S.Settings) -> None:
             analyses[side] = None
             continue
         with col:
-            analysis = views.load_analysis(settings, config, banner=False)
+            analysis = views.load_analysis(settings, config)
             analyses[side] = analysis
             if analysis is None:
                 continue
@@ -177,9 +170,6 @@ def show_ab_page(settings: S.Settings) -> None:
     if a is None or b is None:
         st.warning("Both sides need a valid configuration to be compared.")
         return
-    # One weights banner for the page (with Try again), for the side that lacks more.
-    worst = min((a, b), key=lambda x: (x.model.provenance.pretrained, x.model.provenance.fpn_pretrained))
-    views.show_provenance(worst.model.provenance, worst.model.config.out_channels)
     if a.model.config == b.model.config:
         st.info("Both sides are the same configuration, so the difference is zero: pick a preset or change one side.")
     shared_backbone = a.backbone is b.backbone
@@ -193,7 +183,7 @@ def show_ab_page(settings: S.Settings) -> None:
 
 def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis) -> None:
     """Maps of both sides, their standardized difference per level, and a statistics table."""
-    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, reduction=settings.reduction)
+    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, reduction=settings.style.reduction)
     st.header("Difference per level")
     if not comparisons:
         st.warning("The two sides share no pyramid level (e.g. different stages, or finest-only on one side).")
@@ -203,33 +193,54 @@ def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis)
         "unit std), so a change of width or weight scale does not swamp the change of pattern. Red: B stronger, "
         "blue: A stronger."
     )
-    spec = (a.model.config, b.model.config, a.model.provenance.fpn, b.model.provenance.fpn)
+    style, label = settings.style, settings.reduction_label
     for side, analysis, maps in (("A", a, [c.a for c in comparisons]), ("B", b, [c.b for c in comparisons])):
-        panels = [(f"{c.level} (stride {stride_of(c.level)})", m) for c, m in zip(comparisons, maps, strict=True)]
-        rngs = map_range(maps) if settings.scope == "shared" else [map_range([m]) for m in maps]
-        views.show_figure(
-            maps_row_figure,
-            panels,
-            rngs=rngs,
-            cmap=settings.colormap,
-            suptitle=f"Side {side}: {describe_config(analysis.model.config)}",
-            colorbar_label=settings.reduction_label,
-            spec=views.figure_spec(settings, a, "ab-side", side, *spec),
-            download_name=f"ab_side_{side.lower()}.png",
-            key=f"download_ab_{side.lower()}",
+        titled = [(f"{c.level} (stride {stride_of(c.level)})", m) for c, m in zip(comparisons, maps, strict=True)]
+        rngs = map_range(maps) if style.scope == "shared" else [map_range([m]) for m in maps]
+        scales = (
+            panels.ColorScale(style.cmap, rngs, label)
+            if isinstance(rngs, MapRange)
+            else [panels.ColorScale(style.cmap, r, label) for r in rngs]
+        )
+        suptitle = f"Side {side}: {describe_config(analysis.model.config)}"
+        st.markdown(f"#### {suptitle}")
+        panels.show_row(
+            [
+                (title, panels.map_image(m, scales if isinstance(scales, panels.ColorScale) else scales[i]), "")
+                for i, (title, m) in enumerate(titled)
+            ],
+            scales=scales,
+        )
+        panels.download_button(
+            panels.Download(
+                maps_row_figure,
+                (titled,),
+                {"rngs": rngs, "cmap": style.cmap, "suptitle": suptitle, "colorbar_label": label},
+                file_name=f"ab_side_{side.lower()}.png",
+                key=f"download_ab_{side.lower()}",
+            ),
+            settings.export_scale,
         )
     limit = max(float(np.abs(c.difference).max()) for c in comparisons)
     limit = limit if limit > 0 else 1.0
-    views.show_figure(
-        maps_row_figure,
-        [(f"{c.level}: B − A", c.difference) for c in comparisons],
-        rngs=MapRange(-limit, limit),
-        cmap="RdBu_r",
-        suptitle="Standardized difference B − A per level (one symmetric scale)",
-        colorbar_label="B − A (std units)",
-        spec=views.figure_spec(settings, a, "ab-diff", *spec),
-        download_name="ab_difference.png",
-        key="download_ab_difference",
+    diff_scale = panels.ColorScale("RdBu_r", MapRange(-limit, limit), "B − A (std units)")
+    st.markdown("#### Standardized difference B − A per level (one symmetric scale)")
+    diffs = [(f"{c.level}: B − A", c.difference) for c in comparisons]
+    panels.show_row([(title, panels.map_image(m, diff_scale), "") for title, m in diffs], scales=diff_scale)
+    panels.download_button(
+        panels.Download(
+            maps_row_figure,
+            (diffs,),
+            {
+                "rngs": diff_scale.rng,
+                "cmap": "RdBu_r",
+                "suptitle": "Standardized difference B − A per level (one symmetric scale)",
+                "colorbar_label": diff_scale.label,
+            },
+            file_name="ab_difference.png",
+            key="download_ab_difference",
+        ),
+        settings.export_scale,
     )
     rows = [{"level": c.level, **c.stats} for c in comparisons]
     st.dataframe(

@@ -19,12 +19,13 @@ import argparse
 import hashlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 
 from fpn_core import (
     BackboneResult,
@@ -43,6 +44,7 @@ from fpn_core import (
 )
 from fpn_core.export import build_export, zip_export
 from fpn_core.images import Box, list_samples, load_image, make_scales_image
+from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
 from fpn_core.weights import WEIGHTS_ENV
 
 ANALYSIS_TTL_S = 3600
@@ -202,9 +204,37 @@ def clear_model_caches() -> None:
     get_stages.clear()
     get_fpn_result.clear()
     get_flops.clear()
+    reduced_maps.clear()
+    color_ranges.clear()
+    overlay_images.clear()
+    channel_mosaics.clear()
+    get_export.clear()
 
 
 # ----------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class BackboneKey:
+    """What a backbone pass depends on: image content, input size, weights and device."""
+
+    digest: str
+    size: int
+    weights: str
+    device: str
+
+
+@dataclass(frozen=True)
+class AnalysisKey:
+    """What a whole analysis depends on: the image, the input size and the pyramid configuration."""
+
+    digest: str
+    size: int
+    config: PyramidConfig
+
+    @property
+    def backbone(self) -> BackboneKey:
+        return BackboneKey(self.digest, self.size, self.config.weights, str(self.config.device))
 
 
 @dataclass(frozen=True)
@@ -212,11 +242,13 @@ class Analysis:
     """Everything a page needs about the current image and configuration (read-only).
 
     Attributes:
+        key: what it was computed from (keys every cache built on it).
         model: backbone + FPN with the combined provenance.
         backbone: the backbone pass (resized image, c1..c5).
         fpn: the FPN pass (levels p*, steps per level).
     """
 
+    key: AnalysisKey
     model: Pyramid
     backbone: BackboneResult
     fpn: FpnResult
@@ -240,7 +272,69 @@ def analyse(
     model = get_pyramid(config, backbone)
     stages = get_stages(digest, size, config.weights, device, backbone, image)
     fpn = get_fpn_result(digest, size, config, model.fpn, stages)
-    return Analysis(model, stages, fpn)
+    return Analysis(AnalysisKey(digest, int(size), config), model, stages, fpn)
+
+
+# ------------------------------------------------------------------------- screen images
+# Small numpy results per (analysis key, feature group, map style): a sidebar change that a
+# page does not use finds them here, and one it does use recomputes only what depends on it.
+
+FeatureKey = AnalysisKey | BackboneKey
+
+
+def _read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for array in arrays.values():
+        array.setflags(write=False)
+    return arrays
+
+
+@st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
+def reduced_maps(
+    key: FeatureKey, group: str, reduction: str, _features: Mapping[str, torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """Each feature of ``group`` collapsed over channels (2-D float maps, read-only).
+
+    Args:
+        key: the analysis (or backbone pass) the features come from.
+        group: which features, e.g. ``"levels"``, ``"stages"`` or ``"p3.steps"``.
+        reduction: the channel reduction (``fpn_core.maps.REDUCTIONS``).
+        _features: name -> (1, C, H, W) tensor (left out of the key).
+    """
+    return _read_only({name: reduce_channels(t, reduction) for name, t in _features.items()})
+
+
+@st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
+def color_ranges(
+    key: FeatureKey, group: str, reduction: str, scope: str, _maps: Mapping[str, np.ndarray]
+) -> dict[str, MapRange]:
+    """Colour ranges of ``group``'s maps: each its own, or one shared (``scope``)."""
+    return map_ranges(_maps, scope)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
+def channel_mosaics(
+    key: BackboneKey, k: int, _stages: Mapping[str, torch.Tensor]
+) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Per stage, the ``k`` most active channels as one mosaic of [0, 1] tiles, and their indices."""
+    out = {name: channel_grid(t, k=k, cols=4) for name, t in _stages.items()}
+    for mosaic, _ in out.values():
+        mosaic.setflags(write=False)
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=ANALYSIS_TTL_S)
+def overlay_images(
+    key: FeatureKey,
+    group: str,
+    style: MapStyle,
+    _image: np.ndarray,
+    _maps: Mapping[str, np.ndarray],
+    _ranges: Mapping[str, MapRange],
+) -> dict[str, np.ndarray]:
+    """Each map of ``group`` blended over the network's input image (RGB uint8, read-only)."""
+    return _read_only(
+        {name: overlay(_image, m, rng=_ranges[name], alpha=style.alpha, cmap=style.cmap) for name, m in _maps.items()}
+    )
 
 
 # ------------------------------------------------------------------------------- timing
@@ -349,14 +443,15 @@ class ExportBundle:
 
 
 @st.cache_data(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
-def get_export(spec: tuple, settings: dict, _analysis: Analysis) -> ExportBundle:
-    """Build (once per ``spec``) the export bundle of an analysis.
-
-    Args:
-        spec: everything the bundle depends on (image digest, size, configuration, weights
-            loaded, map settings, scale); it keys the cache.
-        settings: ``build_export``'s keyword arguments (cmap, alpha, reduction, scope, scale, source).
-        _analysis: the cached analysis (left out of the key).
-    """
-    files = build_export(pyramid_output(_analysis), **settings)
+def get_export(key: AnalysisKey, style: MapStyle, scale: int, source: str | None, _analysis: Analysis) -> ExportBundle:
+    """Build (once per key, style, scale and source name) the export bundle of an analysis."""
+    files = build_export(
+        pyramid_output(_analysis),
+        cmap=style.cmap,
+        alpha=style.alpha,
+        reduction=style.reduction,
+        scope=style.scope,
+        scale=float(scale),
+        source=source,
+    )
     return ExportBundle(files, zip_export(files))

@@ -2,39 +2,26 @@
 
 import io
 import json
-import zipfile
 from collections.abc import Mapping
 
 import streamlit as st
 from PIL import Image
 
 from ui import cache, views
-from ui import state as S
-
-
-def export_settings(settings: S.Settings) -> dict[str, object]:
-    """``build_export``'s keyword arguments from the sidebar."""
-    return {
-        "cmap": settings.colormap,
-        "alpha": settings.alpha,
-        "reduction": settings.reduction,
-        "scope": settings.scope,
-        "scale": float(settings.export_scale),
-        "source": settings.image_name or None,
-    }
+from ui import settings as S
 
 
 def export_bundle(settings: S.Settings, analysis: cache.Analysis) -> cache.ExportBundle:
     """The cached "Export all" bundle for the current analysis and sidebar."""
-    options = export_settings(settings)
-    spec = views.figure_spec(settings, analysis, "export", analysis.model.config, tuple(sorted(options.items())))
-    return cache.get_export(spec, options, analysis)
+    source = settings.image.name if settings.image is not None else None
+    return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis)
 
 
 def export_file_name(settings: S.Settings) -> str:
     """``"fpn_export_chelsea_d256_512px_2x.zip"``."""
-    stem = "".join(c if c.isalnum() else "_" for c in (settings.image_name or "image").rsplit(".", 1)[0])[:40]
-    return f"fpn_export_{stem}_d{settings.width}_{settings.size}px_{settings.export_scale}x.zip"
+    name = settings.image.name if settings.image is not None else "image"
+    stem = "".join(c if c.isalnum() else "_" for c in name.rsplit(".", 1)[0])[:40]
+    return f"fpn_export_{stem}_d{settings.config.out_channels}_{settings.size}px_{settings.export_scale}x.zip"
 
 
 def export_rows(files: Mapping[str, bytes]) -> list[dict[str, object]]:
@@ -96,9 +83,3 @@ def overlays_zip_button(settings: S.Settings, analysis: cache.Analysis) -> None:
         icon=":material/folder_zip:",
         help="Input, every map and overlay, a slide and metadata.json; see the Export page for the list.",
     )
-
-
-def zip_names(archive: bytes) -> list[str]:
-    """The file names in a zip (for checks and captions)."""
-    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-        return zf.namelist()

@@ -10,10 +10,10 @@ from PIL import Image, ImageDraw
 
 from fpn_core.figures import line_figure
 from fpn_core.images import Box
-from fpn_core.levels import stride_of
+from fpn_core.levels import hex_color, stride_of
 from fpn_core.probe import assign_level_k, box_responses, scale_boxes, stride_grid
-from ui import cache, views
-from ui import state as S
+from ui import cache, panels, views
+from ui import settings as S
 
 PROBE_SCALES, PROBE_OWN = "Scales image (known boxes)", "Sidebar image (your boxes)"
 PROBE_SOURCES: tuple[str, ...] = (PROBE_SCALES, PROBE_OWN)
@@ -115,16 +115,16 @@ def probe_table(rows: Sequence[Mapping[str, object]], levels: Sequence[str]) -> 
     return [out[k] for k in out if all(level in out[k] for level in levels)]
 
 
+@st.fragment
 def show_probe_page(settings: S.Settings) -> None:
-    """The "Scale probe" page below its title."""
-    source = st.segmented_control(
-        "Probe on", PROBE_SOURCES, default=PROBE_SCALES, key=S.KEY_PROBE_SOURCE, persist_state="session"
-    )
+    """The "Scale probe" page below its title; its own widgets rerun only this fragment."""
+    source = st.segmented_control("Probe on", PROBE_SOURCES, default=PROBE_SCALES, key=S.KEY_PROBE_SOURCE)
     if source == PROBE_OWN:
         if settings.image is None:
             st.info("Choose an image in the sidebar first, then enter its boxes here.")
             return
-        image, digest, name = settings.image, settings.image_digest, settings.image_name
+        chosen = settings.image
+        image, digest, name = chosen.array, chosen.digest, chosen.name
         h, w = image.shape[:2]
         st.markdown(
             f"Enter boxes in the pixels of **{name}** as loaded ({w} × {h} px): one row per object, "
@@ -145,6 +145,7 @@ def show_probe_page(settings: S.Settings) -> None:
             st.warning(problem)
     else:
         loaded = cache.load_scales()
+        chosen = S.ImageChoice("scales (synthetic)", loaded.digest, loaded.image)
         image, digest = loaded.image, loaded.digest
         boxes = list(cache.scales_boxes())
         st.markdown(
@@ -154,13 +155,13 @@ def show_probe_page(settings: S.Settings) -> None:
     if not boxes:
         st.info("No valid box to probe yet.")
         return
-    analysis = views.load_analysis(settings, settings.config(), image=image, digest=digest)
+    analysis = views.load_analysis(settings, image=chosen)
     if analysis is None:
         return
     net_image = analysis.backbone.image
     scaled = scale_boxes(boxes, image.shape[:2], net_image.shape[:2])
     levels = analysis.fpn.levels
-    rows = box_responses(levels, scaled, net_image.shape[:2], reduction=settings.reduction)
+    rows = box_responses(levels, scaled, net_image.shape[:2], reduction=settings.style.reduction)
     table = probe_table(rows, list(levels))
     nh, nw = net_image.shape[:2]
     st.subheader("Which level responds most strongly inside each object?")
@@ -195,22 +196,34 @@ def show_probe_page(settings: S.Settings) -> None:
         order = sorted(range(len(table)), key=lambda i: float(table[i]["size √(wh), px"]))  # type: ignore[arg-type]
         sizes = [float(table[i]["size √(wh), px"]) for i in order]  # type: ignore[arg-type]
         series = {level: [float(table[i][level]) for i in order] for level in levels}  # type: ignore[arg-type]
-        views.show_figure(
-            line_figure,
-            sizes,
-            series,
-            title="Response per level vs object size",
-            xlabel="object size √(w·h), px in the network input",
-            ylabel="response (std above level mean)",
-            logx=len(set(sizes)) == len(sizes) and min(sizes) > 0,
-            spec=views.figure_spec(settings, analysis, "probe-lines", analysis.model.config, digest, tuple(scaled)),
-            download_name="probe_response_vs_size.png",
-            key="download_probe_lines",
+        title = "Response per level vs object size"
+        st.markdown(f"**{title}**")
+        chart = pd.DataFrame(series, index=pd.Index(sizes, name="object size √(w·h), px"))
+        st.line_chart(
+            chart,
+            x_label="object size √(w·h), px in the network input",
+            y_label="response (std above level mean)",
+            color=[hex_color(level) for level in chart.columns],
         )
-    _show_stride_grids(analysis, scaled)
+        panels.download_button(
+            panels.Download(
+                line_figure,
+                (sizes, series),
+                {
+                    "title": title,
+                    "xlabel": "object size √(w·h), px in the network input",
+                    "ylabel": "response (std above level mean)",
+                    "logx": len(set(sizes)) == len(sizes) and min(sizes) > 0,
+                },
+                file_name="probe_response_vs_size.png",
+                key="download_probe_lines",
+            ),
+            settings.export_scale,
+        )
+    _show_stride_grids(analysis, scaled, settings.export_scale)
 
 
-def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box]) -> None:
+def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box], export_scale: int) -> None:
     """One image per level with its stride grid (one cell per feature-map position) and the boxes."""
     st.subheader("What stride means: one cell per feature-map position")
     st.caption(
@@ -228,9 +241,10 @@ def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box]) -> None:
             stride = stride_of(name)
             grid = stride_grid(with_boxes, stride, feature_hw=(fh, fw), color=(255, 255, 255), alpha=0.75)
             with col:
-                views.show_image(
+                panels.show_image(
                     grid,
                     caption=f"{name} · stride {stride} · grid {fw} × {fh} = {fw * fh} cells",
                     download_name=f"stride_grid_{name}.png",
+                    scale=export_scale,
                     key=f"download_grid_{name}",
                 )

@@ -1,67 +1,109 @@
-"""The one sidebar every page shows: image, pyramid configuration and map settings.
+"""The sidebar, drawn once per run by the frame: image, pyramid, maps, export, share link.
 
-Persistence across pages: every widget has an explicit key and ``persist_state="session"``
-(streamlit 1.67), and also the classic pattern: its ``on_change`` copies the value into a
-plain session-state key (``_kept_<key>``), which is written back to the widget's key before
-the widget is drawn on any page. Plain keys survive widget cleanup on page switches, so the
-value follows the user whether or not the new ``persist_state`` applies (AppTest's page
-switch, for one, did not keep it). ``st.file_uploader`` has no ``persist_state``:
-an accepted upload is decoded in its ``on_change`` callback and kept as a small RGB array
-in session state (``state.UPLOAD_IMAGE``), which outlives the uploader widget.
+Every widget is made from its row of the control table (``ui.settings.controls``). Defaults
+and link values are put into session state before the widgets are drawn, and widgets get no
+``value=``, so each value has one source: its widget key. Uploads and camera photos are
+decoded in the widget's ``on_change`` and kept as a small RGB array in session state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import streamlit as st
 
-from fpn_core import FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, available_devices
+from fpn_core import available_devices
 from fpn_core.images import MAX_UPLOAD_BYTES, ImageError, load_image
-from fpn_core.levels import validate_stages
-from fpn_core.maps import COLORMAPS, REDUCTIONS, SCOPES
-from ui import cache, urlstate
-from ui import state as S
+from ui import cache
+from ui import settings as S
 
-PERSIST = "session"
-#: Prefix of the plain session-state copy kept for each sidebar widget.
-KEPT = urlstate.KEPT
 #: Decoded uploads are kept at most this long on their long side (the largest input size).
-UPLOAD_MAX_SIDE = S.SIZE_MAX
+UPLOAD_MAX_SIDE = 1024
+#: Session-state flag: the link's query parameters have been read for this session.
+URL_READ = "_url_read"
 
 
-def _remember(key: str) -> None:
-    """on_change: copy a widget's new value into its plain session-state copy."""
-    st.session_state[KEPT + key] = st.session_state[key]
+def table() -> dict[str, S.Control]:
+    """The control table for the samples and devices of this server."""
+    return S.controls(tuple(cache.sample_names()), tuple(available_devices()))
 
 
-def _keep(key: str, default: object) -> dict[str, object]:
-    """Give a widget its kept value (or the default) before it is created.
+# ------------------------------------------------------------------------------ the URL
 
-    The classic cross-page pattern, next to ``persist_state="session"``: a plain session-state
-    key outlives widget cleanup on a page switch, and is written back to the widget's key
-    before the widget is drawn. Widgets get no ``value=``/``index=``, so streamlit never sees
-    two sources for one value.
+
+def read_url(controls: Mapping[str, S.Control]) -> list[str]:
+    """Once per session, before any widget: seed the widgets from the link, then the defaults.
 
     Returns:
-        The keyword arguments every sidebar widget takes (key, persistence, callback).
+        One warning per refused link value (empty after the first run of a session).
     """
-    st.session_state[key] = st.session_state.get(KEPT + key, st.session_state.get(key, default))
-    st.session_state[KEPT + key] = st.session_state[key]
-    return {"key": key, "persist_state": PERSIST, "on_change": _remember, "args": (key,)}
+    state = st.session_state
+    notices: list[str] = []
+    if not state.get(URL_READ):
+        state[URL_READ] = True
+        params = {key: st.query_params.get_all(key) for key in st.query_params}
+        accepted, notices = S.parse_params(params, controls)
+        for key, value in accepted.items():
+            state[key] = value
+    for key, control in controls.items():
+        if key not in state or (control.options and _missing(state[key], control.options)):
+            state[key] = control.default
+    return notices
 
 
-def _drop_if_gone(key: str, options: list[str]) -> None:
-    """Forget a kept choice that is no longer offered (e.g. a device that went away)."""
-    kept = st.session_state.get(KEPT + key, st.session_state.get(key))
-    if kept is not None and kept not in options:
-        st.session_state.pop(KEPT + key, None)
-        st.session_state.pop(key, None)
+def _missing(value: object, options: tuple[object, ...]) -> bool:
+    """Whether a kept value is no longer offered (e.g. a sample or device that went away)."""
+    if isinstance(value, list):
+        return any(v not in options for v in value)
+    return value not in options
+
+
+def write_url(controls: Mapping[str, S.Control]) -> dict[str, str]:
+    """Write the current values into the address bar (only those that changed); returns them all."""
+    wanted = S.url_params(st.session_state, controls)
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+    return wanted
+
+
+def share_link(params: Mapping[str, str]) -> str:
+    """The page's address with ``params``; a relative ``?…`` where the address is unknown (tests)."""
+    from urllib.parse import urlencode
+
+    try:
+        base = (st.context.url or "").split("?")[0]
+    except Exception:  # no browser context (a bare script run): the query alone still helps
+        base = ""
+    return f"{base}?{urlencode(dict(params))}"
+
+
+# ------------------------------------------------------------------------------ widgets
+
+
+def draw(control: S.Control, where: object = None) -> object:
+    """Draw one control's widget (no ``value=``: the value lives under its key) and return its value."""
+    where = where or st.sidebar
+    common = {"key": control.key, "help": control.help}
+    if control.widget == "slider":
+        lo, hi, step = control.bounds  # type: ignore[misc]
+        if isinstance(control.default, int):
+            lo, hi, step = int(lo), int(hi), int(step)
+        return where.slider(control.label, lo, hi, step=step, **common)  # type: ignore[attr-defined]
+    if control.widget == "toggle":
+        return where.toggle(control.label, **common)  # type: ignore[attr-defined]
+    if control.widget == "multiselect":
+        return where.multiselect(control.label, control.options, **common)  # type: ignore[attr-defined]
+    make = where.radio if control.widget == "radio" else where.selectbox  # type: ignore[attr-defined]
+    extra = {"horizontal": True} if control.key == S.KEY_EXPORT_SCALE else {}
+    return make(control.label, control.options, format_func=control.show, **common, **extra)
 
 
 def handle_upload(uploaded: object | None) -> str | None:
-    """Decode an upload into session state, or record why it was refused.
+    """Decode an upload or camera photo into session state, or record why it was refused.
 
-    Called from the uploader's ``on_change``. A refused file leaves the previous good
-    upload in place, so the pages keep showing it next to the error.
+    A refused file leaves the previous good image in place, so pages keep showing it next
+    to the message.
 
     Args:
         uploaded: streamlit's ``UploadedFile`` (any binary file-like object with ``name``),
@@ -70,180 +112,136 @@ def handle_upload(uploaded: object | None) -> str | None:
     Returns:
         The error message when the file was refused, else None.
     """
-    st.session_state.pop(S.UPLOAD_ERROR, None)
+    state = st.session_state
+    state.pop(S.UPLOAD_ERROR, None)
     if uploaded is None:
         for key in (S.UPLOAD_IMAGE, S.UPLOAD_NAME, S.UPLOAD_DIGEST):
-            st.session_state.pop(key, None)
+            state.pop(key, None)
         return None
     name = str(getattr(uploaded, "name", "upload"))
     try:
         image = load_image(uploaded, max_bytes=MAX_UPLOAD_BYTES, max_side=UPLOAD_MAX_SIDE)  # type: ignore[arg-type]
     except ImageError as exc:
         message = f"{name} could not be used: {exc}"
-        st.session_state[S.UPLOAD_ERROR] = message
+        state[S.UPLOAD_ERROR] = message
         return message
-    st.session_state[S.UPLOAD_IMAGE] = image
-    st.session_state[S.UPLOAD_NAME] = name
-    st.session_state[S.UPLOAD_DIGEST] = "upload-" + cache.digest_of(image)
+    image.setflags(write=False)
+    state[S.UPLOAD_IMAGE] = image
+    state[S.UPLOAD_NAME] = name
+    state[S.UPLOAD_DIGEST] = "upload-" + cache.digest_of(image)
     return None
 
 
-def _on_upload() -> None:
-    handle_upload(st.session_state.get(S.KEY_UPLOAD))
+def _on_file(key: str) -> None:
+    handle_upload(st.session_state.get(key))
 
 
-def _choose_image() -> tuple[object | None, str, str]:
-    """The image widgets; returns (image or None, name, digest)."""
-    sb = st.sidebar
-    source = sb.radio("Image source", S.SOURCES, **_keep(S.KEY_SOURCE, S.SOURCE_SAMPLE))
+def _upload_choice() -> S.ImageChoice | None:
+    """The last accepted upload or photo, if any."""
+    state = st.session_state
+    image = state.get(S.UPLOAD_IMAGE)
+    if image is None:
+        return None
+    return S.ImageChoice(str(state.get(S.UPLOAD_NAME, "upload")), str(state[S.UPLOAD_DIGEST]), image)
+
+
+def image_from_state() -> S.ImageChoice | None:
+    """The image the image widgets hold (cached loads, so it costs lookups only)."""
+    source = st.session_state.get(S.KEY_SOURCE)
     if source == S.SOURCE_SCALES:
         loaded = cache.load_scales()
+        return S.ImageChoice("scales (synthetic)", loaded.digest, loaded.image)
+    if source in (S.SOURCE_UPLOAD, S.SOURCE_CAMERA):
+        return _upload_choice()
+    samples = cache.sample_names()
+    name = st.session_state.get(S.KEY_SAMPLE)
+    if name not in samples:
+        return None
+    loaded = cache.load_sample(samples[name])
+    return S.ImageChoice(str(name), loaded.digest, loaded.image)
+
+
+def _upload_messages(prompt: str) -> None:
+    """The last refused file's error, or a prompt while there is no image yet."""
+    error = st.session_state.get(S.UPLOAD_ERROR)
+    if error:
+        st.sidebar.error(error)
+    elif st.session_state.get(S.UPLOAD_IMAGE) is None:
+        st.sidebar.info(prompt)
+
+
+def _choose_image(controls: Mapping[str, S.Control]) -> S.ImageChoice | None:
+    """The image widgets; returns the chosen image, or None with a message shown."""
+    sb = st.sidebar
+    source = draw(controls[S.KEY_SOURCE])
+    if source == S.SOURCE_SCALES:
         sb.caption("One target shape at 32, 64, 128 and 256 px: each pyramid level answers a different size.")
-        return loaded.image, "scales (synthetic)", loaded.digest
-    if source == S.SOURCE_UPLOAD:
+    elif source == S.SOURCE_UPLOAD:
         sb.file_uploader(
             f"Upload an image (up to {MAX_UPLOAD_BYTES // 2**20} MB)",
             type=list(S.UPLOAD_TYPES),
             key=S.KEY_UPLOAD,
-            on_change=_on_upload,
-            help="JPEG, PNG, WebP, BMP or TIFF. The file stays in this session's memory only.",
+            on_change=_on_file,
+            args=(S.KEY_UPLOAD,),
+            help="JPEG, PNG, WebP, BMP, TIFF or GIF. The file stays in this session's memory only.",
         )
-        error = st.session_state.get(S.UPLOAD_ERROR)
-        if error:
-            sb.error(error)
-        image = st.session_state.get(S.UPLOAD_IMAGE)
-        if image is None:
-            if not error:
-                sb.info("Choose an image file to analyse it.")
-            return None, "", ""
-        return image, str(st.session_state.get(S.UPLOAD_NAME, "upload")), str(st.session_state[S.UPLOAD_DIGEST])
-    samples = cache.sample_names()
-    if not samples:
+        _upload_messages("Choose an image file to analyse it.")
+    elif source == S.SOURCE_CAMERA:
+        sb.camera_input(
+            "Take a photo",
+            key=S.KEY_CAMERA,
+            on_change=_on_file,
+            args=(S.KEY_CAMERA,),
+            help="The photo goes through the same checks as an upload and stays in this session only.",
+        )
+        _upload_messages("Take a photo to analyse it (the browser asks for the camera first).")
+    elif not cache.sample_names():
         sb.warning("No sample images were found; use the synthetic image or an upload.")
-        return None, "", ""
-    names = list(samples)
-    _drop_if_gone(S.KEY_SAMPLE, names)
-    name = sb.selectbox("Sample", names, **_keep(S.KEY_SAMPLE, names[0]))
-    loaded = cache.load_sample(samples[name])
-    return loaded.image, name, loaded.digest
+    else:
+        draw(controls[S.KEY_SAMPLE])
+    return image_from_state()
 
 
-def _choose_stages() -> tuple[str, ...]:
-    """The stage picker; an invalid pick shows an error and keeps the last valid stages."""
-    picked = st.sidebar.multiselect(
-        "Input stages",
-        FPN_STAGES,
-        **_keep(S.KEY_STAGES, list(S.DEFAULT_STAGES_CHOICE)),
-        help="A contiguous run of two or more backbone stages feeds the FPN (the paper uses c2..c5).",
-    )
-    ordered = tuple(s for s in FPN_STAGES if s in picked)
-    try:
-        stages = validate_stages(ordered)
-    except ValueError:
-        kept = tuple(st.session_state.get(S.LAST_STAGES, S.DEFAULT_STAGES_CHOICE))
-        st.sidebar.error(
-            f"Pick a contiguous run of two or more stages (e.g. c3, c4, c5); "
-            f"{', '.join(ordered) or 'nothing'} is not. Still using {', '.join(kept)}."
-        )
-        return kept
-    st.session_state[S.LAST_STAGES] = stages
-    return stages
-
-
-def show_sidebar() -> S.Settings:
-    """Draw the shared sidebar and return what it chose.
-
-    Every page calls this once, right after ``st.set_page_config``.
+def show_sidebar() -> tuple[S.Settings, list[str]]:
+    """Draw the sidebar and return what it chose.
 
     Returns:
-        The current ``Settings``.
+        The current settings, and warnings about refused link values (first run only).
     """
     sb = st.sidebar
-    devices = available_devices()
-    urlstate.seed_from_url(list(cache.sample_names()), devices)
+    controls = table()
+    notices = read_url(controls)
     sb.header("Image")
-    image, name, digest = _choose_image()
+    image = _choose_image(controls)
     if image is not None:
-        h, w = image.shape[:2]  # type: ignore[union-attr]
-        sb.image(image, caption=f"{name} · {w} × {h} px", width=220)
+        h, w = image.array.shape[:2]
+        sb.image(image.array, caption=f"{image.name} · {w} × {h} px", width=220)
 
     sb.header("Pyramid")
-    width = sb.slider(
-        "FPN channel width d",
-        S.WIDTH_MIN,
-        S.WIDTH_MAX,
-        step=S.WIDTH_STEP,
-        **_keep(S.KEY_WIDTH, S.DEFAULT_WIDTH),
-        help="Channels of every pyramid level. The paper uses d = 256.",
-    )
-    stages = _choose_stages()
-    col1, col2 = sb.columns(2)
-    upsample = col1.selectbox("Upsampling", UPSAMPLE_MODES, **_keep(S.KEY_UPSAMPLE, UPSAMPLE_MODES[0]))
-    merge = col2.selectbox("Merge", MERGE_MODES, **_keep(S.KEY_MERGE, MERGE_MODES[0]))
-    p6 = sb.toggle("Add p6 (stride-2 subsampling of the top level)", **_keep(S.KEY_P6, True))
-    size = sb.slider(
-        "Input size (long side, px)",
-        S.SIZE_MIN,
-        S.SIZE_MAX,
-        step=S.SIZE_STEP,
-        **_keep(S.KEY_SIZE, S.DEFAULT_SIZE),
-    )
-    _drop_if_gone(S.KEY_DEVICE, devices)
-    device = sb.selectbox("Device", devices, **_keep(S.KEY_DEVICE, devices[0]))
-    weights = sb.selectbox(
-        "Weights",
-        WEIGHT_CHOICES,
-        format_func=lambda w: S.WEIGHT_LABELS.get(w, w),
-        **_keep(S.KEY_WEIGHTS, S.DEFAULT_WEIGHTS),
-    )
+    draw(controls[S.KEY_WIDTH])
+    draw(controls[S.KEY_STAGES])
+    _, stage_error = S.stages_from_state(st.session_state)
+    if stage_error:
+        sb.error(stage_error)
+    left, right = sb.columns(2)
+    draw(controls[S.KEY_UPSAMPLE], left)
+    draw(controls[S.KEY_MERGE], right)
+    for key in (S.KEY_P6, S.KEY_SIZE, S.KEY_DEVICE, S.KEY_WEIGHTS):
+        draw(controls[key])
 
     sb.header("Maps")
-    reduction = sb.selectbox(
-        "Channel reduction",
-        REDUCTIONS,
-        format_func=lambda r: S.REDUCTION_LABELS.get(r, r),
-        **_keep(S.KEY_REDUCTION, S.DEFAULT_REDUCTION),
-    )
-    col1, col2 = sb.columns(2)
-    colormap = col1.selectbox("Colour map", COLORMAPS, **_keep(S.KEY_COLORMAP, S.DEFAULT_COLORMAP))
-    alpha = col2.slider("Overlay alpha", 0.0, 1.0, step=0.05, **_keep(S.KEY_ALPHA, S.DEFAULT_ALPHA))
-    scope = sb.radio(
-        "Colour scale",
-        SCOPES,
-        format_func=lambda s: S.SCOPE_LABELS.get(s, s),
-        **_keep(S.KEY_SCOPE, S.DEFAULT_SCOPE),
-        help="Per level shows the pattern inside each map; shared shows which level is strongest.",
-    )
-    export_scale = sb.radio(
-        "Export resolution",
-        S.EXPORT_SCALES,
-        format_func=lambda s: f"{s}× ({100 * s} dpi)",
-        horizontal=True,
-        **_keep(S.KEY_EXPORT_SCALE, S.DEFAULT_EXPORT_SCALE),
-        help="Resolution of every PNG download (2× or 3× for slides). The screen always shows 1×.",
-    )
-    _show_share_hint(urlstate.write_to_url())
-    return S.Settings(
-        image=image,  # type: ignore[arg-type]
-        image_name=name,
-        image_digest=digest,
-        width=int(width),
-        stages=stages,
-        upsample=str(upsample),
-        merge=str(merge),
-        p6=bool(p6),
-        size=int(size),
-        device=str(device),
-        weights=str(weights),
-        reduction=str(reduction),
-        colormap=str(colormap),
-        alpha=float(alpha),
-        scope=str(scope),
-        export_scale=int(export_scale),
-    )
+    draw(controls[S.KEY_REDUCTION])
+    left, right = sb.columns(2)
+    draw(controls[S.KEY_COLORMAP], left)
+    draw(controls[S.KEY_ALPHA], right)
+    draw(controls[S.KEY_SCOPE])
+    draw(controls[S.KEY_EXPORT_SCALE])
+
+    _show_share_hint(write_url(controls))
+    return S.settings_from_state(st.session_state, controls, image), notices
 
 
-def _show_share_hint(params: dict[str, str]) -> None:
+def _show_share_hint(params: Mapping[str, str]) -> None:
     """The "copy link" hint: the address bar holds every setting; a copyable link below."""
     sb = st.sidebar
     sb.header("Share")
@@ -252,8 +250,8 @@ def _show_share_hint(params: dict[str, str]) -> None:
             "The address bar holds every setting above, so copying it shares this exact view. "
             "Or copy this link (the copy button is at its top right):"
         )
-        st.code(urlstate.share_link(params), language=None, wrap_lines=True)
+        st.code(share_link(params), language=None, wrap_lines=True)
     sb.caption(
-        "Uploaded images can't travel in a URL: a link made with an upload opens on the upload "
-        "source without the image. Share a sample or the scales image instead."
+        "Uploads and photos can't travel in a URL: a link made with one opens on that source without "
+        "the image. Share a sample or the scales image instead."
     )

@@ -9,7 +9,7 @@ figure goes through ``views.show_figure`` so it has a PNG download at the export
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
@@ -23,9 +23,9 @@ from matplotlib.ticker import MaxNLocator
 from fpn_core import ABLATIONS
 from fpn_core.figures import maps_row_figure
 from fpn_core.levels import stage_of, stride_of
-from fpn_core.maps import MapRange, map_range
-from ui import cache, views
-from ui import state as S
+from fpn_core.maps import MapRange, MapStyle, map_range
+from ui import cache, panels, views
+from ui import settings as S
 
 # ---------------------------------------------------------------------------- paper facts
 
@@ -177,13 +177,14 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     stride = stride_of(level)
     k = int(level[1])
     c_in = analysis.backbone.stages[stage]
-    reduce = views.reduce_channels
+    maps = views.step_maps(analysis, level, reduction)
+    stage_map = views.stage_maps(analysis, MapStyle(reduction=reduction))[0][stage]
     top = level == f"p{config.stages[-1][1]}"
     op = "+" if config.merge == "sum" else "mean of"
     panels = [
         StepPanel(
             f"{stage} (backbone)",
-            reduce(c_in, reduction),
+            stage_map,
             "",
             _shape_line(stage, c_in, stride) + ": the last residual block of a ResNet-50 stage (after ReLU). "
             "Precise positions, weaker semantics at fine levels.",
@@ -193,7 +194,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
         panels.append(
             StepPanel(
                 "lateral 1×1",
-                reduce(step.lateral, reduction),
+                maps["lateral"],
                 "",
                 _shape_line("lateral", step.lateral, stride)
                 + f": a 1×1 conv maps {int(c_in.shape[1])} channels to d = {config.out_channels}, so the level "
@@ -214,7 +215,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
         panels.append(
             StepPanel(
                 f"top-down from p{k + 1} ↑2×",
-                reduce(step.top_down, reduction),
+                maps["top_down"],
                 "",
                 _shape_line("top-down", step.top_down, stride)
                 + f": the merged map of p{k + 1} (before its 3×3) upsampled 2× with {config.upsample} "
@@ -251,7 +252,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     panels.append(
         StepPanel(
             f"merged ({config.merge})",
-            reduce(step.merged, reduction),
+            maps["merged"],
             "",
             _shape_line("merged", step.merged, stride) + f": the input of the 3×3; here it {merged_what}.",
         )
@@ -260,7 +261,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
         panels.append(
             StepPanel(
                 f"{level} = 3×3 conv",
-                reduce(step.output, reduction),
+                maps["output"],
                 "",
                 _shape_line(level, step.output, stride) + ": a 3×3 conv on the merged map; the paper says it "
                 '"reduces the aliasing effect of upsampling" (nearest upsampling leaves 2×2 blocks).',
@@ -296,52 +297,73 @@ def p6_explanation(analysis: cache.Analysis) -> tuple[str, str, bool] | None:
     return name, below, bool(exact)
 
 
+@st.fragment
 def show_step_by_step_page(settings: S.Settings) -> None:
-    """The "FPN step by step" page below its title."""
+    """The "FPN step by step" page below its title; its own controls rerun only this fragment."""
     left, right = st.columns([2, 3], vertical_alignment="bottom")
-    ablation = left.selectbox(
-        "Ablation (FPN paper, Table 1)",
-        tuple(ABLATIONS),
-        format_func=ablation_label,
-        key=S.KEY_STEPS_ABLATION,
-        persist_state="session",
+    ablation = str(
+        left.selectbox(
+            "Ablation (FPN paper, Table 1)", tuple(ABLATIONS), format_func=ablation_label, key=S.KEY_STEPS_ABLATION
+        )
     )
     per_panel = right.toggle(
         "Per-panel colour scale",
         key=S.KEY_STEPS_PER_PANEL,
-        persist_state="session",
         help="Off: one colour scale across each row, so the panels compare. On: each panel on its own scale.",
     )
     st.caption(
-        ablation_note(str(ablation)) + " With one colour scale per row, c_k (after ReLU, often larger values) can "
+        ablation_note(ablation) + " With one colour scale per row, c_k (after ReLU, often larger values) can "
         "dominate; switch on per-panel scaling to see the pattern inside each panel."
     )
-    analysis = views.load_analysis(settings, settings.config(ablation=str(ablation)))
+    analysis = views.load_analysis(settings, replace(settings.config, ablation=ablation))
     if analysis is None:
         return
-    config = analysis.model.config
+    style, label = settings.style, settings.reduction_label
     for level in reversed(list(analysis.fpn.steps)):
-        panels = level_panels(analysis, level, settings.reduction)
-        present = [p.map for p in panels if p.map is not None]
+        step_panels = level_panels(analysis, level, style.reduction)
+        present = [p.map for p in step_panels if p.map is not None]
         rngs: MapRange | list[MapRange | None] = (
-            [map_range([p.map]) if p.map is not None else None for p in panels] if per_panel else map_range(present)
+            [map_range([p.map]) if p.map is not None else None for p in step_panels]
+            if per_panel
+            else map_range(present)
+        )
+        scales = (
+            panels.ColorScale(style.cmap, rngs, label)
+            if isinstance(rngs, MapRange)
+            else [panels.ColorScale(style.cmap, r, label) if r is not None else None for r in rngs]
         )
         st.subheader(f"{level} · stride {stride_of(level)} · from {stage_of(level)}")
-        views.show_figure(
-            step_row_figure,
-            [(p.title, p.map, p.missing) for p in panels],
-            rngs=rngs,
-            cmap=settings.colormap,
-            suptitle=f"{stage_of(level)} → {level}: {settings.reduction_label}, "
-            + ("each panel on its own scale" if per_panel else "one colour scale for the row"),
-            colorbar_label=settings.reduction_label,
-            spec=views.figure_spec(settings, analysis, "step-row", config, level, bool(per_panel)),
-            download_name=f"step_{level}_{config.ablation}.png",
-            key=f"download_step_{level}",
+        panels.show_row(
+            [
+                (p.title, panels.map_image(p.map, _scale_at(scales, i)) if p.map is not None else None, p.missing)
+                for i, p in enumerate(step_panels)
+            ],
+            scales=scales,
+            captions=[p.caption for p in step_panels],
         )
-        for col, panel in zip(st.columns(len(panels)), panels, strict=True):
-            col.caption(panel.caption)
+        panels.download_button(
+            panels.Download(
+                step_row_figure,
+                ([(p.title, p.map, p.missing) for p in step_panels],),
+                {
+                    "rngs": rngs,
+                    "cmap": style.cmap,
+                    "suptitle": f"{stage_of(level)} → {level}: {label}, "
+                    + ("each panel on its own scale" if per_panel else "one colour scale for the row"),
+                    "colorbar_label": label,
+                },
+                file_name=f"step_{level}_{ablation}.png",
+                key=f"download_step_{level}",
+            ),
+            settings.export_scale,
+        )
     _show_p6(analysis, settings)
+
+
+def _scale_at(scales: panels.ColorScale | list[panels.ColorScale | None], i: int) -> panels.ColorScale:
+    scale = scales if isinstance(scales, panels.ColorScale) else scales[i]
+    assert scale is not None  # a present map always has a range
+    return scale
 
 
 def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
@@ -366,20 +388,25 @@ def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
             else f"On this image {name} is not exactly every second cell of {below}."
         )
     )
-    levels = analysis.fpn.levels
-    maps = [
-        (f"{n} (stride {stride_of(n)})", views.reduce_channels(levels[n], settings.reduction)) for n in (below, name)
-    ]
+    style, label = settings.style, settings.reduction_label
+    maps, _ = views.level_maps(analysis, style)
+    pair = [(f"{n} (stride {stride_of(n)})", maps[n]) for n in (below, name)]
+    scale = panels.ColorScale(style.cmap, map_range([m for _, m in pair]), label)
     left, _ = st.columns([3, 2])
     with left:
-        views.show_figure(
-            maps_row_figure,
-            maps,
-            rngs=map_range([m for _, m in maps]),
-            cmap=settings.colormap,
-            suptitle=f"{below} and its subsampling {name}, one colour scale",
-            colorbar_label=settings.reduction_label,
-            spec=views.figure_spec(settings, analysis, "p6", analysis.model.config),
-            download_name=f"{name}_subsampling.png",
-            key="download_p6",
+        panels.show_row([(title, panels.map_image(m, scale), "") for title, m in pair], scales=scale)
+        panels.download_button(
+            panels.Download(
+                maps_row_figure,
+                (pair,),
+                {
+                    "rngs": scale.rng,
+                    "cmap": style.cmap,
+                    "suptitle": f"{below} and its subsampling {name}, one colour scale",
+                    "colorbar_label": label,
+                },
+                file_name=f"{name}_subsampling.png",
+                key="download_p6",
+            ),
+            settings.export_scale,
         )

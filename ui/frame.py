@@ -1,0 +1,184 @@
+"""The frame every page runs in: page config, navigation, the sidebar, the link, the weights notice.
+
+``dashboard.py`` calls :func:`run` and nothing else. Per run, in order: page config, the
+navigation (``st.navigation`` over the files in ``pages/``), the sidebar (drawn once, here, so
+its widgets keep their values on every page), the link's warnings, the weights notice, then
+the chosen page's file. Pages read the sidebar with :func:`settings`.
+
+Each ``st.Page`` has an explicit ``url_path`` that differs from the name streamlit derives from
+the file name (``pages/3_Overlays.py`` -> ``Overlays``): where the two are equal, a fresh
+session opening that URL runs the page file alone, without the frame (seen on streamlit 1.67).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from fpn_core import Provenance, WeightsError
+from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
+from ui import cache, sidebar
+from ui import settings as S
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Session-state entry: the weights notices already shown in full in this session.
+NOTICES_SEEN = "_weights_notices_seen"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page of the app: its file in ``pages/``, title, icon and URL path."""
+
+    file: str
+    title: str
+    icon: str
+    url_path: str
+    section: str
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("pages/0_Home.py", "Home", "🔺", "home", "Explore"),
+    PageSpec("pages/1_Stage_activations.py", "Stage activations", "🧱", "stage-activations", "Explore"),
+    PageSpec("pages/2_FPN_outputs.py", "FPN outputs", "🔻", "fpn-outputs", "Explore"),
+    PageSpec("pages/3_Overlays.py", "Overlays", "🖼️", "overlays", "Explore"),
+    PageSpec("pages/4_Timing.py", "Timing", "⏱️", "timing", "Explore"),
+    PageSpec("pages/5_Step_by_step.py", "FPN step by step", "🪜", "step-by-step", "Teach"),
+    PageSpec("pages/6_AB_comparison.py", "A/B comparison", "⚖️", "ab-comparison", "Teach"),
+    PageSpec("pages/7_Scale_probe.py", "Scale probe", "📏", "scale-probe", "Teach"),
+    PageSpec("pages/8_Export.py", "Export", "📦", "export", "Share"),
+)
+
+
+def _navigation() -> st.navigation:  # type: ignore[valid-type]
+    sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
+    for i, spec in enumerate(PAGES):
+        page = st.Page(ROOT / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0)
+        sections.setdefault(spec.section, []).append(page)
+    return st.navigation(sections)
+
+
+def run() -> None:
+    """Frame one run of the app: config, navigation, sidebar, link warnings, weights notice, page."""
+    st.set_page_config(page_title="FPN Explorer", page_icon="🔺", layout="wide")
+    page = _navigation()
+    cache.apply_operator_weights()
+    settings_now, link_notices = sidebar.show_sidebar()
+    for notice in link_notices:
+        st.warning(notice, icon=":material/link_off:")
+    show_weights_notice(settings_now)
+    page.run()
+
+
+def settings() -> S.Settings:
+    """The sidebar's settings for this run (read from its widgets; the frame drew them first)."""
+    return S.settings_from_state(st.session_state, sidebar.table(), sidebar.image_from_state())
+
+
+def header(title: str, intro: str | None = None) -> None:
+    """A page's title and its one or two sentences of introduction."""
+    st.title(title)
+    if intro:
+        st.markdown(intro)
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+def _progress_bar() -> tuple[object, object]:
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        if total:
+            text = f"Downloading weights: {done / 2**20:.0f} of {total / 2**20:.0f} MB"
+            bar.progress(min(done / total, 1.0), text=text)
+
+    return bar, progress
+
+
+def show_weights_notice(settings_now: S.Settings) -> None:
+    """What weights run, before the page: in full the first time, then as one line with an expander.
+
+    Building the shared backbone happens here the first time (with a progress bar when a
+    download runs); the page then finds it in the cache.
+    """
+    config = settings_now.config
+    bar, progress = _progress_bar()
+    try:
+        with st.spinner("Loading ResNet-50 and the FPN (once per server)…"):
+            backbone = cache.get_backbone(config.weights, str(config.device), progress)
+            provenance = cache.get_pyramid(config, backbone).provenance
+    except (WeightsError, ValueError) as exc:
+        bar.empty()
+        st.error(f"The model could not be built: {exc}")
+        return
+    except Exception:  # any other failure: a message for the user, the traceback for the log
+        bar.empty()
+        log.exception("model build failed")
+        st.error("The model could not be built (details are in the server log).")
+        return
+    bar.empty()
+    problems, advice = weights_problems(provenance, config.out_channels, config.weights)
+    if not problems:
+        st.caption(f"Weights: {provenance.backbone}; FPN: {provenance.fpn}.")
+        return
+    seen: set[str] = st.session_state.setdefault(NOTICES_SEEN, set())
+    text = "  \n".join(problems) + "  \n" + advice
+    if text not in seen:
+        seen.add(text)
+        st.warning(text, icon=":material/warning:")
+        _retry_row(provenance, nested=False)
+        return
+    short = "random backbone" if not provenance.pretrained else f"untrained FPN at d = {config.out_channels}"
+    with st.expander(f"⚠️ Weights: {short}. The maps show an untrained network, not learned features."):
+        st.markdown(text)
+        _retry_row(provenance, nested=True)
+
+
+def weights_problems(provenance: Provenance, width: int, requested: str) -> tuple[list[str], str]:
+    """What is untrained, and what to do about it (empty when all weights are trained)."""
+    problems = []
+    if not provenance.pretrained:
+        problems.append(
+            f"**The backbone has random weights** ({provenance.backbone}): the maps show what an untrained "
+            "ResNet-50 does, not learned features."
+        )
+    if not provenance.fpn_pretrained:
+        why = (
+            "the COCO Faster R-CNN checkpoint could not be loaded"
+            if requested == "coco-fpn" and width == 256 and provenance.pretrained
+            else "trained FPN weights exist only in the COCO Faster R-CNN checkpoint, at width 256"
+        )
+        problems.append(f"**The FPN is untrained at width {width}**: {why}.")
+    if not problems:
+        return [], ""
+    if not provenance.pretrained:
+        advice = (
+            f"**What to do:** {how_to_place(IMAGENET)} An operator can instead start the app with "
+            f"`{WEIGHTS_ENV}=PATH streamlit run dashboard.py` or `streamlit run dashboard.py -- --weights PATH`. "
+            "Then press **Try again**."
+        )
+    else:
+        advice = "**What to do:** choose the *COCO Faster R-CNN (trained FPN)* weights and width 256."
+    return problems, advice
+
+
+def _retry_row(provenance: Provenance, *, nested: bool) -> None:
+    """Try again, and why each trained option failed (an expander, or a list inside one)."""
+    cols = st.columns([1, 6], vertical_alignment="center")
+    if cols[0].button("Try again", key=S.KEY_RETRY, help="Look for the weight files again (clears the model caches)."):
+        cache.clear_model_caches()
+        st.session_state.pop(NOTICES_SEEN, None)
+        st.rerun()
+    if not provenance.fallbacks:
+        return
+    reasons = "\n".join(f"- {line}" for line in provenance.fallbacks)
+    if nested:  # streamlit does not nest expanders
+        cols[1].markdown("**Why the trained weights were not used:**\n" + reasons)
+    else:
+        with cols[1].expander("Why the trained weights were not used"):
+            st.markdown(reasons)
