@@ -14,26 +14,22 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import HOME, ROOT, open_page
 
-# AppTest runs a page file directly; the repository root must be importable as it is
-# under `streamlit run dashboard.py` (the main script's folder is on sys.path there).
+# The repository root must be importable as it is under `streamlit run dashboard.py`.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ui import state as S
+from ui import frame
+from ui import settings as S
 from ui.cache import operator_weights_path
 
-TIMEOUT = 120
-SMALL = 128
-PAGES = ["dashboard.py", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))]
+PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
 
 
-def _app(page: str = "dashboard.py", size: int = SMALL) -> AppTest:
-    """A first run of ``page`` at input size ``size``."""
-    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
-    at.session_state[S.KEY_SIZE] = size
-    return at.run()
+def _app(page: str = HOME) -> AppTest:
+    """A fresh session on ``page`` at input size 128."""
+    return open_page(page)
 
 
 def _text(at: AppTest) -> str:
@@ -51,8 +47,9 @@ def _png(width: int = 96, height: int = 64) -> bytes:
 
 
 def test_page_list_is_complete() -> None:
+    assert [spec.file for spec in frame.PAGES] == PAGES
     assert PAGES == [
-        "dashboard.py",
+        "pages/0_Home.py",
         "pages/1_Stage_activations.py",
         "pages/2_FPN_outputs.py",
         "pages/3_Overlays.py",
@@ -64,16 +61,26 @@ def test_page_list_is_complete() -> None:
     ]
 
 
+def test_every_url_path_differs_from_streamlits_name_for_the_file() -> None:
+    """Where they were equal, a fresh server opening that URL ran the page file without the frame."""
+    for spec in frame.PAGES:
+        assert spec.url_path != frame.legacy_url_path(spec), spec
+    assert len({spec.url_path for spec in frame.PAGES}) == len(frame.PAGES)
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exception(page: str) -> None:
     at = _app(page)
     assert not at.exception, [e.value for e in at.exception]
-    assert at.title, "every page shows a title"
-    # The sidebar is the shared one, with every widget found by its key.
-    assert at.slider(key=S.KEY_WIDTH).value == S.DEFAULT_WIDTH
-    assert at.multiselect(key=S.KEY_STAGES).value == list(S.DEFAULT_STAGES_CHOICE)
-    # Tests run without weight files: the banner says so, with the Try again button.
-    assert any("random weights" in w.value for w in at.warning)
+    spec = next(s for s in frame.PAGES if s.file == page)
+    assert [t.value for t in at.title] == [spec.title if page != HOME else "FPN Explorer"]
+    # The sidebar is the frame's, with every widget found by its key.
+    assert at.slider(key=S.KEY_WIDTH).value == 256
+    assert at.multiselect(key=S.KEY_STAGES).value == ["c3", "c4", "c5"]
+    # Tests run without weight files: the notice says so (in full on the first page), with Try again.
+    assert any("random weights" in w.value for w in at.warning) or any(
+        "backbone has random weights" in e.label for e in at.expander
+    )
     assert at.button(key=S.KEY_RETRY)
 
 
@@ -88,13 +95,25 @@ def test_width_slider_changes_the_shapes_shown() -> None:
 
 
 def test_width_persists_across_pages() -> None:
-    at = _app("dashboard.py")
+    at = _app(HOME)
     at.slider(key=S.KEY_WIDTH).set_value(96).run()
     assert "d = 96" in _text(at)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert at.slider(key=S.KEY_WIDTH).value == 96, page
     at.switch_page("pages/2_FPN_outputs.py").run()
-    assert not at.exception
-    assert at.slider(key=S.KEY_WIDTH).value == 96
     assert "**p4** · shape 96 × 8 × 8" in _text(at)
+
+
+def test_weights_notice_is_shown_in_full_once_then_compact() -> None:
+    at = _app(HOME)
+    assert any("backbone has random weights" in w.value for w in at.warning)
+    at.switch_page("pages/3_Overlays.py").run()
+    assert not any("backbone has random weights" in w.value for w in at.warning)
+    compact = [e for e in at.expander if "backbone has random weights" in e.label]
+    assert len(compact) == 1, [e.label for e in at.expander]
+    assert at.button(key=S.KEY_RETRY), "Try again stays reachable in the compact notice"
 
 
 def test_invalid_stage_choice_shows_error_and_keeps_last_valid() -> None:
@@ -107,7 +126,7 @@ def test_invalid_stage_choice_shows_error_and_keeps_last_valid() -> None:
 
 
 def test_good_upload_is_analysed() -> None:
-    at = _app("dashboard.py")
+    at = _app(HOME)
     at.radio(key=S.KEY_SOURCE).set_value(S.SOURCE_UPLOAD).run()
     assert any("Choose an image" in i.value for i in at.info)
     at.file_uploader(key=S.KEY_UPLOAD).set_value(("grid.png", _png(96, 64), "image/png")).run()
@@ -147,3 +166,25 @@ def test_timing_page_shows_shares_throughput_and_the_optimized_speedup() -> None
     assert not at.exception, [e.value for e in at.exception]
     speedup = next(m for m in at.metric if m.label == "Optimized backbone speedup")
     assert speedup.value.endswith("×") and float(speedup.value[:-1]) > 0
+
+
+def _jpeg(width: int = 80, height: int = 60) -> bytes:
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_camera_photo_takes_the_upload_path() -> None:
+    at = _app(HOME)
+    at.radio(key=S.KEY_SOURCE).set_value(S.SOURCE_CAMERA).run()
+    assert not at.exception
+    assert any("Take a photo" in i.value for i in at.info)
+    at.camera_input(key=S.KEY_CAMERA).set_value(("photo.jpg", _jpeg(80, 60), "image/jpeg")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "**photo.jpg** resized to **128 × 96 px**" in _text(at)
+    # A photo that is not an image gets the upload's message, and the last good photo stays.
+    at.camera_input(key=S.KEY_CAMERA).set_value(("photo.jpg", b"\xff\xd8\xff not a jpeg", "image/jpeg")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "photo.jpg could not be used" in at.error[0].value
+    assert "**photo.jpg** resized to **128 × 96 px**" in _text(at)

@@ -1,9 +1,11 @@
-"""One real-browser check: a streamlit server, system Chromium, every page by its URL.
+"""Real-browser checks: a streamlit server, system Chromium, every page by its URL, in the frame.
 
-Starts ``streamlit run dashboard.py`` on a free port (downloads off, empty torch hub cache),
-opens every page in a fresh browser context, changes the width slider with the keyboard,
-follows the sidebar navigation and checks the width is kept. Screenshots go to
-``artifacts/screenshots/``. Timings (key press to the rerun finishing) are printed, not asserted.
+Starts ``streamlit run dashboard.py`` on a free port (downloads off, empty torch hub cache).
+The first test opens an old capitalised address on the fresh server (the case where streamlit
+would run a page file without the frame); then every page opens by its URL in a fresh browser
+context with the sidebar and its own content, the width slider is changed with the keyboard and
+kept across the navigation. Screenshots go to ``artifacts/screenshots/``. Timings are printed,
+not asserted (``python -m benchmarks --only live`` measures them).
 """
 
 from __future__ import annotations
@@ -18,22 +20,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ROOT
 
 SHOTS = ROOT / "artifacts" / "screenshots"
-#: URL path -> the page's title (a known element once it has rendered).
+#: URL path -> the page's title (its heading once it has rendered).
 PAGES = {
     "": "FPN Explorer",
-    "Stage_activations": "Stage activations",
-    "FPN_outputs": "FPN outputs",
-    "Overlays": "Overlays",
-    "Timing": "Timing",
-    "Step_by_step": "FPN step by step",
-    "AB_comparison": "A/B comparison",
-    "Scale_probe": "Scale probe",
-    "Export": "Export",
+    "stage-activations": "Stage activations",
+    "fpn-outputs": "FPN outputs",
+    "overlays": "Overlays",
+    "timing": "Timing",
+    "step-by-step": "FPN step by step",
+    "ab-comparison": "A/B comparison",
+    "scale-probe": "Scale probe",
+    "export": "Export",
 }
+#: Each page's own content: a text only that page shows once it has run.
+CONTENT = {
+    "": "Your pyramid, live",
+    "stage-activations": "most active of 64 channels",
+    "fpn-outputs": "c_k next to p_k",
+    "overlays": "p3 · stride 8",
+    "timing": "GFLOP/s achieved",
+    "step-by-step": "The extra level p6",
+    "ab-comparison": "Difference per level",
+    "scale-probe": "Which level responds most strongly",
+    "export": "Files in the zip",
+}
+#: Addresses before the frame (streamlit's names for the page files) -> where they now live.
+OLD_ADDRESSES = {"Overlays": "overlays", "FPN_outputs": "fpn-outputs", "Scale_probe": "scale-probe"}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGE_TIMEOUT_MS = 180_000
 
@@ -170,22 +186,49 @@ def _thumb(page, label: str):
     return page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
 
 
-def test_every_page_opens_by_url(server: str, browser: object) -> None:
+def _framed(page) -> None:
+    """The page runs inside the frame: our navigation (with its sections) and the sidebar's controls."""
+    _thumb(page, "FPN channel width d").wait_for(timeout=PAGE_TIMEOUT_MS)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    assert nav.count() == 1
+    nav_text = nav.inner_text()
+    assert "Explore" in nav_text and "Teach" in nav_text and "dashboard" not in nav_text, nav_text
+
+
+def test_old_capitalised_address_lands_on_its_framed_page(server: str, browser: object) -> None:
+    """Run first, on the fresh server: an old link must never run a page file without the frame."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old, new in OLD_ADDRESSES.items():
+        title = PAGES[new]
+        page = _open(browser, f"{server}/{old}?fpn_width=64", title)
+        try:
+            _no_exception(page)
+            _framed(page)
+            assert f"/{new}?" in page.url, page.url
+            assert "fpn_width=64" in page.url, "the old link's settings come along"
+            assert _thumb(page, "FPN channel width d").input_value() == "64"
+            page.screenshot(path=str(SHOTS / f"old_address_{old}.png"), full_page=True)
+        finally:
+            page.context.close()
+
+
+def test_every_page_opens_by_url_in_the_frame(server: str, browser: object) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     for path, title in PAGES.items():
         page = _open(browser, f"{server}/{path}", title)
         try:
             _no_exception(page)
-            assert page.locator("[data-testid='stSidebarNav']").count() == 1
+            _framed(page)
             assert _thumb(page, "FPN channel width d").input_value() == "256"
-            page.screenshot(path=str(SHOTS / f"{path or 'Home'}.png"), full_page=True)
+            page.get_by_text(CONTENT[path]).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
         finally:
             page.context.close()
 
 
 def test_width_change_persists_across_pages(server: str, browser: object) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = _open(browser, f"{server}/FPN_outputs", "FPN outputs")
+    page = _open(browser, f"{server}/fpn-outputs", "FPN outputs")
     try:
         assert "shape 256 × 64 × 64" in page.inner_text("body")
         width_ms = _press_and_time(page, _thumb(page, "FPN channel width d"), "ArrowRight")
@@ -193,14 +236,14 @@ def test_width_change_persists_across_pages(server: str, browser: object) -> Non
         assert _thumb(page, "FPN channel width d").input_value() == "272"
         assert "shape 272 × 64 × 64" in page.inner_text("body")
 
-        page.locator("[data-testid='stSidebarNav'] a[href$='/']").first.click()
+        page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Home").first.click()
         _wait_idle(page, "FPN Explorer")
         _no_exception(page)
         assert "d = 272" in page.inner_text("body")
         assert _thumb(page, "FPN channel width d").input_value() == "272"
         page.screenshot(path=str(SHOTS / "Home_after_width_change.png"), full_page=True)
 
-        page.locator("[data-testid='stSidebarNav'] a[href$='/Overlays']").click()
+        page.locator("[data-testid='stSidebarNav'] a[href*='/overlays']").click()
         _wait_idle(page, "Overlays")
         _no_exception(page)
         assert _thumb(page, "FPN channel width d").input_value() == "272"
@@ -219,7 +262,7 @@ def test_width_change_persists_across_pages(server: str, browser: object) -> Non
 
 def test_url_with_query_params_opens_that_view(server: str, browser: object) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = _open(browser, f"{server}/FPN_outputs?fpn_width=64&map_colormap=nope", "FPN outputs")
+    page = _open(browser, f"{server}/fpn-outputs?fpn_width=64&map_colormap=nope", "FPN outputs")
     try:
         _no_exception(page)
         assert _thumb(page, "FPN channel width d").input_value() == "64"
@@ -247,7 +290,7 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
         for sample, width in wanted:  # start all five before waiting for any
             context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
             page = context.new_page()
-            url = f"{server}/FPN_outputs?image_source=sample&sample_name={sample}&fpn_width={width}&input_size=256"
+            url = f"{server}/fpn-outputs?image_source=sample&sample_name={sample}&fpn_width={width}&input_size=256"
             page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
             pages.append(page)
         for page, (sample, width) in zip(pages, wanted, strict=True):

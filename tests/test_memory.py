@@ -31,12 +31,12 @@ import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_page
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ui import state as S
+from ui import settings as S
 
 WIDTHS = (64, 128, 256)
 ALPHAS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # the slider's 0.05 steps
@@ -80,9 +80,7 @@ def growth_per_50(reruns: list[int], rss_mb: list[float]) -> float:
 
 def soak() -> dict[str, object]:
     """Warm up, rerun ``RERUNS`` times; returns the checkpoints, the raw peak and the growth."""
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Overlays.py"), default_timeout=120)
-    at.session_state[S.KEY_SIZE] = 160
-    at.run()
+    at = open_page("pages/3_Overlays.py", size=160)
     assert not at.exception
     process = psutil.Process()
     counter = itertools.count()

@@ -6,22 +6,19 @@ import sys
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import HOME, ROOT, open_page
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ui import state as S
-from ui import urlstate
+from ui import settings as S
 
-TIMEOUT = 120
 PAGE = "pages/2_FPN_outputs.py"
+TABLE = S.controls(("a.jpg",), ("cpu",))
 
 
 def _app(params: dict[str, str], page: str = PAGE) -> AppTest:
-    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
-    at.query_params.update({S.KEY_SIZE: "128", **params})
-    return at.run()
+    return open_page(page, **params)
 
 
 def _link_warnings(at: AppTest) -> list[str]:
@@ -67,8 +64,8 @@ def test_url_values_set_the_widgets() -> None:
 
 def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
     at = _app({})
-    assert at.query_params[S.KEY_WIDTH] == str(S.DEFAULT_WIDTH)
-    assert set(urlstate.URL_KEYS) <= set(at.query_params)
+    assert at.query_params[S.KEY_WIDTH] == "256"
+    assert set(TABLE) - {S.KEY_SAMPLE} <= set(at.query_params)
     at.slider(key=S.KEY_WIDTH).set_value(96).run()
     at.selectbox(key=S.KEY_COLORMAP).set_value("turbo").run()
     at.toggle(key=S.KEY_P6).set_value(False).run()
@@ -78,7 +75,7 @@ def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
     assert at.query_params[S.KEY_P6] == "false"
     # A teacher sends this URL: a fresh session opens with the same view.
     shared = {k: v for k, v in at.query_params.items() if isinstance(v, str)}
-    again = _app(shared, page="dashboard.py")
+    again = _app(shared, page=HOME)
     assert not again.exception
     assert again.slider(key=S.KEY_WIDTH).value == 96
     assert again.selectbox(key=S.KEY_COLORMAP).value == "turbo"
@@ -89,18 +86,19 @@ def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
 
 
 def test_invalid_url_values_fall_back_to_defaults_with_a_warning() -> None:
-    at = _app({S.KEY_WIDTH: "999", S.KEY_STAGES: "c2,c5", S.KEY_COLORMAP: "nope", S.KEY_ALPHA: "abc"})
+    # The warnings come with the first page a link opens (here the home page; any page shows them).
+    at = _app({S.KEY_WIDTH: "999", S.KEY_STAGES: "c2,c5", S.KEY_COLORMAP: "nope", S.KEY_ALPHA: "abc"}, page=HOME)
     assert not at.exception, [e.value for e in at.exception]
     warnings = _link_warnings(at)
     assert len(warnings) == 4, warnings
     for key in (S.KEY_WIDTH, S.KEY_STAGES, S.KEY_COLORMAP, S.KEY_ALPHA):
         assert any(f"`{key}=" in w for w in warnings), key
-    assert at.slider(key=S.KEY_WIDTH).value == S.DEFAULT_WIDTH
-    assert at.multiselect(key=S.KEY_STAGES).value == list(S.DEFAULT_STAGES_CHOICE)
-    assert at.selectbox(key=S.KEY_COLORMAP).value == S.DEFAULT_COLORMAP
-    assert at.slider(key=S.KEY_ALPHA).value == S.DEFAULT_ALPHA
+    assert at.slider(key=S.KEY_WIDTH).value == TABLE[S.KEY_WIDTH].default == 256
+    assert at.multiselect(key=S.KEY_STAGES).value == TABLE[S.KEY_STAGES].default == ["c3", "c4", "c5"]
+    assert at.selectbox(key=S.KEY_COLORMAP).value == TABLE[S.KEY_COLORMAP].default == "viridis"
+    assert at.slider(key=S.KEY_ALPHA).value == TABLE[S.KEY_ALPHA].default == 0.5
     # The URL is corrected to what is shown, and the warning is not repeated on the next run.
-    assert at.query_params[S.KEY_WIDTH] == str(S.DEFAULT_WIDTH)
+    assert at.query_params[S.KEY_WIDTH] == "256"
     at.slider(key=S.KEY_ALPHA).set_value(0.6).run()
     assert not at.exception and not _link_warnings(at)
 
@@ -120,13 +118,27 @@ def test_parse_params_refuses_every_kind_of_bad_value() -> None:
         S.KEY_EXPORT_SCALE: "5x",
         "unrelated": "kept out",
     }
-    accepted, notices = urlstate.parse_params(bad, samples=["a.jpg"], devices=["cpu"])
+    accepted, notices = S.parse_params(bad, TABLE)
     assert accepted == {}
     assert len(notices) == len(bad) - 1
-    good, notices = urlstate.parse_params(
-        {S.KEY_STAGES: ["c5,c4", "c4,c3"], S.KEY_EXPORT_SCALE: "3x", S.KEY_P6: "0", S.KEY_ALPHA: "1"},
-        samples=["a.jpg"],
-        devices=["cpu"],
+    good, notices = S.parse_params(
+        {S.KEY_STAGES: ["c5,c4", "c4,c3"], S.KEY_EXPORT_SCALE: "3x", S.KEY_P6: "0", S.KEY_ALPHA: "1"}, TABLE
     )
     assert not notices
     assert good == {S.KEY_STAGES: ["c3", "c4"], S.KEY_EXPORT_SCALE: 3, S.KEY_P6: False, S.KEY_ALPHA: 1.0}
+
+
+def test_the_control_table_takes_its_ranges_from_the_engine() -> None:
+    from fpn_core.export import EXPORT_SCALES
+    from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
+    from fpn_core.maps import COLORMAPS, REDUCTIONS
+    from fpn_core.pyramid import MAX_SIZE, MIN_SIZE
+
+    assert TABLE[S.KEY_WIDTH].bounds[:2] == (MIN_WIDTH, MAX_WIDTH)
+    assert TABLE[S.KEY_SIZE].bounds[:2] == (MIN_SIZE, MAX_SIZE)
+    assert TABLE[S.KEY_REDUCTION].options == REDUCTIONS
+    assert TABLE[S.KEY_COLORMAP].options == COLORMAPS
+    assert TABLE[S.KEY_EXPORT_SCALE].options == EXPORT_SCALES
+    # Every control's default parses back from its own URL text (the writer and reader agree).
+    for control in TABLE.values():
+        assert control.parse(control.to_url(control.default)) == control.default, control.key

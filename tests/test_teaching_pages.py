@@ -6,6 +6,7 @@ parameter, the way a shared link would), so every page runs in a few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -19,21 +20,20 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMALL, open_page
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fpn_core import ABLATIONS, stride_of
+from fpn_core import ABLATIONS, PyramidConfig, stride_of
 from fpn_core.compare import PRESETS
 from fpn_core.images import make_scales_image
 from fpn_core.probe import stride_grid
 from fpn_core.weights import COCO
-from ui import ab_page, cache, export_page, probe_page, teaching
-from ui import state as S
+from fpn_core.maps import MapStyle
+from ui import ab_page, cache, export_page, panels, probe_page, teaching
+from ui import settings as S
 
-TIMEOUT = 120
-SMALL = 128
 STEP_PAGE = "pages/5_Step_by_step.py"
 AB_PAGE = "pages/6_AB_comparison.py"
 PROBE_PAGE = "pages/7_Scale_probe.py"
@@ -41,12 +41,8 @@ EXPORT_PAGE = "pages/8_Export.py"
 
 
 def _app(page: str, **params: str) -> AppTest:
-    """A first run of ``page`` at input size 128, with extra query parameters."""
-    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
-    at.query_params[S.KEY_SIZE] = str(SMALL)
-    for key, value in params.items():
-        at.query_params[key] = value
-    return at.run()
+    """A fresh session on ``page`` at input size 128, with extra query parameters."""
+    return open_page(page, **params)
 
 
 def _ok(at: AppTest) -> None:
@@ -57,24 +53,22 @@ def _captions(at: AppTest) -> str:
     return "\n".join([c.value for c in at.caption] + [m.value for m in at.markdown])
 
 
-def _settings(**changes: object) -> S.Settings:
+def _settings(digest: str = "", size: int = SMALL, **config: object) -> S.Settings:
     image = make_scales_image().image
-    fields: dict[str, object] = {
-        "image": image,
-        "image_name": "scales",
-        "image_digest": "scales-test-" + cache.digest_of(image),
-        "size": SMALL,
-        "weights": "random",
-        "stages": ("c2", "c3", "c4", "c5"),
-    }
-    fields.update(changes)
-    return S.Settings(**fields)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"weights": "random", "stages": ("c2", "c3", "c4", "c5"), **config}
+    return S.Settings(
+        image=S.ImageChoice("scales", digest or "scales-test-" + cache.digest_of(image), image),
+        config=PyramidConfig(**fields),  # type: ignore[arg-type]
+        style=MapStyle(),
+        size=size,
+    )
 
 
 def _analyse(settings: S.Settings, **changes: object) -> cache.Analysis:
     """The analysis through the dashboard's cache path (outside a streamlit run)."""
-    config = settings.config(**changes)
-    return cache.analyse(config, settings.image, settings.image_digest, settings.size)  # type: ignore[arg-type]
+    image = settings.image
+    assert image is not None
+    return cache.analyse(settings.with_config(**changes).config, image.array, image.digest, settings.size)
 
 
 # ------------------------------------------------------------------------- step by step
@@ -228,7 +222,7 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
     assert at.get("download_button"), "the Export all button is shown"
 
     # The same bundle, built by the page's own function for the page's settings.
-    settings = _settings(image_digest="scales-export", stages=("c3", "c4", "c5"))
+    settings = _settings("scales-export", stages=("c3", "c4", "c5"))
     analysis = _analyse(settings)
     bundle = export_page.export_bundle(settings, analysis)
     with zipfile.ZipFile(io.BytesIO(bundle.archive)) as zf:
@@ -242,25 +236,25 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
         meta = json.loads(zf.read("metadata.json"))
     tensors = {**analysis.backbone.stages, **analysis.fpn.levels}
     assert meta["shapes"] == {name: list(t.shape) for name, t in tensors.items()}
-    assert meta["config"]["out_channels"] == settings.width
+    assert meta["config"]["out_channels"] == settings.config.out_channels
     assert meta["weights"]["pretrained"] is False
 
 
 def test_export_scale_changes_the_pixels() -> None:
-    settings = _settings(image_digest="scales-export-scale", stages=("c4", "c5"), p6=False)
-    analysis = _analyse(settings, stages=("c4", "c5"), p6=False)
+    settings = _settings("scales-export-scale", stages=("c4", "c5"), p6=False)
+    analysis = _analyse(settings)
     one = export_page.export_bundle(settings, analysis).files["slide.png"]
-    two = export_page.export_bundle(S.Settings(**{**settings.__dict__, "export_scale": 2}), analysis).files["slide.png"]
+    two = export_page.export_bundle(dataclasses.replace(settings, export_scale=2), analysis).files["slide.png"]
     with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(two)) as b:
         assert b.width == pytest.approx(2 * a.width, rel=0.02)
 
 
 def test_figure_download_is_rendered_at_the_export_scale() -> None:
     from fpn_core.figures import map_figure
-    from ui import views
 
     m = np.arange(64, dtype=np.float32).reshape(8, 8)
-    one = views.render_download_png(map_figure, (m,), {"title": "t"}, None, 1)
-    three = views.render_download_png(map_figure, (m,), {"title": "t"}, None, 3)
+    download = panels.Download(map_figure, (m,), {"title": "t"})
+    one = panels.render_download_png(download, 1)
+    three = panels.render_download_png(download, 3)
     with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(three)) as b:
         assert b.width == pytest.approx(3 * a.width, rel=0.02)

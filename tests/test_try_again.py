@@ -8,24 +8,23 @@ import torch
 from streamlit.testing.v1 import AppTest
 from torchvision.models import resnet50
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_page
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fpn_core.weights import WEIGHTS_ENV
-from ui import state as S
+from ui import settings as S
 from ui.cache import clear_model_caches
 
 
 def _banner(at: AppTest) -> str:
-    return "\n".join(w.value for w in at.warning)
+    """The weights notice: in full (a warning) or compact (an expander's label)."""
+    return "\n".join([w.value for w in at.warning] + [e.label for e in at.expander])
 
 
 def test_try_again_picks_up_a_newly_placed_weight_file(tmp_path, monkeypatch) -> None:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
-    at.session_state[S.KEY_SIZE] = 96
-    at.run()
+    at = open_page(size=96)
     assert not at.exception
     assert "random weights" in _banner(at)  # offline: the seeded random init, said plainly
 

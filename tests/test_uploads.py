@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_page
 from tests.corpus import build_corpus
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ui import state as S
+from ui import settings as S
 
 CASES = build_corpus()
 MIME = {
@@ -43,9 +43,7 @@ def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
 
 @pytest.fixture(scope="module")
 def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "2_FPN_outputs.py"), default_timeout=120)
-    at.session_state[S.KEY_SIZE] = 96
-    at.run()
+    at = open_page("pages/2_FPN_outputs.py", size=96)
     at.radio(key=S.KEY_SOURCE).set_value(S.SOURCE_UPLOAD).run()
     assert not at.exception
     return at

@@ -52,7 +52,7 @@ def _apply_preset() -> None:
     preset = st.session_state.get(S.KEY_AB_PRESET)
     if preset not in PRESETS:
         return
-    base = sidebar_fields(frame.settings())
+    base = sidebar_fields(frame.read_settings())
     for side, fields in zip(SIDES, preset_fields(preset, base), strict=True):
         for field, value in fields.items():
             st.session_state[ab_key(side, field)] = value

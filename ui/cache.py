@@ -16,6 +16,7 @@ Everything returned here is shared between sessions: treat it as read-only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import sys
@@ -35,6 +36,7 @@ from fpn_core import (
     PyramidFPN,
     PyramidOutput,
     ResNetBackbone,
+    available_devices,
     build_backbone,
     build_fpn,
     count_flops,
@@ -267,6 +269,8 @@ def analyse(
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Run (or fetch from the caches) the backbone and FPN for one image and configuration."""
+    if config.device is None:  # the best device present, named, so that it keys the caches
+        config = dataclasses.replace(config, device=available_devices()[0])
     device = str(config.device)
     backbone = get_backbone(config.weights, device, progress)
     model = get_pyramid(config, backbone)

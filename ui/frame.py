@@ -13,10 +13,13 @@ session opening that URL runs the page file alone, without the frame (seen on st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+import streamlit.components.v1 as components
+from streamlit.runtime.pages_manager import PagesManager
 
 from fpn_core import Provenance, WeightsError
 from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
@@ -54,18 +57,48 @@ PAGES: tuple[PageSpec, ...] = (
 )
 
 
+def legacy_url_path(spec: PageSpec) -> str:
+    """The page's address before the frame: streamlit's name for its file (``3_Overlays.py`` -> ``Overlays``)."""
+    return Path(spec.file).stem.split("_", 1)[1]
+
+
+def _query_params() -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in st.query_params}
+
+
+def _redirect(target: st.Page) -> Callable[[], None]:  # type: ignore[valid-type]
+    """A hidden page that sends an old link on to ``target``, keeping the link's settings."""
+
+    def go() -> None:
+        st.switch_page(target, query_params=_query_params())
+
+    return go
+
+
 def _navigation() -> st.navigation:  # type: ignore[valid-type]
+    """The navigation menu, plus hidden pages at the old addresses (``/Overlays``) that redirect."""
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for i, spec in enumerate(PAGES):
         page = st.Page(ROOT / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0)
         sections.setdefault(spec.section, []).append(page)
+        if i:
+            old = st.Page(_redirect(page), title=spec.title, url_path=legacy_url_path(spec), visibility="hidden")
+            sections[spec.section].append(old)
     return st.navigation(sections)
 
 
 def run() -> None:
     """Frame one run of the app: config, navigation, sidebar, link warnings, weights notice, page."""
     st.set_page_config(page_title="FPN Explorer", page_icon="🔺", layout="wide")
+    # The first run on a fresh server goes through streamlit's old ``pages/`` router (its
+    # process-wide flag is still set). Where that router did not know the address (``/overlays``)
+    # it ran this file after its "page not found", and the browser's session stays deaf to the
+    # sidebar. Our navigation clears the flag; reloading the page starts a clean session.
+    routed_by_pages_dir = PagesManager.uses_pages_directory
     page = _navigation()
+    if routed_by_pages_dir and page.url_path:
+        components.html("<script>window.parent.location.reload();</script>", height=0)
+        st.stop()
     cache.apply_operator_weights()
     settings_now, link_notices = sidebar.show_sidebar()
     for notice in link_notices:
@@ -75,7 +108,20 @@ def run() -> None:
 
 
 def settings() -> S.Settings:
-    """The sidebar's settings for this run (read from its widgets; the frame drew them first)."""
+    """The sidebar's settings for this run (read from its widgets; the frame drew them first).
+
+    A fresh server's first request for an old address (``/Overlays``) makes streamlit run that
+    page file alone, the way it ran ``pages/`` before ``st.navigation`` (its process-wide
+    ``uses_pages_directory`` flag is still set). Such a bare run starts the frame instead.
+    """
+    if PagesManager.uses_pages_directory:
+        run()
+        st.stop()
+    return read_settings()
+
+
+def read_settings() -> S.Settings:
+    """The sidebar's settings as its widgets hold them (also from a widget callback)."""
     return S.settings_from_state(st.session_state, sidebar.table(), sidebar.image_from_state())
 
 
@@ -133,8 +179,12 @@ def show_weights_notice(settings_now: S.Settings) -> None:
         st.warning(text, icon=":material/warning:")
         _retry_row(provenance, nested=False)
         return
-    short = "random backbone" if not provenance.pretrained else f"untrained FPN at d = {config.out_channels}"
-    with st.expander(f"⚠️ Weights: {short}. The maps show an untrained network, not learned features."):
+    short = (
+        "The backbone has random weights"
+        if not provenance.pretrained
+        else f"The FPN is untrained at width {config.out_channels}"
+    )
+    with st.expander(f"⚠️ {short}: the maps show an untrained network. What to do…"):
         st.markdown(text)
         _retry_row(provenance, nested=True)
 

@@ -1,0 +1,141 @@
+"""Section 8: how live the sidebar feels: key press on a slider to every image on the page loaded.
+
+A real ``streamlit run`` and the Debian Chromium (never a downloaded browser), at input size
+512, c3..c5, d = 256, random weights. For each (page, control) the slider thumb gets a key
+press with a new value every time (nothing comes from a cache), and the time runs from the
+press until the rerun has finished and every image on the page has loaded. The median of
+``--pairs`` presses (at least 5) is reported against the issue's targets.
+
+``--dashboard PATH`` measures another checkout's ``dashboard.py`` (e.g. the version before the
+frame, whose pages live at ``/Overlays`` instead of ``/overlays``) for a before/after table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import ROOT
+from .chromium import CHROMIUM, CHROMIUM_ARGS
+from .coldstart import _free_port, _stop, _wait_health
+from .measure import Context
+from .report import Row, Table, fmt
+
+SECTION = "8 live sidebar (Chromium)"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+#: (page title, URL path after the frame, URL path before it, slider label, key, target seconds)
+CASES: tuple[tuple[str, str, str, str, float], ...] = (
+    ("Overlays", "overlays", "FPN channel width d", "width d, one step", 0.40),
+    ("Overlays", "overlays", "Overlay alpha", "overlay alpha, one step", 0.25),
+    ("FPN outputs", "fpn-outputs", "FPN channel width d", "width d, one step", 0.40),
+    ("FPN outputs", "fpn-outputs", "Overlay alpha", "overlay alpha (unused by the page)", 0.20),
+    ("Stage activations", "stage-activations", "FPN channel width d", "width d (unused by the page)", 0.20),
+)
+LEGACY_PATHS = {"overlays": "Overlays", "fpn-outputs": "FPN_outputs", "stage-activations": "Stage_activations"}
+WATCH_JS = """() => {
+    window.__runs = [];
+    const app = document.querySelector("[data-testid='stApp']");
+    new MutationObserver(() => {
+        window.__runs.push([app.getAttribute('data-test-script-state'), performance.now()]);
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+#: Resolves with the time when the rerun has finished and every image is decoded.
+DONE_JS = """() => new Promise(resolve => {
+    const check = () => {
+        const r = window.__runs; const i = r.findIndex(x => x[0] === 'running');
+        const end = i >= 0 ? r.slice(i).find(x => x[0] === 'notRunning') : undefined;
+        const imgs = Array.from(document.querySelectorAll("[data-testid='stMain'] img"));
+        if (end && imgs.every(im => im.complete && im.naturalWidth > 0)) {
+            resolve(performance.now());
+        } else {
+            requestAnimationFrame(check);
+        }
+    };
+    check();
+})"""
+
+
+def run(ctx: Context) -> None:
+    """Measure every case on this checkout's dashboard (or ``--dashboard``)."""
+    rep = ctx.report
+    dashboard = Path(str(ctx.dashboard)) if ctx.dashboard else ROOT / "dashboard.py"
+    if not CHROMIUM.exists():
+        rep.row(Row(SECTION, "live sidebar", None, " s", skipped=f"{CHROMIUM} is missing"))
+        return
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        rep.row(Row(SECTION, "live sidebar", None, " s", skipped="playwright is not installed"))
+        return
+    presses = max(5, ctx.pairs)
+    framed = (dashboard.parent / "ui" / "frame.py").exists()
+    try:
+        results = measure(dashboard, presses, framed)
+    except Exception as exc:
+        rep.row(Row(SECTION, "live sidebar", None, " s", skipped=f"failed: {type(exc).__name__}: {exc}"))
+        return
+    table = Table(SECTION, f"key press -> rerun done and images loaded ({dashboard.parent.name})",
+                  ["page", "control", "median s", "presses (s)"])
+    for (title, _, _, what, target), times in zip(CASES, results, strict=True):
+        table.rows.append([title, what, fmt(statistics.median(times)), ", ".join(fmt(t) for t in times)])
+        rep.row(Row(SECTION, f"{title}: {what}", statistics.median(times), " s", target,
+                    detail=f"median of {len(times)} presses in Chromium, size 512, c3..c5, d = 256, random weights"))
+    rep.table(table)
+
+
+def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[float]]:
+    """Seconds per press for every case of :data:`CASES`, on one fresh server."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": tempfile.mkdtemp(prefix="fpn-bench-live-")}
+    env.pop("FPN_WEIGHTS", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.headless=true",
+             f"--server.port={port}", "--server.address=127.0.0.1", "--server.fileWatcherType=none",
+             "--browser.gatherUsageStats=false"],
+            cwd=dashboard.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    results: list[list[float]] = []
+    try:
+        _wait_health(f"{base}/_stcore/health", proc, timeout=120)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                for title, path, label, _, _ in CASES:
+                    url = f"{base}/{path if framed else LEGACY_PATHS[path]}?input_size=512"
+                    results.append(_presses(browser, url, title, label, presses))
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+    return results
+
+
+def _presses(browser, url: str, title: str, label: str, presses: int) -> list[float]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(url, timeout=300_000)
+        page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=300_000)
+        page.wait_for_selector(IDLE, timeout=300_000)
+        page.wait_for_load_state("networkidle", timeout=300_000)
+        thumb = page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
+        times = []
+        for _ in range(presses):
+            page.evaluate(WATCH_JS)
+            thumb.focus()
+            t0 = page.evaluate("() => performance.now()")
+            thumb.press("ArrowRight")
+            done = page.evaluate(DONE_JS)
+            times.append((done - t0) / 1e3)
+            page.wait_for_load_state("networkidle", timeout=300_000)
+        return times
+    finally:
+        context.close()
