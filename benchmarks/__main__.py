@@ -25,7 +25,7 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, display, forward, reference, scaling
+    from . import coldstart, concurrency, detection, display, forward, live, receptive, reference, scaling
 
     return {
         "reference": reference.run,
@@ -38,11 +38,14 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "concurrency": concurrency.run,
         "contention": concurrency.run_contention,
         "half": forward.run_half,
+        "live": live.run,
+        "receptive": receptive.run,
+        "detection": detection.run,
     }
 
 
 NAMES = ("reference", "overhead", "width", "display", "efficiency", "scaling", "coldstart", "concurrency", "contention",
-         "half")
+         "half", "live", "receptive", "detection")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,9 +5,16 @@ Usage::
     python -m fpn_core inspect IMAGE [--width N] [--stages c3,c4,c5] [--upsample nearest|bilinear]
         [--merge sum|mean] [--no-p6] [--ablation full|no-top-down|no-lateral|finest-only]
         [--weights imagenet|coco-fpn|random|PATH] [--device auto|cuda|mps|cpu] [--size N]
-        [--repeats N] [--seed N] [--no-download] [--json]
+        [--repeats N] [--seed N] [--no-download] [--point X,Y] [--json]
     python -m fpn_core export IMAGE --out DIR [same options] [--scale 1|2|3] [--zip]
-        [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std] [--scope per-level|shared] [--no-timings]
+        [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std|pc1] [--scope per-level|shared] [--no-timings]
+    python -m fpn_core detect IMAGE [--detector faster-rcnn|retinanet] [--score 0.5]
+        [--weights coco|random|PATH] [--size N] [--device ...] [--seed N] [--no-download] [--json]
+        (see fpn_core.detect_cli)
+
+``--point X,Y`` (pixels of the image as loaded) adds, per stage and level, the theoretical
+receptive field, the effective receptive field's radii and (on levels) each stage's share at
+that point (``fpn_core.point``); ``export --point`` adds the ERF and contribution maps.
 
 Bad input (an unreadable image, an option value the engine refuses) exits with status 2
 and one line on stderr, ``error: <message>``. Weights that cannot be found are not an
@@ -26,12 +33,14 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from .detect_cli import add_detect_command
 from .device import resolve_device
 from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
 from .levels import DEFAULT_STAGES, level_of, stage_index, stride_of
 from .maps import COLORMAPS, REDUCTIONS, SCOPES, map_stats
+from .point import PointAnalysis, analyse_point
 from .pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -44,6 +53,7 @@ from .pyramid import (
     count_parameters,
     run_pyramid,
 )
+from .receptive import map_point
 from .weights import WeightsError
 
 __all__ = ["EXIT_BAD_INPUT", "ZIP_NAME", "build_parser", "format_table", "inspect_report", "main"]
@@ -92,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="seed of every random init")
     common.add_argument("--no-download", action="store_true", help="never download weights")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument(
+        "--point",
+        metavar="X,Y",
+        default=None,
+        help="a point in image pixels: add receptive fields (theoretical and effective) and stage shares there",
+    )
 
     parser = argparse.ArgumentParser(prog="python -m fpn_core", description="FPN Explorer from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -111,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
     )
     export.set_defaults(handler=_run_export)
+    add_detect_command(commands)  # fpn_core.detect_cli: detections traced to their levels
     return parser
 
 
@@ -151,7 +168,10 @@ def _analyse(args: argparse.Namespace) -> tuple[Pyramid, PyramidOutput, np.ndarr
         The model, its output, and the image as loaded (before resizing).
     """
     config, notices = _config_from_args(args)
+    point = _point_from_args(args)
     image = load_image(args.image)
+    if point is not None:
+        map_point(point, image.shape[:2], image.shape[:2])  # inside the image, before the model is built
     model = build_pyramid(config, allow_download=False if args.no_download else None)
     _warn_weights(model)
     out = run_pyramid(model, image, size=args.size, repeats=args.repeats, warmup=WARMUP)
@@ -176,6 +196,31 @@ def _warn_weights(model: Pyramid) -> None:
 def _one_line(message: object, limit: int = 400) -> str:
     text = " ".join(str(message).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _point_from_args(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--point X,Y`` as two finite numbers, or None when not given.
+
+    Raises:
+        ValueError: naming the option and the bad value.
+    """
+    text = getattr(args, "point", None)
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        x, y = (float(p) for p in parts)
+    except ValueError:
+        x = y = float("nan")
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError(f"--point must be X,Y in pixels of the image (e.g. 250,150), got {text!r}")
+    return x, y
+
+
+def _point_analysis(model: Pyramid, image: np.ndarray, point: tuple[float, float], size: int) -> PointAnalysis:
+    """ERF of every stage (c1..c5) and level, and the stage shares, at ``point``."""
+    names = (*model.backbone.feature_info.names(), *model.config.level_names)
+    return analyse_point(model, image, point, size=size, names=names)
 
 
 # --------------------------------------------------------------------------- inspect
@@ -253,6 +298,7 @@ def inspect_report(
     image: str = "",
     loaded_hw: tuple[int, int] | None = None,
     size: int = DEFAULT_SIZE,
+    point: PointAnalysis | None = None,
 ) -> dict:
     """Everything ``inspect`` shows, as plain JSON-ready data.
 
@@ -264,12 +310,17 @@ def inspect_report(
         image: The image's path, for the record.
         loaded_hw: ``(height, width)`` of the image as loaded, before resizing.
         size: The long side it was resized to.
+        point: ``analyse_point`` at a picked point (``--point``), or None.
 
     Returns:
         ``image``, ``device``, ``weights`` (``Provenance.as_dict()``), ``config``, ``run``
         (size, repeats, warm-up), ``stages`` and ``levels`` (one row each: name, shape,
         stride, channels, mean, std, ms, gflops, params; a level sums its FPN steps),
-        ``steps`` (per level, coarse to fine), ``total_ms`` and ``notices``.
+        ``steps`` (per level, coarse to fine), ``total_ms`` and ``notices``. With ``point``,
+        every stage and level row also has ``theoretical_rf_px`` (int, network-input pixels)
+        and ``erf_radius_px`` (``{"50": r, "90": r}``, pixels of the image as loaded), each
+        level row ``stage_shares`` (stage -> share at the point, summing to 1), and the report
+        a ``point`` entry (the point, its cells, ERF/RF ratios and one sentence per level).
     """
 
     def row(name: str, tensor: Tensor, ms: float, gflops: float, n_params: int) -> dict:
@@ -300,7 +351,11 @@ def inspect_report(
         for name, t in out.levels.items()
     ]
     h, w = out.image.shape[:2]
-    return {
+    if point is not None:
+        fields = point.fields()
+        for r in [*stages, *levels]:
+            r.update(fields.get(r["name"], {}))
+    report = {
         "image": {
             "path": image,
             "loaded_hw": list(loaded_hw) if loaded_hw else None,
@@ -316,6 +371,9 @@ def inspect_report(
         "total_ms": out.timings_ms["total"],
         "notices": list(out.notices),
     }
+    if point is not None:
+        report["point"] = point.summary()
+    return report
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
@@ -385,12 +443,56 @@ def format_table(report: Mapping) -> str:
     ]
     lines += _table(["level", "step", "what", "shape", "ms", "GFLOPs", "params"], step_rows, left=4)
     lines.append("")
+    if "point" in report:
+        lines += _point_lines(report)
+        lines.append("")
     lines.append(
         f"total    {report['total_ms']:.1f} ms (median of {run['repeats']} runs after {run['warmup']} warm-up; "
         "backbone and FPN passes, each timed as a whole)"
     )
     lines += [f"notice   {n}" for n in report["notices"]]
     return "\n".join(lines)
+
+
+def _point_lines(report: Mapping) -> list[str]:
+    """The receptive fields and stage shares at the picked point, one row per stage and level."""
+    point = report["point"]
+    x, y = point["xy"]
+    ix, iy = point["input_xy"]
+    what = "sum over channels" if point["channel"] is None else f"channel {point['channel']}"
+    lines = [
+        f"Receptive fields at point ({x:g}, {y:g}) (network input ({ix:g}, {iy:g})); ERF of the cell there, "
+        f"{what}, |gradient| {point['magnitude']}",
+        "RF: theoretical receptive field side (network-input px); ERF r50/r90: radius holding 50%/90% of the "
+        "gradient mass (image px); ERF/RF: 2·r90 / RF (network-input px)",
+    ]
+
+    def radius(r: Mapping, q: str) -> str:
+        value = r["erf_radius_px"][q]
+        return "-" if value is None else f"{value:.1f}"
+
+    rows = []
+    for r in [*report["stages"], *report["levels"]]:
+        if "theoretical_rf_px" not in r:
+            continue
+        ratio = point["erf_to_rf"].get(r["name"])
+        shares = r.get("stage_shares")
+        rows.append(
+            [
+                r["name"],
+                ",".join(str(v) for v in point["cells"][r["name"]]),
+                str(r["theoretical_rf_px"]),
+                radius(r, "50"),
+                radius(r, "90"),
+                "-" if ratio is None else f"{ratio:.2f}",
+                ", ".join(f"{s} {v:.0%}" for s, v in shares.items()) if shares else "",
+            ]
+        )
+    lines += _table(
+        ["name", "cell (row,col)", "RF px", "ERF r50", "ERF r90", "ERF/RF", "stage shares at the point"], rows, left=2
+    )
+    lines += [f"         {sentence}" for sentence in point["sentences"].values()]
+    return lines
 
 
 def _provenance_lines(weights: Mapping) -> list[str]:
@@ -413,8 +515,17 @@ def _provenance_lines(weights: Mapping) -> list[str]:
 def _run_inspect(args: argparse.Namespace) -> int:
     model, out, image = _analyse(args)
     flops = count_flops(model, image, size=args.size)
+    point = _point_from_args(args)
+    analysis = _point_analysis(model, image, point, args.size) if point is not None else None
     report = inspect_report(
-        model, out, flops, count_parameters(model), image=str(args.image), loaded_hw=image.shape[:2], size=args.size
+        model,
+        out,
+        flops,
+        count_parameters(model),
+        image=str(args.image),
+        loaded_hw=image.shape[:2],
+        size=args.size,
+        point=analysis,
     )
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
@@ -432,8 +543,10 @@ def _run_export(args: argparse.Namespace) -> int:
         "scale": float(args.scale),
     }
     check_export_settings(**settings)
-    _, out, _ = _analyse(args)
-    files = build_export(out, **settings, timings=not args.no_timings, source=Path(args.image).name)
+    model, out, image = _analyse(args)
+    point = _point_from_args(args)
+    extra = {"point": _point_analysis(model, image, point, args.size)} if point is not None else {}
+    files = build_export(out, **settings, timings=not args.no_timings, source=Path(args.image).name, **extra)
     try:
         if args.zip:
             args.out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,12 @@ torchvision's lazy caches (``AnchorGenerator.cell_anchors``, ``MultiScaleRoIAlig
 Caching: :func:`run_detector_features` (backbone + FPN, the expensive part) runs once per image,
 size and weights; :func:`run_heads` runs the heads on those features; :func:`filter_detections`
 re-applies a score threshold without running anything. :func:`detect` does all three.
+
+Weights: ``weights="coco"`` tries the operator's file (``FPN_FASTERRCNN_WEIGHTS`` /
+``FPN_RETINANET_WEIGHTS``), then torchvision's COCO_V1 file in the torch hub cache, then its
+download when allowed, else the detector runs untrained and its provenance says so
+(:func:`how_to_get_weights` says what to place where). :func:`detector_pyramid` hands a
+detector's backbone and FPN to the views that teach the pyramid.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, resolve_device
 from .fpn import PyramidFPN
 from .levels import stage_index, torchvision_key_to_level
+from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
     FASTER_RCNN_COCO,
     RETINANET_COCO,
@@ -61,6 +68,7 @@ from .weights import (
     WeightsError,
     download_allowed,
     find_or_download,
+    hub_checkpoint_dir,
     load_state_dict_file,
 )
 
@@ -69,16 +77,18 @@ __all__ = [
     "DETECTOR_NAMES",
     "DETECTOR_WEIGHTS",
     "TOP_K_PROPOSALS",
+    "Detections",
     "DetectorBackbone",
     "DetectorFeatures",
     "DetectorSpec",
-    "Detections",
     "LevelAnchors",
     "LevelProposals",
     "build_detector",
     "detect",
+    "detector_pyramid",
     "detector_spec",
     "filter_detections",
+    "how_to_get_weights",
     "paper_level",
     "run_detector_features",
     "run_heads",
@@ -161,6 +171,20 @@ def detector_spec(name: str) -> DetectorSpec:
     if name not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTOR_NAMES)}, got {name!r}")
     return DETECTORS[name]
+
+
+def how_to_get_weights(name: str) -> str:
+    """What an operator places where for a trained detector (for an "untrained detector" notice).
+
+    Raises:
+        ValueError: an unknown detector name.
+    """
+    spec = detector_spec(name)
+    wf = spec.weights
+    return (
+        f"{spec.title} runs untrained. For COCO weights, place {wf.filename} (about {spec.file_mb} MB, "
+        f"from {wf.url}) in {hub_checkpoint_dir()}, or name any local copy with {spec.env}=PATH."
+    )
 
 
 def paper_level(width: float, height: float) -> int:
@@ -312,7 +336,7 @@ def build_detector(
         desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
         provenance = Provenance(
             weights,
-            f"{desc}: the whole {spec.title}",
+            desc,
             source,
             str(path),
             True,
@@ -325,7 +349,7 @@ def build_detector(
         det = _assemble(spec, seed)
         provenance = Provenance(
             weights,
-            f"random init (seed {seed}): an untrained {spec.title}, its boxes are noise",
+            f"random init (seed {seed})",
             "random init",
             fpn=f"random init (seed {seed})",
             fallbacks=tuple(fallbacks),
@@ -477,14 +501,24 @@ class Detections:
             counts[level] = counts.get(level, 0) + 1
         return counts
 
+    @property
+    def input_scale(self) -> float:
+        """Network input pixels per image pixel (the transform keeps the aspect ratio)."""
+        return self.input_hw[0] / self.image_hw[0]
+
     def sizes(self) -> list[float]:
         """Box size sqrt(w*h) of each detection, in input image pixels."""
         wh = (self.boxes[:, 2:] - self.boxes[:, :2]).clamp_min(0)
         return [float(v) for v in (wh[:, 0] * wh[:, 1]).sqrt()]
 
     def as_dict(self) -> dict:
-        """Plain JSON-ready data: one row per detection, counts and anchors per level, provenance."""
+        """Plain JSON-ready data: one row per detection, counts and anchors per level, provenance.
+
+        Each row has ``size`` (√(wh) in image pixels), ``input_size`` (the same in network input
+        pixels, where the FPN rule is defined) and ``paper_k`` (the rule on ``input_size``).
+        """
         rows = []
+        scale = self.input_scale
         for i, size in enumerate(self.sizes()):
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             rows.append(
@@ -494,9 +528,10 @@ class Detections:
                     "score": float(self.scores[i]),
                     "box": [x1, y1, x2, y2],
                     "size": size,
+                    "input_size": size * scale,
                     "level": self.levels[i],
                     "anchor_level": self.anchor_levels[i],
-                    "paper_k": paper_level(x2 - x1, y2 - y1),
+                    "paper_k": paper_level((x2 - x1) * scale, (y2 - y1) * scale),
                 }
             )
         return {
@@ -596,9 +631,7 @@ def _anchor_info(gen: AnchorGenerator, names: Sequence[str], strides, counts: Se
             len(sizes) * len(ratios),
             int(count),
         )
-        for name, sizes, ratios, stride, count in zip(
-            names, gen.sizes, gen.aspect_ratios, strides, counts, strict=True
-        )
+        for name, sizes, ratios, stride, count in zip(names, gen.sizes, gen.aspect_ratios, strides, counts, strict=True)
     }
 
 
@@ -617,7 +650,9 @@ class _Raw:
     anchors: dict[str, LevelAnchors]
 
 
-def _faster_rcnn_heads(det: FasterRCNN, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float) -> _Raw:
+def _faster_rcnn_heads(
+    det: FasterRCNN, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
+) -> _Raw:
     """torchvision's RPN and RoI heads (eval), keeping each box's proposal and its levels."""
     rpn, rh = det.rpn, det.roi_heads
     image_shape = feats.input_hw
@@ -702,15 +737,15 @@ def _retinanet_heads(det: RetinaNet, feats: DetectorFeatures, names: list[str], 
     per_level = [n * a for n in hw]
     logits = head_outputs["cls_logits"][0].split(per_level)
     regression = head_outputs["bbox_regression"][0].split(per_level)
+    probs = [torch.sigmoid(cl) for cl in logits]  # once, for the objectness maps and the boxes
     obj_maps = {
-        n: torch.sigmoid(cl).view(m.shape[-2], m.shape[-1], -1).amax(dim=-1)
-        for n, cl, m in zip(names, logits, maps, strict=True)
+        n: p.view(m.shape[-2], m.shape[-1], -1).amax(dim=-1) for n, p, m in zip(names, probs, maps, strict=True)
     }
 
     boxes_all, scores_all, labels_all, levels_all, anchors_all = [], [], [], [], []
-    for i, (br, cl, an) in enumerate(zip(regression, logits, anchors, strict=True)):
-        num_classes = cl.shape[-1]
-        scores = torch.sigmoid(cl).flatten()
+    for i, (br, prob, an) in enumerate(zip(regression, probs, anchors, strict=True)):
+        num_classes = prob.shape[-1]
+        scores = prob.flatten()
         keep_idxs = scores > min_score
         scores = scores[keep_idxs]
         topk_idxs = torch.where(keep_idxs)[0]
@@ -830,9 +865,7 @@ def filter_detections(dets: Detections, score_threshold: float) -> Detections:
     )
 
 
-def detect(
-    det: nn.Module, image: np.ndarray, score_threshold: float = 0.5, *, size: int | None = None
-) -> Detections:
+def detect(det: nn.Module, image: np.ndarray, score_threshold: float = 0.5, *, size: int | None = None) -> Detections:
     """Detect objects in one image and trace each to its pyramid level.
 
     Args:
@@ -853,3 +886,52 @@ def detect(
         raise ValueError(f"score threshold must be in [0, 1], got {score_threshold!r}")
     return filter_detections(run_heads(det, run_detector_features(det, image, size=size)), score_threshold)
 
+
+# --------------------------------------------------------------------------- the pyramid for other views
+
+
+def detector_pyramid(det: nn.Module, config: PyramidConfig | None = None) -> Pyramid:
+    """The detector's backbone and FPN as a :class:`~fpn_core.pyramid.Pyramid` for every other view.
+
+    A trained detector carries a COCO-trained ResNet-50 and FPN; this hands them to the pages
+    that teach the pyramid. The backbone module is shared (read-only, no copy). The FPN is a new
+    ``PyramidFPN`` for ``config`` (its upsampling, merge, ablation and p6 options) whose lateral
+    and output convolutions are the detector's for the chosen stages. RetinaNet's p6/p7 are convs
+    of its own that only its head uses; with ``config.p6`` the pyramid's p6 is the usual stride-2
+    subsampling of the top level.
+
+    Args:
+        det: from :func:`build_detector`.
+        config: width 256 and stages among the detector's (Faster R-CNN: c2..c5; RetinaNet:
+            c3..c5). Default: the detector's own stages, with p6.
+
+    Raises:
+        ValueError: a width other than 256, or a stage the detector's FPN does not have.
+    """
+    spec = _spec_of(det)
+    config = config or PyramidConfig(stages=spec.stages, weights=det.provenance.requested, optimize=det.folded)
+    if config.out_channels != 256:
+        raise ValueError(f"the detector's FPN has width 256, got out_channels={config.out_channels}")
+    missing = [s for s in config.stages if s not in spec.stages]
+    if missing:
+        raise ValueError(f"{spec.title}'s FPN has no lateral for {', '.join(missing)}; use {', '.join(spec.stages)}")
+    body: ResNetBackbone = det.backbone.body
+    source: PyramidFPN = det.backbone.fpn
+    fpn = PyramidFPN(
+        RESNET50_FEATURE_INFO.channels(config.stages),
+        256,
+        LastLevelMaxPool() if config.p6 else None,
+        upsample=config.upsample,
+        merge=config.merge,
+        ablation=config.ablation,
+    )
+    with torch.no_grad():
+        for i, stage in enumerate(config.stages):
+            j = spec.stages.index(stage)
+            fpn.inner_blocks[i].load_state_dict(source.inner_blocks[j].state_dict())
+            fpn.layer_blocks[i].load_state_dict(source.layer_blocks[j].state_dict())
+    fpn.eval().requires_grad_(False)
+    fpn.to(body.device, memory_format=torch.channels_last if body.folded else torch.contiguous_format)
+    trained = bool(det.provenance.pretrained)
+    desc = f"{'trained' if trained else 'random init'} with {spec.title} for {', '.join(config.stages)}"
+    return with_fpn(body, fpn, config, desc, trained)

@@ -15,7 +15,11 @@ Layout::
     maps/<name>.png     the channel-reduced map of every stage (c1..c5) and level (p*)
     overlays/<name>.png each map blended over the input
     slide.png           a 16:9 slide: the input and one overlay per pyramid level
+    detections.png      only when detections are given: boxes coloured by the level that found them
     metadata.json       configuration, weights, shapes, statistics, timings, versions
+                        (and ``"detections"`` when given)
+    receptive/, contributions/  only when a point is given: ERF per stage and level, radii,
+                        where each stage dominates each level, stage shares
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from .detection import Detections
+from .detection_figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
 from .maps import COLORMAPS, REDUCTIONS, SCOPES, MapRange, map_ranges, map_stats, reduce_channels
+from .point import PointAnalysis, point_figures
 from .pyramid import PyramidOutput
 
 __all__ = [
@@ -83,6 +90,8 @@ def build_export(
     scale: float = 1.0,
     timings: bool = True,
     source: str | None = None,
+    detections: Detections | None = None,
+    point: PointAnalysis | None = None,
 ) -> dict[str, bytes]:
     """Render one analysis into the files of an export bundle.
 
@@ -97,6 +106,13 @@ def build_export(
         timings: Include the measured milliseconds in ``metadata.json``. Timings change
             from run to run; leave them out for byte-identical bundles.
         source: Where the image came from (e.g. its file name), recorded in the metadata.
+        detections: A detector's result on the same image (``fpn_core.detection.detect``): adds
+            ``detections.png`` and a ``"detections"`` entry to the metadata. Without it the
+            bundle is exactly what it was before detection existed.
+        point: ``fpn_core.point.analyse_point`` on the same image: adds ``receptive/*.png``
+            (ERF per stage and level, radii plot), ``contributions/*.png`` (composite per
+            level, shares) and a ``"point"`` entry to the metadata. Without it the bundle is
+            unchanged.
 
     Returns:
         File name (POSIX, relative) -> file bytes, in the layout of the module docstring.
@@ -165,6 +181,12 @@ def build_export(
         "timings": timings,
     }
     meta = _metadata(out, features, reduced, ranges, settings, source)
+    if detections is not None:
+        files["detections.png"] = _figure_png(detection_figure(out.image, detections), scale)
+        meta["detections"] = detections.as_dict()
+    if point is not None:
+        files.update((name, _figure_png(fig, scale)) for name, fig in point_figures(point).items())
+        meta["point"] = {**point.summary(), "fields": point.fields()}
     files[METADATA_NAME] = (json.dumps(_finite(meta), indent=2, allow_nan=False) + "\n").encode("utf-8")
     return dict(sorted(files.items()))
 

@@ -26,12 +26,16 @@ from fpn_core.maps import MapRange, map_range, overlay
 
 __all__ = [
     "bar_figure",
+    "contribution_figure",
+    "erf_figure",
+    "erf_radius_figure",
     "figure_to_png",
     "grid_figure",
     "line_figure",
     "map_figure",
     "maps_row_figure",
     "overlay_figure",
+    "shares_figure",
     "slide_figure",
 ]
 
@@ -484,3 +488,213 @@ def figure_to_jpeg(fig: Figure, *, dpi: int = 80, quality: int = 90) -> bytes:
     finally:
         fig.clear()
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- receptive fields, contributions
+
+
+def erf_figure(
+    image: np.ndarray,
+    erf_map: np.ndarray,
+    *,
+    title: str,
+    box: tuple[int, int, int, int] | None = None,
+    cell_square: tuple[int, int, int, int] | None = None,
+    center: tuple[float, float] | None = None,
+    alpha: float = 0.6,
+    cmap: str = "inferno",
+) -> Figure:
+    """An effective receptive field over the image, normalised to its peak, with its theoretical square.
+
+    Args:
+        image: ``uint8`` RGB network input ``(H, W, 3)``.
+        erf_map: ``(H, W)`` gradient magnitude (``ErfResult.maps[name]``).
+        title: e.g. ``"p3: ERF r50 59 px, r90 107 px; theoretical RF 459 px"``.
+        box: the cell's theoretical RF ``(x0, y0, x1, y1)``, half-open, in image pixels (drawn dashed).
+        cell_square: the cell's stride-grid square ``(x0, y0, x1, y1)`` (drawn solid).
+        center: ``(x, y)`` of the RF centre (marked with a cross).
+        alpha: weight of the colour over the image.
+        cmap: colour map of the ERF.
+
+    Returns:
+        The figure.
+    """
+    from matplotlib.patches import Rectangle
+
+    from fpn_core.maps import MapRange
+
+    peak = float(np.max(erf_map)) if np.size(erf_map) else 0.0
+    rng = MapRange(0.0, peak if peak > 0 else 1.0)
+    fig = overlay_figure(
+        image,
+        erf_map,
+        title=title,
+        rng=rng,
+        alpha=alpha,
+        cmap=cmap,
+        colorbar_label="|gradient| of the cell's activation",
+    )
+    ax = fig.axes[0]
+    h, w = image.shape[:2]
+    ax.set_xlabel(
+        f"network input {w} × {h} px; dashed: theoretical RF; cyan square: the cell; +: RF centre", fontsize=TICK_PT
+    )
+    if box is not None:
+        x0, y0, x1, y1 = box
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.5, ls="--"))
+    if cell_square is not None:
+        x0, y0, x1, y1 = cell_square
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=1.5))
+    if center is not None:
+        ax.plot([center[0]], [center[1]], marker="+", color="cyan", markersize=12, mew=2)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    return fig
+
+
+def erf_radius_figure(
+    names: Sequence[str],
+    radii: Mapping[str, Mapping[str, float | None]],
+    theoretical: Mapping[str, float],
+    *,
+    title: str = "Effective receptive field radius per stage and level",
+    unit: str = "px",
+) -> Figure:
+    """ERF radii (50% and 90% of the gradient mass) against stage/level, the theoretical RF half-side beside.
+
+    Args:
+        names: stages and levels in display order, e.g. ``["c2", ..., "c5", "p3", ...]``.
+        radii: name -> ``{"50": r, "90": r}`` (None where the gradient vanished).
+        theoretical: name -> theoretical RF side (plotted as half the side, a radius).
+        title: the title.
+        unit: the pixels the radii are in, for the axis label.
+
+    Returns:
+        The figure.
+    """
+    from fpn_core.levels import hex_color
+
+    if not names:
+        raise ValueError("erf_radius_figure needs at least one name")
+    fig = _new_figure(8.5, 5.0)
+    ax = fig.add_subplot()
+    xs = np.arange(len(names))
+
+    def values(get) -> list[float]:
+        return [float("nan") if get(n) is None else float(get(n)) for n in names]
+
+    ax.bar(xs, values(lambda n: theoretical[n] / 2), color="#dddddd", label="theoretical RF (half side)")
+    ax.plot(xs, values(lambda n: radii[n]["90"]), marker="o", lw=2, color="#444444", label="ERF r90")
+    ax.plot(xs, values(lambda n: radii[n]["50"]), marker="s", lw=2, color="#888888", label="ERF r50")
+    ax.set_xticks(xs, list(names))
+    for tick, name in zip(ax.get_xticklabels(), names, strict=True):
+        tick.set_color(hex_color(name))
+        tick.set_fontweight("bold")
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel("backbone stage / pyramid level", fontsize=LABEL_PT)
+    ax.set_ylabel(f"radius ({unit})", fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=TICK_PT)
+    return fig
+
+
+def shares_figure(shares: Mapping[str, Mapping[str, float]], *, title: str) -> Figure:
+    """Stacked horizontal bars: each level's split into stages, in the app-wide stage colours.
+
+    Args:
+        shares: row label (e.g. ``"p3"`` or ``"p3 at point"``) -> stage -> share (summing to 1).
+        title: the title.
+
+    Returns:
+        The figure.
+    """
+    from fpn_core.levels import hex_color
+
+    if not shares:
+        raise ValueError("shares_figure needs at least one row")
+    labels = list(shares)
+    fig = _new_figure(8.5, 1.6 + 0.55 * len(labels))
+    ax = fig.add_subplot()
+    seen: dict[str, Patch] = {}
+    for row, label in enumerate(labels):
+        left = 0.0
+        for stage, share in shares[label].items():
+            pct = 100 * float(share)
+            ax.barh(row, pct, left=left, color=hex_color(stage), edgecolor="white")
+            if pct >= 7:
+                ax.text(
+                    left + pct / 2,
+                    row,
+                    f"{stage} {pct:.0f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=TICK_PT,
+                    color="white",
+                    fontweight="bold",
+                )
+            left += pct
+            seen.setdefault(stage, Patch(color=hex_color(stage), label=stage))
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the contributions' L1 norm (%)", fontsize=LABEL_PT)
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.legend(
+        handles=[seen[s] for s in sorted(seen)],
+        fontsize=TICK_PT,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if len(labels) < 3 else -0.12),
+        ncol=len(seen),
+        frameon=False,
+    )
+    return fig
+
+
+def contribution_figure(
+    image: np.ndarray,
+    composite: np.ndarray,
+    *,
+    title: str,
+    stages: Sequence[str],
+    alpha: float = 0.6,
+    point: tuple[float, float] | None = None,
+) -> Figure:
+    """Where each stage dominates a level: the composite map over the image, with a stage legend.
+
+    Args:
+        image: ``uint8`` RGB network input.
+        composite: ``(h, w, 3)`` uint8 from ``contributions.composite_map``.
+        title: e.g. ``"p3: where c3, c4 and c5 dominate"``.
+        stages: the stages in the composite (legend order).
+        alpha: weight of the composite over the image.
+        point: ``(x, y)`` in image pixels to mark, or None.
+
+    Returns:
+        The figure.
+    """
+    from fpn_core.contributions import overlay_composite
+    from fpn_core.levels import hex_color
+
+    blended = overlay_composite(image, composite, alpha=alpha)
+    h, w = image.shape[:2]
+    fig = _new_figure(*_panel_size(w, h, base=7.0, extra_w=0.4, extra_h=1.2))
+    ax = fig.add_subplot()
+    ax.imshow(blended, interpolation="nearest")
+    if point is not None:
+        ax.plot([point[0]], [point[1]], marker="+", color="white", markersize=14, mew=2.5)
+    _image_axes(ax)
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.legend(
+        handles=[Patch(color=hex_color(s), label=s) for s in stages],
+        fontsize=TICK_PT,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        ncol=len(stages),
+        frameon=False,
+        title="colour: the stage that sends most; brightness: total strength",
+        title_fontsize=TICK_PT,
+    )
+    return fig

@@ -34,7 +34,7 @@ __all__ = [
     "upsample_map",
 ]
 
-REDUCTIONS = ("mean", "max", "l2", "std")
+REDUCTIONS = ("mean", "max", "l2", "std", "pc1")
 SCOPES = ("per-level", "shared")
 COLORMAPS = ("viridis", "magma", "inferno", "plasma", "turbo", "jet", "gray")
 TOP_BY = ("mean", "max")
@@ -104,8 +104,11 @@ def reduce_channels(feature: Feature, how: str = "mean") -> np.ndarray:
         feature: ``(C, H, W)`` or ``(1, C, H, W)`` tensor (any device) or array.
         how: ``"mean"`` (channel average), ``"max"`` (largest channel), ``"l2"``
             (root mean square over channels, ``sqrt(mean(x**2))``: the L2 norm divided by
-            ``sqrt(C)``, so levels with different channel counts stay comparable) or
-            ``"std"`` (population standard deviation over channels).
+            ``sqrt(C)``, so levels with different channel counts stay comparable),
+            ``"std"`` (population standard deviation over channels) or ``"pc1"`` (the first
+            principal component, EigenCAM's idea: every position's channel vector, centred
+            over positions, projected onto the direction along which they vary most; the
+            sign is fixed so that positive is the side with the larger mean activation).
 
     Returns:
         A ``float32`` array of shape ``(H, W)``.
@@ -122,9 +125,39 @@ def reduce_channels(feature: Feature, how: str = "mean") -> np.ndarray:
         reduced = chw.amax(dim=0)
     elif how == "l2":
         reduced = chw.square().mean(dim=0).sqrt()
+    elif how == "pc1":
+        reduced = _first_component(chw)
     else:
         reduced = chw.std(dim=0, correction=0)
     return _to_numpy(reduced)
+
+
+def _first_component(chw: torch.Tensor) -> torch.Tensor:
+    """Projection of each position onto the first principal component of the channel vectors.
+
+    The positions' channel vectors (rows of ``X``, shape ``(H*W, C)``) are centred, and the top
+    eigenvector of the smaller Gram matrix gives the projection: ``X^T X`` (C x C) when there
+    are more positions than channels, else ``X X^T`` (HW x HW), whose top eigenvector times
+    the square root of its eigenvalue is the same projection. Either way the cost stays at
+    most ``min(C, HW)`` cubed. An eigenvector's sign is arbitrary, so it is fixed: positive is
+    the side whose positions have the larger mean activation.
+    """
+    if chw.device.type == "mps":  # no float64 there
+        chw = chw.cpu()
+    c, h, w = chw.shape
+    x = chw.reshape(c, h * w).T.double()  # float64: the Gram matrix sums many products
+    x = x - x.mean(dim=0, keepdim=True)
+    if h * w >= c:
+        _, vectors = torch.linalg.eigh(x.T @ x)
+        proj = x @ vectors[:, -1]
+    else:
+        values, vectors = torch.linalg.eigh(x @ x.T)
+        proj = vectors[:, -1] * values[-1].clamp_min(0).sqrt()
+    activation = chw.reshape(c, h * w).mean(dim=0).double()
+    pos, neg = proj > 0, proj < 0
+    if pos.any() and neg.any() and activation[pos].mean() < activation[neg].mean():
+        proj = -proj
+    return proj.float().reshape(h, w)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,19 @@ def test_reduce_mean_equals_the_channel_average(feature: torch.Tensor) -> None:
     np.testing.assert_allclose(reduced, feature[0].mean(0).numpy(), rtol=1e-6, atol=1e-6)
 
 
+def _first_principal_component(x: np.ndarray) -> np.ndarray:
+    """EigenCAM: positions (rows) centred, projected on the top right singular vector; positive where
+    the mean activation is larger."""
+    c, h, w = x.shape
+    rows = x.reshape(c, h * w).T.astype(np.float64)
+    rows = rows - rows.mean(axis=0)
+    proj = rows @ np.linalg.svd(rows, full_matrices=False)[2][0]
+    mean = x.reshape(c, h * w).mean(axis=0)
+    if mean[proj > 0].mean() < mean[proj < 0].mean():
+        proj = -proj
+    return proj.reshape(h, w)
+
+
 def test_reductions_match_their_definitions(feature: torch.Tensor) -> None:
     x = feature[0].numpy()
     expected = {
@@ -51,6 +64,7 @@ def test_reductions_match_their_definitions(feature: torch.Tensor) -> None:
         "max": x.max(0),
         "l2": np.sqrt((x**2).mean(0)),
         "std": x.std(0),
+        "pc1": _first_principal_component(x),
     }
     assert set(expected) == set(REDUCTIONS)
     for how, want in expected.items():
