@@ -117,10 +117,11 @@ def _drive_page(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, i
     """Run the overlays page with AppTest and change each display widget; returns rows or why it failed."""
     from streamlit.testing.v1 import AppTest
 
-    attempts = [("page", lambda: AppTest.from_file(str(OVERLAYS_PAGE), default_timeout=300))]
+    attempts = []
     dashboard = ROOT / "dashboard.py"
-    if dashboard.is_file():
+    if dashboard.is_file():  # the frame first: pages read the sidebar it draws
         attempts.append(("dashboard -> switch_page", lambda: AppTest.from_file(str(dashboard), default_timeout=300)))
+    attempts.append(("page", lambda: AppTest.from_file(str(OVERLAYS_PAGE), default_timeout=300)))
     errors = []
     for how, make in attempts:
         at = make()

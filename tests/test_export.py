@@ -35,9 +35,11 @@ def files(output):
 
 def _expected_names(stage_names, level_names) -> set[str]:
     maps = [*stage_names, *level_names]
-    return {"input.png", "slide.png", METADATA_NAME} | {f"maps/{n}.png" for n in maps} | {
-        f"overlays/{n}.png" for n in maps
-    }
+    return (
+        {"input.png", "slide.png", METADATA_NAME}
+        | {f"maps/{n}.png" for n in maps}
+        | {f"overlays/{n}.png" for n in maps}
+    )
 
 
 def test_bundle_holds_every_file_as_a_valid_png(output, files):
@@ -113,8 +115,13 @@ def test_write_export_refuses_names_outside_the_folder(tmp_path, name):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"cmap": "nope"}, "cmap"), ({"alpha": 1.5}, "alpha"), ({"reduction": "sum"}, "reduction"),
-     ({"scope": "global"}, "scope"), ({"scale": 0}, "scale")],
+    [
+        ({"cmap": "nope"}, "cmap"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"reduction": "sum"}, "reduction"),
+        ({"scope": "global"}, "scope"),
+        ({"scale": 0}, "scale"),
+    ],
 )
 def test_build_export_refuses_bad_settings(output, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -133,8 +140,23 @@ def _sample(tmp_path_factory) -> Path:
 
 
 def _export(image: Path, out: Path, env: dict[str, str], *extra: str) -> None:
-    cmd = [sys.executable, "-m", "fpn_core", "export", str(image), "--out", str(out), "--weights", "random",
-           "--size", str(SIZE), "--repeats", "1", "--no-download", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fpn_core",
+        "export",
+        str(image),
+        "--out",
+        str(out),
+        "--weights",
+        "random",
+        "--size",
+        str(SIZE),
+        "--repeats",
+        "1",
+        "--no-download",
+        *extra,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr

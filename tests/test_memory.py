@@ -29,7 +29,6 @@ import sys
 
 import psutil
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, open_page
 

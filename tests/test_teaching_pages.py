@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 from fpn_core import ABLATIONS, PyramidConfig, stride_of
 from fpn_core.compare import PRESETS
 from fpn_core.images import make_scales_image
+from fpn_core.maps import MapStyle
 from fpn_core.probe import stride_grid
 from fpn_core.weights import COCO
-from fpn_core.maps import MapStyle
 from ui import ab_page, cache, export_page, panels, probe_page, teaching
 from ui import settings as S
 
