@@ -313,7 +313,10 @@ def build_detector(
         if operator_file and operator_file != weights:
             attempts.append((f"local file {operator_file} ({spec.env})", local(operator_file)))
         attempts.append(
-            (spec.weights.label, lambda: find_or_download(spec.weights, allow_download=allow, progress=progress))
+            (
+                spec.weights.label,
+                lambda: find_or_download(spec.weights, allow_download=allow, progress=progress, env=spec.env),
+            )
         )
 
     fallbacks: list[str] = []
@@ -564,6 +567,8 @@ def _image_tensor(image: np.ndarray) -> Tensor:
         raise ValueError(f"image must be an RGB (H, W, 3) array, got shape {np.shape(image)}")
     if image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 RGB, got {image.dtype}")
+    if not image.flags.writeable:  # shared, read-only arrays (the UI's caches): torch wants a writable buffer
+        image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
 
 

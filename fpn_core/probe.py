@@ -247,11 +247,7 @@ def box_responses(
                 }
             )
         strongest = max(box_rows, key=lambda row: row["relative"])["level"]
-        rule = (
-            assign_level(clipped.width, clipped.height, rule_levels)
-            if rule_levels and clipped.area > 0
-            else None
-        )
+        rule = assign_level(clipped.width, clipped.height, rule_levels) if rule_levels and clipped.area > 0 else None
         for row in box_rows:
             row["strongest"] = strongest
             row["rule_level"] = rule

@@ -224,6 +224,20 @@ def build_backbone(
     return backbone
 
 
+def fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
+    """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained.
+
+    Trained FPN tensors come only with a COCO detection checkpoint, and only at width 256.
+    Cheap: nothing is built (the dashboard says which weights run before it needs the FPN).
+    """
+    coco = backbone.fpn_state if backbone is not None else None
+    if coco is not None and config.out_channels == 256:
+        return f"COCO-trained (Faster R-CNN) for {', '.join(config.stages)}", True
+    if coco is not None:
+        return f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width 256", False
+    return f"random init (seed {config.seed})", False
+
+
 def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[PyramidFPN, str, bool]:
     """Build the FPN for ``config``; COCO-trained when the backbone carries COCO FPN tensors and d=256.
 
@@ -241,13 +255,10 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         ablation=config.ablation,
         seed=config.seed,
     )
-    desc, trained = f"random init (seed {config.seed})", False
-    coco = backbone.fpn_state if backbone is not None else None
-    if coco is not None and config.out_channels == 256:
-        fpn.load_state_dict(_select_coco_levels(coco, config.stages), strict=True)
-        desc, trained = f"COCO-trained (Faster R-CNN) for {', '.join(config.stages)}", True
-    elif coco is not None:
-        desc = f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width 256"
+    desc, trained = fpn_weights(config, backbone)
+    if trained:
+        assert backbone is not None and backbone.fpn_state is not None
+        fpn.load_state_dict(_select_coco_levels(backbone.fpn_state, config.stages), strict=True)
     fpn.eval().requires_grad_(False)
     if backbone is not None:
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format

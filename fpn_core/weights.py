@@ -135,11 +135,16 @@ def download_allowed() -> bool:
     return os.environ.get(ALLOW_DOWNLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def how_to_place(wf: WeightFile) -> str:
-    """Instructions a user can follow to make the weights available offline."""
+def how_to_place(wf: WeightFile, env: str = WEIGHTS_ENV) -> str:
+    """Instructions a user can follow to make the weights available offline.
+
+    Args:
+        wf: the file.
+        env: the environment variable that names an operator's local copy for this use.
+    """
     return (
         f"To use them offline, download {wf.url} on a machine with internet and copy it to "
-        f"{hub_checkpoint_dir() / wf.filename} (or name any local copy with {WEIGHTS_ENV}=PATH)."
+        f"{hub_checkpoint_dir() / wf.filename} (or name any local copy with {env}=PATH)."
     )
 
 
@@ -266,7 +271,7 @@ def download(
 
 
 def find_or_download(
-    wf: WeightFile, *, allow_download: bool, progress: Progress | None = None
+    wf: WeightFile, *, allow_download: bool, progress: Progress | None = None, env: str = WEIGHTS_ENV
 ) -> tuple[dict[str, Tensor], str, Path]:
     """Load a torchvision weight file from the hub cache, else download it if allowed.
 
@@ -294,4 +299,4 @@ def find_or_download(
             return load_state_dict_file(path), "download", path
         except WeightsError as exc:
             reasons.append(str(exc))
-    raise WeightsError("; ".join(reasons) + ". " + how_to_place(wf))
+    raise WeightsError("; ".join(reasons) + ". " + how_to_place(wf, env))

@@ -17,13 +17,13 @@ frame.header(
     f"Left: one map per stage, reduced over all channels. Right: the {TOP_CHANNELS} most active channels "
     "(highest mean), each on its own 0–1 scale.",
 )
-analysis = views.load_analysis(settings)
+analysis = views.load_backbone_pass(settings)
 if analysis is not None:
     style, label = settings.style, settings.reduction_label
     stages = analysis.backbone.stages
     info = analysis.model.feature_info
     maps, ranges = views.stage_maps(analysis, style)
-    mosaics = cache.channel_mosaics(analysis.key.backbone, TOP_CHANNELS, stages)
+    mosaics = cache.channel_mosaics(analysis.backbone_key, TOP_CHANNELS, stages)
     weights = views.weights_line(analysis)
     for name, tensor in stages.items():
         c, h, w = (int(s) for s in tensor.shape[-3:])

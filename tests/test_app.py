@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,9 +47,16 @@ def _png(width: int = 96, height: int = 64) -> bytes:
     return buf.getvalue()
 
 
+def _page_number(path: str) -> int:
+    """``"pages/10_Receptive_fields.py"`` -> 10 (the navigation's order; a plain sort puts 10 before 1)."""
+    return int(Path(path).name.split("_", 1)[0])
+
+
 def test_page_list_is_complete() -> None:
-    assert [spec.file for spec in frame.PAGES] == PAGES
-    assert PAGES == [
+    files = [spec.file for spec in frame.PAGES]
+    assert sorted(files) == PAGES  # every page file is in the navigation, once
+    assert files == sorted(files, key=_page_number)  # in the order of their numbers
+    assert files == [
         "pages/0_Home.py",
         "pages/1_Stage_activations.py",
         "pages/2_FPN_outputs.py",
@@ -58,6 +66,8 @@ def test_page_list_is_complete() -> None:
         "pages/6_AB_comparison.py",
         "pages/7_Scale_probe.py",
         "pages/8_Export.py",
+        "pages/9_Detection.py",
+        "pages/10_Receptive_fields.py",
     ]
 
 

@@ -175,7 +175,7 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
             wait_idle(page, "FPN outputs")
             no_exception(page)
             body = page.inner_text("body")
-            assert f"{sample} ·" in body, (sample, body[:500])
+            assert f"{sample} ·" in body, (sample, body[body.find("Image source") :][:400])
             assert f"shape {width} × " in body
             assert thumb(page, "FPN channel width d").input_value() == str(width)
             others = {w for _, w in wanted} - {width}

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import streamlit as st
 import torch
@@ -44,10 +45,13 @@ from fpn_core import (
     run_fpn,
     with_fpn,
 )
+from fpn_core.contributions import Contributions, stage_contributions
+from fpn_core.detection import Detections, DetectorFeatures, build_detector, run_detector_features, run_heads
 from fpn_core.export import build_export, zip_export
 from fpn_core.images import Box, list_samples, load_image, make_scales_image
 from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
-from fpn_core.weights import WEIGHTS_ENV
+from fpn_core.receptive import ErfResult, erf_maps
+from fpn_core.weights import WEIGHTS_ENV, Provenance
 
 ANALYSIS_TTL_S = 3600
 
@@ -128,6 +132,15 @@ def load_scales() -> LoadedImage:
 def scales_boxes() -> tuple[Box, ...]:
     """The boxes of the synthetic "scales" image (one per drawn shape, smallest first)."""
     return make_scales_image().boxes
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def thumbnail(digest: str, _image: np.ndarray, width: int = 220) -> np.ndarray:
+    """The sidebar's small copy of an image (read-only; the full image is not re-encoded every run)."""
+    h, w = _image.shape[:2]
+    small = cv2.resize(_image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    small.setflags(write=False)
+    return small
 
 
 @st.cache_data(show_spinner=False, ttl=600)
@@ -211,6 +224,11 @@ def clear_model_caches() -> None:
     overlay_images.clear()
     channel_mosaics.clear()
     get_export.clear()
+    get_detector.clear()
+    get_detector_features.clear()
+    get_detector_heads.clear()
+    get_contributions.clear()
+    get_erf.clear()
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -240,6 +258,29 @@ class AnalysisKey:
 
 
 @dataclass(frozen=True)
+class BackbonePass:
+    """The backbone alone on the current image (pages that show no FPN level need no more).
+
+    Attributes:
+        key: what it was computed from.
+        model: the shared ResNet-50 (read-only).
+        backbone: the backbone pass (resized image, c1..c5).
+    """
+
+    key: BackboneKey
+    model: ResNetBackbone
+    backbone: BackboneResult
+
+    @property
+    def backbone_key(self) -> BackboneKey:
+        return self.key
+
+    @property
+    def notices(self) -> list[str]:
+        return list(self.backbone.notices)
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Everything a page needs about the current image and configuration (read-only).
 
@@ -254,6 +295,10 @@ class Analysis:
     model: Pyramid
     backbone: BackboneResult
     fpn: FpnResult
+
+    @property
+    def backbone_key(self) -> BackboneKey:
+        return self.key.backbone
 
     @property
     def notices(self) -> list[str]:
@@ -277,6 +322,15 @@ def analyse(
     stages = get_stages(digest, size, config.weights, device, backbone, image)
     fpn = get_fpn_result(digest, size, config, model.fpn, stages)
     return Analysis(AnalysisKey(digest, int(size), config), model, stages, fpn)
+
+
+def analyse_backbone(config: PyramidConfig, image: np.ndarray, digest: str, size: int) -> BackbonePass:
+    """Run (or fetch) only the backbone pass: what an FPN change does not touch."""
+    if config.device is None:
+        config = dataclasses.replace(config, device=available_devices()[0])
+    key = AnalysisKey(digest, int(size), config).backbone
+    backbone = get_backbone(key.weights, key.device)
+    return BackbonePass(key, backbone, get_stages(digest, int(size), key.weights, key.device, backbone, image))
 
 
 # ------------------------------------------------------------------------- screen images
@@ -447,8 +501,20 @@ class ExportBundle:
 
 
 @st.cache_data(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
-def get_export(key: AnalysisKey, style: MapStyle, scale: int, source: str | None, _analysis: Analysis) -> ExportBundle:
-    """Build (once per key, style, scale and source name) the export bundle of an analysis."""
+def get_export(
+    key: AnalysisKey,
+    style: MapStyle,
+    scale: int,
+    source: str | None,
+    _analysis: Analysis,
+    detection: object | None = None,
+    _detections: Detections | None = None,
+) -> ExportBundle:
+    """Build (once per key, style, scale, source name and detection choice) the export bundle.
+
+    ``detection`` names what ``_detections`` came from (it keys the cache); without them the
+    bundle is byte for byte the one before detection existed.
+    """
     files = build_export(
         pyramid_output(_analysis),
         cmap=style.cmap,
@@ -457,5 +523,128 @@ def get_export(key: AnalysisKey, style: MapStyle, scale: int, source: str | None
         scope=style.scope,
         scale=float(scale),
         source=source,
+        detections=_detections if detection is not None else None,
     )
     return ExportBundle(files, zip_export(files))
+
+
+# ---------------------------------------------------------------------------- detection
+# One detector per (name, weights, device) for the whole process; its backbone + FPN pass per
+# (image, input size, detector); its heads on that pass. A new score threshold only re-filters
+# the cached heads (``fpn_core.filter_detections``), so the slider reruns no network.
+
+
+@dataclass(frozen=True)
+class DetectorKey:
+    """Which detector: ``"faster-rcnn"`` or ``"retinanet"``, its weights (``"coco"``...) and device."""
+
+    name: str
+    weights: str
+    device: str
+
+
+@dataclass(frozen=True)
+class DetectionKey:
+    """What a detector's pass depends on: the image content, the input size and the detector.
+
+    Attributes:
+        digest: the image's content hash.
+        size: the long side of the network input, or None for the detector's own 800/1333.
+        detector: the detector.
+    """
+
+    digest: str
+    size: int | None
+    detector: DetectorKey
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> torch.nn.Module:
+    """The shared detector for ``key``, built once per process (read-only)."""
+    return build_detector(key.name, weights=key.weights, device=key.device, progress=_progress)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
+def get_detector_features(
+    key: DetectionKey, weights: Provenance, _detector: torch.nn.Module, _image: np.ndarray
+) -> DetectorFeatures:
+    """The detector's backbone + FPN pass on one image at one input size (the expensive part).
+
+    ``weights`` (the detector's provenance) keys it too: a detector rebuilt after a checkpoint
+    was placed never meets the passes of the untrained one.
+    """
+    return run_detector_features(_detector, _image, size=key.size)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
+def get_detector_heads(
+    key: DetectionKey,
+    weights: Provenance,
+    min_score: float | None,
+    _detector: torch.nn.Module,
+    _features: DetectorFeatures,
+) -> Detections:
+    """The detector's heads on the cached pass: every detection scoring above ``min_score``."""
+    return run_heads(_detector, _features, min_score=min_score)
+
+
+def detections(
+    key: DetectionKey,
+    image: np.ndarray,
+    *,
+    min_score: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Detections:
+    """Every detection of ``key``'s detector on ``image`` (cached), before a score threshold.
+
+    Args:
+        key: image, input size and detector (``image`` must be the image ``key.digest`` names).
+        image: RGB uint8.
+        min_score: the heads' own threshold (None: torchvision's 0.05; 0.0 keeps an untrained
+            detector's boxes for the "noise" view).
+        progress: weights download progress.
+    """
+    detector = get_detector(key.detector, progress)
+    features = get_detector_features(key, detector.provenance, detector, image)
+    return get_detector_heads(key, detector.provenance, min_score, detector, features)
+
+
+# ---------------------------------------------------------------------- receptive fields
+# The stage contributions do not depend on the point: one per analysis. The ERF maps do: one
+# backward pass per stage and level for each (analysis, point, channel, magnitude), so the
+# number inputs and clicks of the Receptive fields page find a point again once computed.
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
+def get_contributions(key: AnalysisKey, _fpn: PyramidFPN, _stages: BackboneResult) -> Contributions:
+    """Each stage's exact contribution to each level of one analysis (shares and strengths, no tensors)."""
+    contributions = stage_contributions(_fpn, _stages.stages, key.config, keep_tensors=False)
+    for per_stage in contributions.strength.values():
+        _read_only(per_stage)
+    return contributions
+
+
+@dataclass(frozen=True)
+class ErfKey:
+    """What one point's effective receptive fields depend on.
+
+    Attributes:
+        analysis: the image, input size and pyramid configuration.
+        point: ``(x, y)`` in pixels of the image as loaded.
+        channel: the differentiated channel, or None for the sum over channels.
+        magnitude: ``"abs"`` or ``"squared"`` reduction of the gradient's colours.
+    """
+
+    analysis: AnalysisKey
+    point: tuple[float, float]
+    channel: int | None
+    magnitude: str
+
+
+@st.cache_resource(show_spinner=False, max_entries=12, ttl=ANALYSIS_TTL_S)
+def get_erf(key: ErfKey, _model: Pyramid, _image: np.ndarray) -> ErfResult:
+    """The ERF of every stage and level at one point (read-only maps; about 9 MB at 512 px)."""
+    result = erf_maps(_model, _image, key.point, size=key.analysis.size, channel=key.channel, magnitude=key.magnitude)
+    _read_only(result.maps)
+    result.image.setflags(write=False)
+    return result

@@ -7,14 +7,22 @@ from collections.abc import Mapping
 import streamlit as st
 from PIL import Image
 
-from ui import cache, views
+from ui import cache, detection_page, views
 from ui import settings as S
 
 
-def export_bundle(settings: S.Settings, analysis: cache.Analysis) -> cache.ExportBundle:
-    """The cached "Export all" bundle for the current analysis and sidebar."""
+def export_bundle(
+    settings: S.Settings, analysis: cache.Analysis, shown: detection_page.DetectionChoice | None = None
+) -> cache.ExportBundle:
+    """The cached "Export all" bundle for the current analysis and sidebar.
+
+    ``shown`` (``detection_page.shown_choice``, read during the run) adds the Detection page's boxes.
+    """
     source = settings.image.name if settings.image is not None else None
-    return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis)
+    detections = detection_page.choice_detections(shown, settings.image)
+    if shown is None or detections is None:
+        return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis)
+    return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis, shown, detections)
 
 
 def export_file_name(settings: S.Settings) -> str:
@@ -44,7 +52,7 @@ def show_export_page(settings: S.Settings) -> None:
     if analysis is None:
         return
     with st.spinner(f"Rendering every map and overlay at {settings.export_scale}× (cached afterwards)…"):
-        bundle = export_bundle(settings, analysis)
+        bundle = export_bundle(settings, analysis, detection_page.shown_choice(settings))
     cols = st.columns([2, 1, 1, 1], vertical_alignment="center")
     cols[0].download_button(
         f"Export all ({len(bundle.files)} files, zip)",
@@ -59,6 +67,8 @@ def show_export_page(settings: S.Settings) -> None:
     cols[1].metric("Files", len(bundle.files))
     cols[2].metric("Zip size", f"{len(bundle.archive) / 2**20:.1f} MB")
     cols[3].metric("Resolution", f"{settings.export_scale}× ({100 * settings.export_scale} dpi)")
+    if "detections.png" in bundle.files:
+        st.caption("With the Detection page's boxes on this image: `detections.png`, `detections` in metadata.json.")
     left, right = st.columns([5, 3], gap="large")
     with left:
         st.subheader("slide.png")
@@ -73,9 +83,10 @@ def show_export_page(settings: S.Settings) -> None:
 
 def overlays_zip_button(settings: S.Settings, analysis: cache.Analysis) -> None:
     """An "Export all (zip)" button built only when pressed (for the Overlays page)."""
+    shown = detection_page.shown_choice(settings)  # session state is read here: the download runs outside the run
     st.download_button(
         "Export all (zip)",
-        lambda: export_bundle(settings, analysis).archive,
+        lambda: export_bundle(settings, analysis, shown).archive,
         file_name=export_file_name(settings),
         mime="application/zip",
         key=S.KEY_OVERLAY_ZIP,

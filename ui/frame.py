@@ -12,6 +12,7 @@ session opening that URL runs the page file alone, without the frame (seen on st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ from pathlib import Path
 import streamlit as st
 import streamlit.components.v1 as components
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fpn_core import Provenance, WeightsError
+from fpn_core.pyramid import fpn_weights
 from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
 from ui import cache, sidebar
 from ui import settings as S
@@ -45,15 +48,17 @@ class PageSpec:
 
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/0_Home.py", "Home", "🔺", "home", "Explore"),
-    PageSpec("pages/1_Stage_activations.py", "Stage activations", "🧱", "stage-activations", "Explore"),
-    PageSpec("pages/2_FPN_outputs.py", "FPN outputs", "🔻", "fpn-outputs", "Explore"),
-    PageSpec("pages/3_Overlays.py", "Overlays", "🖼️", "overlays", "Explore"),
-    PageSpec("pages/4_Timing.py", "Timing", "⏱️", "timing", "Explore"),
-    PageSpec("pages/5_Step_by_step.py", "FPN step by step", "🪜", "step-by-step", "Teach"),
-    PageSpec("pages/6_AB_comparison.py", "A/B comparison", "⚖️", "ab-comparison", "Teach"),
-    PageSpec("pages/7_Scale_probe.py", "Scale probe", "📏", "scale-probe", "Teach"),
-    PageSpec("pages/8_Export.py", "Export", "📦", "export", "Share"),
+    PageSpec("pages/0_Home.py", "Home", ":material/home:", "home", "Explore"),
+    PageSpec("pages/1_Stage_activations.py", "Stage activations", ":material/layers:", "stage-activations", "Explore"),
+    PageSpec("pages/2_FPN_outputs.py", "FPN outputs", ":material/stacks:", "fpn-outputs", "Explore"),
+    PageSpec("pages/3_Overlays.py", "Overlays", ":material/image:", "overlays", "Explore"),
+    PageSpec("pages/4_Timing.py", "Timing", ":material/timer:", "timing", "Explore"),
+    PageSpec("pages/5_Step_by_step.py", "FPN step by step", ":material/stairs:", "step-by-step", "Teach"),
+    PageSpec("pages/6_AB_comparison.py", "A/B comparison", ":material/compare:", "ab-comparison", "Teach"),
+    PageSpec("pages/7_Scale_probe.py", "Scale probe", ":material/straighten:", "scale-probe", "Teach"),
+    PageSpec("pages/8_Export.py", "Export", ":material/download:", "export", "Share"),
+    PageSpec("pages/9_Detection.py", "Detection", ":material/center_focus_strong:", "detection", "Explore"),
+    PageSpec("pages/10_Receptive_fields.py", "Receptive fields", ":material/visibility:", "receptive-fields", "Teach"),
 )
 
 
@@ -87,16 +92,27 @@ def _navigation() -> st.navigation:  # type: ignore[valid-type]
     return st.navigation(sections)
 
 
-def run() -> None:
-    """Frame one run of the app: config, navigation, sidebar, link warnings, weights notice, page."""
+def _opened_by_address() -> bool:
+    """Whether this run opens a page the browser named by its address (not a page switch)."""
+    ctx = get_script_run_ctx()
+    manager = getattr(ctx, "pages_manager", None)
+    return bool(manager and manager.intended_page_name and not manager.intended_page_script_hash)
+
+
+def run(*, from_bare_page: bool = False) -> None:
+    """Frame one run of the app: config, navigation, sidebar, link warnings, weights notice, page.
+
+    Args:
+        from_bare_page: streamlit ran a page file without the frame (see :func:`settings`).
+    """
     st.set_page_config(page_title="FPN Explorer", page_icon="🔺", layout="wide")
     # The first run on a fresh server goes through streamlit's old ``pages/`` router (its
     # process-wide flag is still set). Where that router did not know the address (``/overlays``)
     # it ran this file after its "page not found", and the browser's session stays deaf to the
     # sidebar. Our navigation clears the flag; reloading the page starts a clean session.
-    routed_by_pages_dir = PagesManager.uses_pages_directory
+    fell_back_to_main = PagesManager.uses_pages_directory and not from_bare_page and _opened_by_address()
     page = _navigation()
-    if routed_by_pages_dir and page.url_path:
+    if fell_back_to_main and page.url_path:
         components.html("<script>window.parent.location.reload();</script>", height=0)
         st.stop()
     cache.apply_operator_weights()
@@ -115,7 +131,7 @@ def settings() -> S.Settings:
     ``uses_pages_directory`` flag is still set). Such a bare run starts the frame instead.
     """
     if PagesManager.uses_pages_directory:
-        run()
+        run(from_bare_page=True)
         st.stop()
     return read_settings()
 
@@ -157,7 +173,8 @@ def show_weights_notice(settings_now: S.Settings) -> None:
     try:
         with st.spinner("Loading ResNet-50 and the FPN (once per server)…"):
             backbone = cache.get_backbone(config.weights, str(config.device), progress)
-            provenance = cache.get_pyramid(config, backbone).provenance
+            desc, trained = fpn_weights(config, backbone)
+            provenance = dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
     except (WeightsError, ValueError) as exc:
         bar.empty()
         st.error(f"The model could not be built: {exc}")

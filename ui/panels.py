@@ -55,19 +55,31 @@ class Download:
 
 
 def enlarge(image: np.ndarray, long_side: int = DISPLAY_LONG_SIDE) -> np.ndarray:
-    """Enlarge a small image by a whole factor (nearest neighbour) to about ``long_side``."""
-    factor = max(1, long_side // max(image.shape[:2]))
+    """Fit an image to about ``long_side`` for the screen: small ones grow by a whole factor
+    (nearest neighbour, cells stay crisp), large ones shrink (area averaging)."""
+    side = max(image.shape[:2])
+    if side > 2 * long_side:
+        scale = long_side / side
+        return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    factor = max(1, long_side // side)
     if factor == 1:
         return image
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
 
 
+@st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)
 def map_image(map_: np.ndarray, scale: ColorScale) -> np.ndarray:
-    """A 2-D map coloured by its scale and enlarged for the screen (RGB uint8)."""
+    """A 2-D map coloured by its scale and sized for the screen (RGB uint8, read-only).
+
+    Cached by the map's content and the frozen scale, so a rerun that changes neither
+    (a sidebar control the page does not use) only looks it up.
+    """
     rgb = colorize(normalize(map_, scale.rng), scale.cmap)
     if np.isnan(map_).any():  # NaN marks gaps (e.g. between channel tiles): a neutral colour
         rgb[np.isnan(map_)] = _MISSING_BG
-    return enlarge(rgb)
+    image = enlarge(rgb)
+    image.setflags(write=False)
+    return image
 
 
 @lru_cache(maxsize=32)

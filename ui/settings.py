@@ -68,6 +68,19 @@ KEY_AB_PREFIX = "ab_"
 KEY_PROBE_SOURCE = "probe_source"
 KEY_PROBE_BOXES = "probe_boxes"
 KEY_EXPORT_ZIP = "download_export_zip"
+KEY_DETECTOR = "detection_detector"
+KEY_DETECTION_SIZE = "detection_size"
+KEY_DETECTION_SCORE = "detection_score"
+KEY_DETECTION_NOISE = "detection_untrained_boxes"
+KEY_DETECTION_PROPOSALS = "detection_proposals"
+KEY_DETECTION_SHARED = "detection_shared_scale"
+KEY_DETECTION_RETRY = "detection_retry"
+KEY_DETECTION_PNG = "download_detections"
+KEY_RF_X = "receptive_x"
+KEY_RF_Y = "receptive_y"
+KEY_RF_CLICK = "receptive_click"
+KEY_RF_CHANNEL = "receptive_channel"
+KEY_RF_MAGNITUDE = "receptive_magnitude"
 
 # ------------------------------------------------------------- non-widget session entries
 #: The last accepted upload or photo: decoded RGB uint8 (long side <= 1024), its name and digest.
@@ -78,6 +91,10 @@ UPLOAD_DIGEST = "_upload_digest"
 UPLOAD_ERROR = "_upload_error"
 #: The last valid stage selection, used while the picker holds an invalid one.
 LAST_STAGES = "_last_valid_stages"
+#: The Detection page's last drawn boxes (a ``ui.detection_page.DetectionChoice``): Export adds them.
+DETECTION_SHOWN = "_detection_shown"
+#: The image digest the Receptive fields page's point belongs to (a new image resets it to the centre).
+RF_POINT_IMAGE = "_receptive_point_image"
 
 # ------------------------------------------------------------------------------ choices
 SOURCE_SAMPLE, SOURCE_SCALES, SOURCE_UPLOAD, SOURCE_CAMERA = "sample", "scales", "upload", "camera"

@@ -215,7 +215,7 @@ def show_sidebar() -> tuple[S.Settings, list[str]]:
     image = _choose_image(controls)
     if image is not None:
         h, w = image.array.shape[:2]
-        sb.image(image.array, caption=f"{image.name} · {w} × {h} px", width=220)
+        sb.image(cache.thumbnail(image.digest, image.array), caption=f"{image.name} · {w} × {h} px", width=220)
 
     sb.header("Pyramid")
     draw(controls[S.KEY_WIDTH])

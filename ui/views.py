@@ -6,7 +6,9 @@ Pages call these with results from ``ui.cache``; nothing here computes a model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from ui import settings as S
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 #: The range of maps already scaled to 0..1 (channel tiles).
 UNIT_RANGE = MapRange(0.0, 1.0)
 
@@ -46,9 +49,23 @@ def load_analysis(
         st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
         return None
     config = settings.config if config is None else config
+    return _shown(lambda: cache.analyse(config, image.array, image.digest, settings.size))
+
+
+def load_backbone_pass(settings: S.Settings) -> cache.BackbonePass | None:
+    """The cached backbone pass alone (for pages that show no FPN level), like :func:`load_analysis`."""
+    image = settings.image
+    if image is None:
+        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
+        return None
+    return _shown(lambda: cache.analyse_backbone(settings.config, image.array, image.digest, settings.size))
+
+
+def _shown(run: Callable[[], T]) -> T | None:
+    """``run()`` with a spinner; a failure becomes one message, notices become warnings."""
     try:
         with st.spinner("Running the network (cached after the first time)…"):
-            analysis = cache.analyse(config, image.array, image.digest, settings.size)
+            result = run()
     except (WeightsError, ValueError) as exc:
         st.error(f"The analysis could not run: {exc}")
         return None
@@ -56,17 +73,19 @@ def load_analysis(
         log.exception("analysis failed")
         st.error("The analysis failed unexpectedly (details are in the server log). Try a smaller input size.")
         return None
-    for notice in analysis.notices:
+    for notice in result.notices:  # type: ignore[attr-defined]
         st.warning(notice)
-    return analysis
+    return result
 
 
 # ------------------------------------------------------------------------- screen maps
 
 
-def stage_maps(analysis: cache.Analysis, style: MapStyle) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
+def stage_maps(
+    analysis: cache.Analysis | cache.BackbonePass, style: MapStyle
+) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
     """The backbone stages' reduced maps and colour ranges (cached per backbone pass and style)."""
-    key = analysis.key.backbone
+    key = analysis.backbone_key
     maps = cache.reduced_maps(key, "stages", style.reduction, analysis.backbone.stages)
     return maps, cache.color_ranges(key, "stages", style.reduction, style.scope, maps)
 
@@ -90,9 +109,12 @@ def step_maps(analysis: cache.Analysis, level: str, reduction: str) -> dict[str,
     return cache.reduced_maps(analysis.key, f"{level}.steps", reduction, tensors)
 
 
-def weights_line(analysis: cache.Analysis) -> str:
+def weights_line(analysis: cache.Analysis | cache.BackbonePass) -> str:
     """``"backbone random (random init), FPN random"``: what a screenshot must say about weights."""
-    return analysis.model.provenance.summary()
+    provenance = analysis.model.provenance
+    if isinstance(analysis, cache.BackbonePass):
+        return f"backbone {'pretrained' if provenance.pretrained else 'random'} ({provenance.source})"
+    return provenance.summary()
 
 
 # ---------------------------------------------------------------------------- captions
@@ -103,6 +125,21 @@ def shape_text(tensor: torch.Tensor) -> str:
     return " × ".join(str(int(s)) for s in tensor.shape[-3:])
 
 
+#: Statistics per feature tensor, by identity: cached tensors are shared and never written, so a
+#: rerun that shows the same tensor again looks its numbers up (entries go with the tensor).
+_STATS: dict[int, tuple[weakref.ref, dict[str, float]]] = {}
+
+
+def _stats(tensor: torch.Tensor) -> dict[str, float]:
+    entry = _STATS.get(id(tensor))
+    if entry is not None and entry[0]() is tensor:
+        return entry[1]
+    stats = map_stats(tensor)
+    key = id(tensor)
+    _STATS[key] = (weakref.ref(tensor, lambda _: _STATS.pop(key, None)), stats)
+    return stats
+
+
 def feature_caption(name: str, tensor: torch.Tensor, *, what: str = "") -> str:
     """A one-paragraph caption: name, shape, stride, channels and statistics.
 
@@ -111,7 +148,7 @@ def feature_caption(name: str, tensor: torch.Tensor, *, what: str = "") -> str:
         tensor: the (1, C, H, W) feature map.
         what: an optional description, e.g. ``"backbone stage (layer2)"``.
     """
-    stats = map_stats(tensor)
+    stats = _stats(tensor)
     c, h, w = (int(s) for s in tensor.shape[-3:])
     head = f"**{name}**" + (f" — {what}" if what else "")
     return (
