@@ -234,7 +234,7 @@ def run(ctx: Context) -> None:
 def _render_times(ctx: Context) -> None:
     """Overlay arrays for every level (< 100 ms), and the matplotlib figure route to PNG."""
     from fpn_core import run_pyramid
-    from fpn_core.figures import figure_to_jpeg, figure_to_png, overlay_figure
+    from fpn_core.figures import figure_to_png, overlay_figure
     from fpn_core.maps import overlay, reduce_channels
 
     rep = ctx.report
@@ -256,7 +256,7 @@ def _render_times(ctx: Context) -> None:
                     f"reduce_channels(mean) + overlay per level, median of {reps} (min {fmt(min(times))}, max "
                     f"{fmt(max(times))})"))
 
-    # The figure route (c2..c5: five levels), as the Overlays page draws it: build, then PNG.
+    # The figure route (c2..c5: five levels), as a download draws it: build, then PNG.
     model = pyramid_for(ctx, C2_C5, 256)
     out = run_pyramid(model, image, size=size)
     maps = {k: reduce_channels(v, "mean") for k, v in out.levels.items()}
@@ -264,13 +264,8 @@ def _render_times(ctx: Context) -> None:
     def engine_png(fig, dpi):
         return figure_to_png(fig, dpi=dpi)
 
-    def screen_jpeg(fig, dpi):
-        return figure_to_jpeg(fig, dpi=dpi)
-
-    variants = [
-        ("figure_to_jpeg (what the pages show), dpi 80", screen_jpeg, 80, True),
-        ("figure_to_png (the PNG download at 1x), dpi 100", engine_png, 100, False),
-    ]
+    # The pages show overlay() arrays (above); the annotated figure is drawn only for a download.
+    variants = [("figure_to_png (the PNG download at 1x, drawn on demand), dpi 100", engine_png, 100, False)]
     rounds = 1 if ctx.quick else 3
     times: dict[str, list[tuple[float, float, int]]] = {v[0]: [] for v in variants}
     for _ in range(rounds):  # round-robin over the variants

@@ -469,30 +469,6 @@ def figure_to_png(fig: Figure, *, scale: float = 1.0, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def figure_to_jpeg(fig: Figure, *, dpi: int = 80, quality: int = 90) -> bytes:
-    """Render a figure to JPEG bytes for the screen, then release it (``fig.clear()``).
-
-    About half the time of a PNG and a fifth of the bytes for photo overlays; downloads stay PNG.
-
-    Raises:
-        ValueError: If ``dpi`` is not positive or ``quality`` is outside 1..95.
-    """
-    if not dpi > 0:
-        raise ValueError(f"dpi must be positive, got {dpi}")
-    if not 1 <= quality <= 95:
-        raise ValueError(f"quality must be from 1 to 95, got {quality}")
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="jpeg", dpi=dpi, bbox_inches="tight", pil_kwargs={"quality": quality})
-    finally:
-        fig.clear()
-    return buffer.getvalue()
-
-
-# --------------------------------------------------------------------------- receptive fields, contributions
-
-
 def erf_figure(
     image: np.ndarray,
     erf_map: np.ndarray,

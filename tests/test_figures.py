@@ -185,20 +185,24 @@ def test_figures_never_import_pyplot() -> None:
     assert result.stdout.strip() == "clean"
 
 
-def test_figure_to_jpeg_gives_a_smaller_screen_image() -> None:
-    import io
+def test_screen_panels_are_arrays_sized_for_a_column_and_cheaper_than_figures() -> None:
+    """What replaced the screen figures: a coloured array, crisp when enlarged, shrunk when huge."""
+    import sys
 
-    from PIL import Image
+    from tests.conftest import ROOT
 
-    from fpn_core.figures import figure_to_jpeg, figure_to_png, overlay_figure
-    from fpn_core.images import SAMPLES_DIR, load_image
+    sys.path.insert(0, str(ROOT))
+    from fpn_core.maps import MapRange, colorize, normalize
+    from ui import panels
 
-    image = load_image(SAMPLES_DIR / "chelsea.jpg")  # a photo, as the dashboard shows
-    yy, xx = np.mgrid[0:30, 0:40]
-    heat = np.sin(xx / 6.0) * np.cos(yy / 5.0)
-    jpeg = figure_to_jpeg(overlay_figure(image, heat, title="p3"), dpi=80)
-    png = figure_to_png(overlay_figure(image, heat, title="p3"), dpi=80)
-    assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) < len(png)
-    assert Image.open(io.BytesIO(jpeg)).size == Image.open(io.BytesIO(png)).size
-    with pytest.raises(ValueError, match="quality"):
-        figure_to_jpeg(overlay_figure(image, heat, title="p3"), quality=100)
+    small = np.arange(16 * 12, dtype=np.float32).reshape(12, 16)
+    scale = panels.ColorScale("viridis", MapRange(0.0, float(small.max())), "channel mean")
+    image = panels.enlarge(colorize(normalize(small, scale.rng), "viridis"))
+    assert image.dtype == np.uint8 and image.shape == (12 * 24, 16 * 24, 3)  # a whole factor: 384 // 16
+    # Nearest neighbour: every cell is one flat 24 x 24 block (no blur between cells).
+    assert (image[:24, :24] == image[0, 0]).all() and not (image[:24, 24:48] == image[0, 0]).all()
+    huge = np.zeros((2000, 1000, 3), dtype=np.uint8)
+    assert max(panels.enlarge(huge).shape[:2]) == panels.DISPLAY_LONG_SIDE
+    strip = panels.colorbar_strip("magma")
+    assert strip.shape == (10, 256, 3) and not strip.flags.writeable
+    assert tuple(strip[0, 0]) != tuple(strip[0, -1])  # low values left, high values right

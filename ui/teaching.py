@@ -3,7 +3,7 @@
 The teaching pages are rendered by ``ui.teaching`` (step by step), ``ui.ab_page``,
 ``ui.probe_page`` and ``ui.export_page``; the page files only call their ``show_*_page``. The
 models run through ``ui.cache`` (shared backbone, activations and FPN results), and every
-figure goes through ``views.show_figure`` so it has a PNG download at the export resolution.
+panel goes through ``ui.panels`` so it has a PNG download at the export resolution.
 """
 
 from __future__ import annotations
