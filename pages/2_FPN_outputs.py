@@ -32,11 +32,14 @@ if analysis is not None:
     )
     scales = {name: panels.ColorScale(style.cmap, ranges[name], label) for name in maps}
     cols = st.columns(len(levels))
+    weights = views.weights_line(analysis)
     for col, (name, tensor) in zip(cols, levels.items(), strict=True):
+        c, h, w = (int(s) for s in tensor.shape[-3:])
         with col:
             panels.show_panel(
                 panels.map_image(maps[name], scales[name]),
-                title=f"{name} · stride {stride_of(name)}",
+                title=f"{name} · stride {stride_of(name)} · {c} × {h} × {w} · d = {c}",
+                caption=weights,
                 scale=None if shared else scales[name],
             )
             st.markdown(views.feature_caption(name, tensor))

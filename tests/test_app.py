@@ -7,7 +7,6 @@ The model is built with its seeded random init (``conftest.py`` turns downloads 
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,6 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import HOME, ROOT, open_page
-
-# The repository root must be importable as it is under `streamlit run dashboard.py`.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from ui import frame
 from ui import settings as S
 from ui.cache import operator_weights_path

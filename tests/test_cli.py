@@ -248,3 +248,20 @@ def test_table_explains_fallbacks_in_plain_words(capsys, sample, tmp_path, cache
     assert code == 0
     assert "fell back 2 time(s), because:" in out
     assert f"1. weights file {missing} does not exist" in out
+
+
+def test_the_installed_command_is_the_cli() -> None:
+    """``pip install .`` puts ``fpn-explorer`` on PATH: it must name the CLI's entry point."""
+    import importlib
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    target = project["project"]["scripts"]["fpn-explorer"]
+    module, _, name = target.partition(":")
+    main = getattr(importlib.import_module(module), name)
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert {"torch>=2.4", "torchvision>=0.19", "streamlit>=1.67"} <= set(project["project"]["dependencies"])

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import HOME, ROOT, open_page
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from fpn_core.detection import DETECTORS
 from fpn_core.levels import hex_color
+from tests.conftest import HOME, open_page
 from ui import detection_page
 from ui import settings as S
 

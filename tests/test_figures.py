@@ -187,11 +187,6 @@ def test_figures_never_import_pyplot() -> None:
 
 def test_screen_panels_are_arrays_sized_for_a_column_and_cheaper_than_figures() -> None:
     """What replaced the screen figures: a coloured array, crisp when enlarged, shrunk when huge."""
-    import sys
-
-    from tests.conftest import ROOT
-
-    sys.path.insert(0, str(ROOT))
     from fpn_core.maps import MapRange, colorize, normalize
     from ui import panels
 

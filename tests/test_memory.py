@@ -31,10 +31,6 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, open_page
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from ui import settings as S
 
 WIDTHS = (64, 128, 256)

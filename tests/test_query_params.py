@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import HOME, ROOT, open_page
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+from tests.conftest import HOME, open_page
 from ui import settings as S
 
 PAGE = "pages/2_FPN_outputs.py"

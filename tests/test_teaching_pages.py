@@ -10,7 +10,6 @@ import dataclasses
 import io
 import json
 import re
-import sys
 import zipfile
 
 import numpy as np
@@ -20,17 +19,13 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, SMALL, open_page
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from fpn_core import ABLATIONS, PyramidConfig, stride_of
 from fpn_core.compare import PRESETS
 from fpn_core.images import make_scales_image
 from fpn_core.maps import MapStyle
 from fpn_core.probe import stride_grid
 from fpn_core.weights import COCO
+from tests.conftest import SMALL, open_page
 from ui import ab_page, cache, export_page, panels, probe_page, teaching
 from ui import settings as S
 

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from streamlit.testing.v1 import AppTest
 from torchvision.models import resnet50
 
-from tests.conftest import ROOT, open_page
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from fpn_core.weights import WEIGHTS_ENV
+from tests.conftest import open_page
 from ui import settings as S
 from ui.cache import clear_model_caches
 

@@ -6,18 +6,12 @@ view; after each bad upload, a good one works in the same session. Nothing raise
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, open_page
+from tests.conftest import open_page
 from tests.corpus import build_corpus
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from ui import settings as S
 
 CASES = build_corpus()
