@@ -38,7 +38,7 @@ from .device import resolve_device
 from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
-from .levels import DEFAULT_STAGES, level_of, stage_index, stride_of
+from .levels import DEFAULT_STAGES, level_below, level_of, level_of_step, step_key, stride_of
 from .maps import COLORMAPS, REDUCTIONS, SCOPES, map_stats
 from .point import PointAnalysis, analyse_point
 from .pyramid import (
@@ -233,7 +233,7 @@ def _stats(tensor: Tensor) -> dict[str, float]:
 
 def _sum_steps(values: Mapping[str, float], level: str, ran: Iterable[str]) -> float:
     """A level's total over the FPN steps that ran (an ablation leaves some convs unused)."""
-    return sum(values.get(k, 0) for k in ran if k.startswith(f"{level}."))
+    return sum(values.get(k, 0) for k in ran if level_of_step(k) == level)
 
 
 def _step_rows(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], params: Mapping[str, int]) -> dict:
@@ -256,15 +256,15 @@ def _step_rows(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
         tensors = {"lateral": recorded.lateral, "top_down": recorded.merged, "output": recorded.output}
         rows = []
         for step, tensor in tensors.items():
-            key = f"{level}.{step}"
+            key = step_key(level, step)
             if key not in out.timings_ms or tensor is None or (step == "top_down" and recorded.top_down is None):
                 continue
             rows.append(_step_row(step, _STEP_WHAT[step].format(**words), tensor, key, out, flops, params))
         steps[level] = rows
     for level, tensor in out.levels.items():
-        key = f"{level}.pool"
+        key = step_key(level, "pool")
         if key in out.timings_ms:
-            what = _STEP_WHAT["pool"].format(below=f"p{stage_index(level) - 1}")
+            what = _STEP_WHAT["pool"].format(below=level_below(level))
             steps[level] = [_step_row("pool", what, tensor, key, out, flops, params)]
     return steps
 

@@ -29,7 +29,7 @@ from .detection import (
 )
 from .device import resolve_device
 from .images import load_image
-from .levels import stride_of
+from .levels import level_name, stride_of
 
 __all__ = ["add_detect_command", "detect_report", "format_detections"]
 
@@ -132,7 +132,7 @@ def format_detections(report: Mapping) -> str:
                 f"{r['size']:.0f}",
                 f"{r['input_size']:.0f}",
                 r["level"],
-                f"p{r['paper_k']}",
+                level_name(r["paper_k"]),
             ]
             for r in rows
         ]

@@ -57,7 +57,7 @@ from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, resolve_device
 from .fpn import PyramidFPN
-from .levels import stage_index, torchvision_key_to_level
+from .levels import level_name, stage_index, torchvision_key_to_level
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
     FASTER_RCNN_COCO,
@@ -722,7 +722,7 @@ def _faster_rcnn_heads(
         pred_boxes,
         scores,
         labels,
-        [f"p{int(k) + k_min}" for k in pooled],
+        [level_name(int(k) + k_min) for k in pooled],
         [names[int(i)] for i in lvl[source]],
         sources,
         obj_maps,

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
 
+from .levels import step_key
 from .timing import NULL_RECORDER, Recorder
 
 UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
@@ -146,7 +147,7 @@ class PyramidFPN(FeaturePyramidNetwork):
         ablation = self.ablation
 
         # Top level: only a lateral enters; no top-down input exists above it.
-        with recorder.step(f"{step_names[n - 1]}.lateral"):
+        with recorder.step(step_key(step_names[n - 1], "lateral")):
             last_inner = self.get_result_from_inner_blocks(feats[-1], -1)
         steps[-1] = LevelSteps(lateral=last_inner, top_down=None, merged=last_inner, output=None)
 
@@ -154,13 +155,13 @@ class PyramidFPN(FeaturePyramidNetwork):
             name = step_names[idx]
             lateral = None
             if ablation != "no-lateral":
-                with recorder.step(f"{name}.lateral"):
+                with recorder.step(step_key(name, "lateral")):
                     lateral = self.get_result_from_inner_blocks(feats[idx], idx)
             if ablation == "no-top-down":
                 assert lateral is not None
                 steps[idx] = LevelSteps(lateral=lateral, top_down=None, merged=lateral, output=None)
                 continue
-            with recorder.step(f"{name}.top_down"):
+            with recorder.step(step_key(name, "top_down")):
                 size = feats[idx].shape[-2:]
                 top_down = self._top_down(last_inner, size)
                 last_inner = top_down if lateral is None else self._combine(lateral, top_down)
@@ -172,14 +173,14 @@ class PyramidFPN(FeaturePyramidNetwork):
         for idx in outputs_idx:
             step = steps[idx]
             assert step is not None
-            with recorder.step(f"{step_names[idx]}.output"):
+            with recorder.step(step_key(step_names[idx], "output")):
                 step.output = results[idx] = self.get_result_from_layer_blocks(step.merged, idx)
 
         out_names = [names[i] for i in sorted(results)]
         out_maps = [results[i] for i in sorted(results)]
         if self.extra_blocks is not None and ablation != "finest-only":
             extra_name = step_names[n] if len(step_names) > n else "pool"
-            with recorder.step(f"{extra_name}.pool"):
+            with recorder.step(step_key(extra_name, "pool")):
                 out_maps, out_names = self.extra_blocks(out_maps, feats, out_names)
         return OrderedDict(zip(out_names, out_maps, strict=True)), [s for s in steps if s is not None]
 

@@ -63,6 +63,31 @@ def level_of(stage: str) -> str:
     return f"p{stage_index(stage)}"
 
 
+def level_name(k: int) -> str:
+    """The pyramid level of stride ``2**k``: ``3`` -> ``p3``."""
+    return f"p{int(k)}"
+
+
+def level_above(level: str) -> str:
+    """The next coarser level: ``p5`` -> ``p6``."""
+    return level_name(stage_index(level) + 1)
+
+
+def level_below(level: str) -> str:
+    """The next finer level: ``p6`` -> ``p5``."""
+    return level_name(stage_index(level) - 1)
+
+
+def step_key(level: str, step: str) -> str:
+    """The name of one FPN step of a level in timings and counts: ``("p3", "lateral")`` -> ``"p3.lateral"``."""
+    return f"{level}.{step}"
+
+
+def level_of_step(key: str) -> str:
+    """The level a step belongs to: ``"p3.lateral"`` -> ``"p3"``; a stage or level name stays as it is."""
+    return key.split(".", 1)[0]
+
+
 def stage_of(level: str) -> str:
     """The stage a pyramid level is built from: ``p3`` -> ``c3``."""
     return f"c{stage_index(level)}"

@@ -27,6 +27,7 @@ from .levels import (
     FPN_STAGES,
     FeatureInfo,
     FeatureSpec,
+    level_above,
     level_of,
     stride_of,
     torchvision_key_to_level,
@@ -90,12 +91,18 @@ class PyramidConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
     @property
+    def recorded_levels(self) -> list[str]:
+        """The names the FPN's recorded steps use: one level per input stage, then the extra level above."""
+        names = [level_of(s) for s in self.stages]
+        return [*names, level_above(names[-1])]
+
+    @property
     def level_names(self) -> list[str]:
         """The output levels, fine to coarse (p6 included when enabled)."""
         if self.ablation == "finest-only":
             return [level_of(self.stages[0])]
-        names = [level_of(s) for s in self.stages]
-        return [*names, f"p{int(names[-1][1]) + 1}"] if self.p6 else names
+        names = self.recorded_levels
+        return names if self.p6 else names[:-1]
 
     def as_dict(self) -> dict:
         return {**dataclasses.asdict(self), "stages": list(self.stages)}
@@ -485,7 +492,7 @@ def run_fpn(
 ) -> FpnResult:
     """Run the FPN on backbone stages, keeping every step, timing each (names ``p*.lateral`` ...)."""
     notices: list[str] = []
-    names = [level_of(s) for s in config.stages] + [torchvision_key_to_level("pool", config.stages)]
+    names = config.recorded_levels
 
     def go(model: PyramidFPN, feats: Mapping[str, Tensor]):
         device = next(model.parameters()).device
@@ -559,7 +566,7 @@ def count_flops(model: Pyramid, image: np.ndarray, *, size: int = DEFAULT_SIZE) 
     """
     recorder = FlopRecorder()
     _, x = prepare_input(image, size, model.backbone)
-    names = [level_of(s) for s in model.config.stages] + [torchvision_key_to_level("pool", model.config.stages)]
+    names = model.config.recorded_levels
     with device_slot(model.device), torch.inference_mode():
         stages = model.backbone(x, recorder)
         inputs = OrderedDict((s, stages[s]) for s in model.config.stages)

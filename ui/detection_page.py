@@ -43,7 +43,7 @@ from fpn_core.detection import (
 )
 from fpn_core.detection_figure import detection_figure
 from fpn_core.figures import overlay_figure
-from fpn_core.levels import LEVEL_COLORS, hex_color, stage_index, stride_of
+from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, stride_of
 from fpn_core.maps import MapRange, map_ranges, overlay
 from fpn_core.weights import hub_checkpoint_dir
 from ui import cache, panels
@@ -203,7 +203,7 @@ def detection_rows(dets: Detections) -> list[dict[str, object]]:
                 "input size px": round(float(row["input_size"]), 1),
                 "level": row["level"],
                 "paper k": int(row["paper_k"]),
-                "rule agrees": "✓" if row["level"] == f"p{row['paper_k']}" else "✗",
+                "rule agrees": "✓" if row["level"] == level_name(row["paper_k"]) else "✗",
             }
         )
     return rows
@@ -345,7 +345,7 @@ def size_level_figure(
     ax.set_xscale("log")
     ax.set_xlim(4, 1400)
     ax.set_ylim(1.5, 7.5)
-    ax.set_yticks([2, 3, 4, 5, 6, 7], [f"p{k}" for k in range(2, 8)])
+    ax.set_yticks([2, 3, 4, 5, 6, 7], [level_name(k) for k in range(2, 8)])
     ax.set_title(title, fontsize=13)
     ax.set_xlabel("box size √(wh), px in the network input", fontsize=12)
     ax.set_ylabel("level", fontsize=12)

@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fpn_core import ABLATIONS
 from fpn_core.figures import maps_row_figure
-from fpn_core.levels import stage_of, stride_of
+from fpn_core.levels import level_above, level_below, level_of, stage_of, stride_of
 from fpn_core.maps import MapRange, MapStyle, map_range
 from ui import cache, panels, views
 from ui import settings as S
@@ -175,11 +175,11 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     step = analysis.fpn.steps[level]
     stage = stage_of(level)
     stride = stride_of(level)
-    k = int(level[1])
     c_in = analysis.backbone.stages[stage]
     maps = views.step_maps(analysis, level, reduction)
     stage_map = views.stage_maps(analysis, MapStyle(reduction=reduction))[0][stage]
-    top = level == f"p{config.stages[-1][1]}"
+    top = level == level_of(config.stages[-1])
+    above = level_above(level)
     op = "+" if config.merge == "sum" else "mean of"
     panels = [
         StepPanel(
@@ -214,11 +214,11 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     if step.top_down is not None:
         panels.append(
             StepPanel(
-                f"top-down from p{k + 1} ↑2×",
+                f"top-down from {above} ↑2×",
                 maps["top_down"],
                 "",
                 _shape_line("top-down", step.top_down, stride)
-                + f": the merged map of p{k + 1} (before its 3×3) upsampled 2× with {config.upsample} "
+                + f": the merged map of {above} (before its 3×3) upsampled 2× with {config.upsample} "
                 "interpolation to this size: coarse, semantically strong features come down.",
             )
         )
@@ -286,12 +286,12 @@ def p6_explanation(analysis: cache.Analysis) -> tuple[str, str, bool] | None:
     Returns:
         ``(extra, below, exact)``, or None when the pyramid has no extra level.
     """
-    inputs = {f"p{s[1]}" for s in analysis.model.config.stages}
+    inputs = {level_of(s) for s in analysis.model.config.stages}
     extra = [name for name in analysis.fpn.levels if name not in inputs]
     if not extra:
         return None
     name = extra[0]
-    below = f"p{int(name[1]) - 1}"
+    below = level_below(name)
     levels = analysis.fpn.levels
     exact = below in levels and torch.equal(levels[name], levels[below][..., ::2, ::2])
     return name, below, bool(exact)

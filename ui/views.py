@@ -17,6 +17,7 @@ import torch
 
 from fpn_core import FeatureInfo, Pyramid, PyramidConfig, WeightsError, count_parameters, stride_of
 from fpn_core.figures import bar_figure
+from fpn_core.levels import level_above, level_below, level_of, level_of_step
 from fpn_core.maps import MapRange, MapStyle, map_stats
 from ui import cache, panels
 from ui import settings as S
@@ -207,14 +208,14 @@ def architecture_dot(analysis: cache.Analysis) -> str:
         prev = name
     top = config.stages[-1]
     for stage in config.stages:
-        level = f"p{stage[1]}"
+        level = level_of(stage)
         step = steps.get(level)
         row = [stage, f"lat_{level}"]
         lines.append(_node(f"lat_{level}", f"1×1 conv\\n{int(stages[stage].shape[1])} → {d}", "conv"))
         lines.append(f"  {stage} -> lat_{level};")
         src = f"lat_{level}"
         if stage != top and step is not None and step.top_down is not None:
-            above = f"m_p{int(stage[1]) + 1}"
+            above = f"m_{level_above(level)}"
             lines.append(_node(f"m_{level}", merge, "merge"))
             lines.append(f"  lat_{level} -> m_{level};")
             lines.append(
@@ -234,11 +235,11 @@ def architecture_dot(analysis: cache.Analysis) -> str:
             lines += [f"  {src} -> conv_{level};", _node(level, label, "level"), f"  conv_{level} -> {level};"]
             row += [f"conv_{level}", level]
         lines.append(f"  {{rank=same; {'; '.join(row)};}}")
-    inputs = {f"p{s[1]}" for s in config.stages}
+    inputs = {level_of(s) for s in config.stages}
     for name in (n for n in levels if n not in inputs):
         label = f"{name}\\n{shape_text(levels[name])}\\nstride {stride_of(name)}"
         lines.append(_node(name, label, "level"))
-        lines.append(f'  p{int(name[1]) - 1} -> {name} [label=" subsample ×2\\n (max_pool k=1, s=2)"];')
+        lines.append(f'  {level_below(name)} -> {name} [label=" subsample ×2\\n (max_pool k=1, s=2)"];')
     lines.append("}")
     return "\n".join(lines)
 
@@ -273,7 +274,7 @@ def join_names(names: Sequence[str]) -> str:
 
 def _level_label(step: str) -> str:
     """``"p3.lateral"`` -> ``"p3"``; backbone stages stay as they are."""
-    return step.split(".")[0]
+    return level_of_step(step)
 
 
 def timing_rows(report: cache.TimingReport) -> list[dict[str, object]]:
