@@ -44,8 +44,21 @@ def _sections() -> dict[str, Callable[[Context], None]]:
     }
 
 
-NAMES = ("reference", "overhead", "width", "display", "efficiency", "scaling", "coldstart", "concurrency", "contention",
-         "half", "live", "receptive", "detection")
+NAMES = (
+    "reference",
+    "overhead",
+    "width",
+    "display",
+    "efficiency",
+    "scaling",
+    "coldstart",
+    "concurrency",
+    "contention",
+    "half",
+    "live",
+    "receptive",
+    "detection",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,9 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(NAMES)}")
     parser.add_argument("--pairs", type=int, default=None, help="alternating pairs per comparison (default 7; 3 quick)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go (default benchmarks/results)")
-    parser.add_argument("--settle", type=float, default=None,
-                        help="max seconds to wait before each pair for other processes to leave the CPUs "
-                        "(default 3; 0.5 quick; 0 never waits)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="max seconds to wait before each pair for other processes to leave the CPUs "
+        "(default 3; 0.5 quick; 0 never waits)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: the engine's choice)")
     parser.add_argument("--dashboard", type=Path, default=ROOT / "dashboard.py", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -97,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     print("FPN Explorer benchmarks: " + ", ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     if args.quick:
         print("quick mode: fewer pairs and sizes; figures are a smoke test, not the issue's >= 7-pair medians")
-    ctx = Context(device=device, pairs=args.pairs, quick=args.quick, out_dir=args.out, report=report,
-                  dashboard=args.dashboard)
+    ctx = Context(
+        device=device, pairs=args.pairs, quick=args.quick, out_dir=args.out, report=report, dashboard=args.dashboard
+    )
     sections = _sections()
     t_all = time.perf_counter()
     for name in args.only:

@@ -63,8 +63,9 @@ def memory(args: argparse.Namespace) -> dict:
 
     after_import = _rss_mb()
     stages = tuple(args.stages.split(","))
-    model = build_pyramid(PyramidConfig(weights="random", stages=stages, out_channels=args.width, device="cpu"),
-                          allow_download=False)
+    model = build_pyramid(
+        PyramidConfig(weights="random", stages=stages, out_channels=args.width, device="cpu"), allow_download=False
+    )
     image = _image(args.size)
     after_build = _rss_mb()
     peak_before = _peak_rss_mb()

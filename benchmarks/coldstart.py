@@ -52,20 +52,47 @@ def _process_cold_start(ctx: Context) -> None:
         t0 = time.perf_counter()
         results.append(probe(["coldstart", "--size", "512"]))
         walls.append((time.perf_counter() - t0) * 1e3)
-    table = Table(SECTION, "fresh process to first analysis (random weights, c3-c5, d=256, 512 px; ms)",
-                  ["run", "interpreter", "import fpn_core", "build_pyramid", "first analysis", "second analysis",
-                   "process start -> first result", "subprocess wall"])
+    table = Table(
+        SECTION,
+        "fresh process to first analysis (random weights, c3-c5, d=256, 512 px; ms)",
+        [
+            "run",
+            "interpreter",
+            "import fpn_core",
+            "build_pyramid",
+            "first analysis",
+            "second analysis",
+            "process start -> first result",
+            "subprocess wall",
+        ],
+    )
     for i, (r, w) in enumerate(zip(results, walls, strict=True), 1):
-        table.rows.append([str(i), fmt(r["interpreter_to_main_ms"]), fmt(r["import_ms"]), fmt(r["build_ms"]),
-                           fmt(r["first_analysis_ms"]), fmt(r["second_analysis_ms"]),
-                           fmt(r["process_to_first_analysis_ms"]), fmt(w)])
+        table.rows.append(
+            [
+                str(i),
+                fmt(r["interpreter_to_main_ms"]),
+                fmt(r["import_ms"]),
+                fmt(r["build_ms"]),
+                fmt(r["first_analysis_ms"]),
+                fmt(r["second_analysis_ms"]),
+                fmt(r["process_to_first_analysis_ms"]),
+                fmt(w),
+            ]
+        )
     rep.table(table)
     med = statistics.median(r["process_to_first_analysis_ms"] for r in results)
     first = statistics.median(r["first_analysis_ms"] for r in results)
     second = statistics.median(r["second_analysis_ms"] for r in results)
-    rep.row(Row(SECTION, "fresh process -> first analysis done (random weights)", med / 1e3, " s",
-                detail=f"median of {runs}; first analysis {fmt(first)} ms vs second {fmt(second)} ms "
-                f"(oneDNN primitive creation on first use)"))
+    rep.row(
+        Row(
+            SECTION,
+            "fresh process -> first analysis done (random weights)",
+            med / 1e3,
+            " s",
+            detail=f"median of {runs}; first analysis {fmt(first)} ms vs second {fmt(second)} ms "
+            f"(oneDNN primitive creation on first use)",
+        )
+    )
 
 
 def _free_port() -> int:
@@ -141,10 +168,25 @@ def _streamlit_cold_start(ctx: Context) -> None:
             browser_s = time.perf_counter() - t_browser
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks._probe", "serve", str(counts_path), "--", str(dashboard),
-                 "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-                 "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
-                cwd=dashboard.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks._probe",
+                    "serve",
+                    str(counts_path),
+                    "--",
+                    str(dashboard),
+                    "--server.headless=true",
+                    f"--server.port={port}",
+                    "--server.address=127.0.0.1",
+                    "--server.fileWatcherType=none",
+                    "--browser.gatherUsageStats=false",
+                ],
+                cwd=dashboard.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             try:
                 healthy = _wait_health(f"{url}/_stcore/health", proc, timeout=120) - t0
@@ -160,16 +202,39 @@ def _streamlit_cold_start(ctx: Context) -> None:
             finally:
                 browser.close()
                 _stop(proc)
-    rep.row(Row(SECTION, name, first_total, " s",
-                detail=f"health after {fmt(healthy)} s, first session rendered {fmt(first_s)} s after opening; "
-                f"browser start {fmt(browser_s)} s not counted; {exc1} exception boxes; FPN_ALLOW_DOWNLOAD=0"))
-    rep.row(Row(SECTION, "second browser session: open -> rendered", second_s, " s",
-                detail=f"vs {fmt(first_s)} s for the first session; {exc2} exception boxes"))
+    rep.row(
+        Row(
+            SECTION,
+            name,
+            first_total,
+            " s",
+            detail=f"health after {fmt(healthy)} s, first session rendered {fmt(first_s)} s after opening; "
+            f"browser start {fmt(browser_s)} s not counted; {exc1} exception boxes; FPN_ALLOW_DOWNLOAD=0",
+        )
+    )
+    rep.row(
+        Row(
+            SECTION,
+            "second browser session: open -> rendered",
+            second_s,
+            " s",
+            detail=f"vs {fmt(first_s)} s for the first session; {exc2} exception boxes",
+        )
+    )
     builds1, builds2 = counts1.get("backbone_builds"), counts2.get("backbone_builds")
-    rep.row(Row(SECTION, "backbone builds added by the second session", float((builds2 or 0) - (builds1 or 0)), "",
-                0.0, "<=", f"builds after session 1: {builds1}, after session 2: {builds2}; forwards "
-                f"{counts1.get('backbone_forwards')} -> {counts2.get('backbone_forwards')} (backbone), "
-                f"{counts1.get('fpn_forwards')} -> {counts2.get('fpn_forwards')} (FPN)"))
+    rep.row(
+        Row(
+            SECTION,
+            "backbone builds added by the second session",
+            float((builds2 or 0) - (builds1 or 0)),
+            "",
+            0.0,
+            "<=",
+            f"builds after session 1: {builds1}, after session 2: {builds2}; forwards "
+            f"{counts1.get('backbone_forwards')} -> {counts2.get('backbone_forwards')} (backbone), "
+            f"{counts1.get('fpn_forwards')} -> {counts2.get('fpn_forwards')} (FPN)",
+        )
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -78,8 +78,13 @@ def _load(models, images, threads: int, per_thread: int) -> dict:
     wall = time.perf_counter() - t0
     if errors:
         raise errors[0]
-    return {"wall_s": wall, "latency": latencies, "service": service, "throughput": len(latencies) / wall,
-            "others": watch.others()}
+    return {
+        "wall_s": wall,
+        "latency": latencies,
+        "service": service,
+        "throughput": len(latencies) / wall,
+        "others": watch.others(),
+    }
 
 
 def run(ctx: Context) -> None:
@@ -115,18 +120,32 @@ def run(ctx: Context) -> None:
     def others(key) -> str:
         return f"{statistics.median(r['others'] for r in runs[key]) * 100:.0f}%"
 
-    table = Table(SECTION, f"{SIZE} px analyses, c3-c5, widths {WIDTHS[:4]}, {per_thread} per thread, "
-                  f"{rounds} round(s); load {load0:.1f}->{load1:.1f}",
-                  ["threads", "slots", "latency median ms", "latency max ms", "service median ms", "analyses/s",
-                   "others' CPU"])
+    table = Table(
+        SECTION,
+        f"{SIZE} px analyses, c3-c5, widths {WIDTHS[:4]}, {per_thread} per thread, "
+        f"{rounds} round(s); load {load0:.1f}->{load1:.1f}",
+        ["threads", "slots", "latency median ms", "latency max ms", "service median ms", "analyses/s", "others' CPU"],
+    )
     base_lat, _, base_svc, base_tp = agg(("slot", 1))
     for key in [k for k in [("slot", 1), ("slot", 2), ("open", 2), ("slot", 4), ("open", 4)] if k in runs]:
         lat, mx, svc, tp = agg(key)
-        table.rows.append([str(key[1]), "1 (engine)" if key[0] == "slot" else f"{key[1]} (patched)", fmt(lat), fmt(mx),
-                           fmt(svc), f"{tp:.2f}", others(key)])
+        table.rows.append(
+            [
+                str(key[1]),
+                "1 (engine)" if key[0] == "slot" else f"{key[1]} (patched)",
+                fmt(lat),
+                fmt(mx),
+                fmt(svc),
+                f"{tp:.2f}",
+                others(key),
+            ]
+        )
     rep.table(table)
-    rep.note(SECTION, "others' CPU = share of the CPUs other processes used during the run; while it is high, more "
-             "runnable threads win a bigger share of the machine from them, which flatters the unslotted runs")
+    rep.note(
+        SECTION,
+        "others' CPU = share of the CPUs other processes used during the run; while it is high, more "
+        "runnable threads win a bigger share of the machine from them, which flatters the unslotted runs",
+    )
     singles = runs[("slot", 1)]
 
     def per_round(n: int, value) -> float:
@@ -136,20 +155,46 @@ def run(ctx: Context) -> None:
     for n in (2, 4):
         lat, mx, svc, tp = agg(("slot", n))
         tp_ratio = per_round(n, lambda r, one: r["throughput"] / one["throughput"])
-        lat_ratio = per_round(n, lambda r, one, n=n: statistics.median(r["latency"]) / (n * statistics.median(
-            one["latency"])))
-        rep.row(Row(SECTION, f"{n} threads: throughput / single-thread throughput", tp_ratio, "x", 0.85, ">=",
-                    f"{tp:.2f} vs {base_tp:.2f} analyses/s (medians); ratio is the median over {rounds} round(s) of "
-                    f"the same round's runs"))
-        rep.row(Row(SECTION, f"{n} threads: median latency / ({n} x single latency)", lat_ratio, "x", 1.2,
-                    "<=", f"median {fmt(lat)} ms, max {fmt(mx)} ms, single {fmt(base_lat)} ms; service time "
-                    f"{fmt(svc)} ms vs {fmt(base_svc)} ms alone (queueing, not thrashing)"))
+        lat_ratio = per_round(
+            n, lambda r, one, n=n: statistics.median(r["latency"]) / (n * statistics.median(one["latency"]))
+        )
+        rep.row(
+            Row(
+                SECTION,
+                f"{n} threads: throughput / single-thread throughput",
+                tp_ratio,
+                "x",
+                0.85,
+                ">=",
+                f"{tp:.2f} vs {base_tp:.2f} analyses/s (medians); ratio is the median over {rounds} round(s) of "
+                f"the same round's runs",
+            )
+        )
+        rep.row(
+            Row(
+                SECTION,
+                f"{n} threads: median latency / ({n} x single latency)",
+                lat_ratio,
+                "x",
+                1.2,
+                "<=",
+                f"median {fmt(lat)} ms, max {fmt(mx)} ms, single {fmt(base_lat)} ms; service time "
+                f"{fmt(svc)} ms vs {fmt(base_svc)} ms alone (queueing, not thrashing)",
+            )
+        )
         if ("open", n) not in runs:
             continue
         olat, _, osvc, otp = agg(("open", n))
-        rep.row(Row(SECTION, f"{n} threads without the slot (patched): throughput / engine's", otp / tp, "x",
-                    detail=f"{otp:.2f} vs {tp:.2f} analyses/s; median latency {fmt(olat)} vs {fmt(lat)} ms, service "
-                    f"{fmt(osvc)} ms"))
+        rep.row(
+            Row(
+                SECTION,
+                f"{n} threads without the slot (patched): throughput / engine's",
+                otp / tp,
+                "x",
+                detail=f"{otp:.2f} vs {tp:.2f} analyses/s; median latency {fmt(olat)} vs {fmt(lat)} ms, service "
+                f"{fmt(osvc)} ms",
+            )
+        )
 
 
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
@@ -181,12 +226,16 @@ def run_contention(ctx: Context) -> None:
         for name, env, threads in variants:
             wait_for_quiet(measure.SETTLE_S)
             try:
-                results[name].append(probe(["contention", "--size", str(size), "--runs", runs, "--threads", threads],
-                                           env=env))
+                results[name].append(
+                    probe(["contention", "--size", str(size), "--runs", runs, "--threads", threads], env=env)
+                )
             except Exception as exc:
                 rep.note(section, f"{name}: probe failed: {exc}")
-    table = Table(section, f"{size} px analysis (c3-c5, d=256) alone and beside a one-core busy loop; median ms",
-                  ["variant", "no busy loop ms", "others' CPU meanwhile", "beside busy loop ms", "slowdown"])
+    table = Table(
+        section,
+        f"{size} px analysis (c3-c5, d=256) alone and beside a one-core busy loop; median ms",
+        ["variant", "no busy loop ms", "others' CPU meanwhile", "beside busy loop ms", "slowdown"],
+    )
     med: dict[str, tuple[float, float]] = {}
     others_all: list[float] = []
     for name, *_ in variants:
@@ -203,10 +252,28 @@ def run_contention(ctx: Context) -> None:
     default, passive = variants[0][0], variants[1][0]
     if default in med and passive in med:
         ratio = med[default][1] / med[passive][1]
-        rep.row(Row(section, "beside a busy core: default / OMP_WAIT_POLICY=PASSIVE", ratio, "x",
-                    detail=f"{fmt(med[default][1])} vs {fmt(med[passive][1])} ms: what the spin-wait collapse costs"))
+        rep.row(
+            Row(
+                section,
+                "beside a busy core: default / OMP_WAIT_POLICY=PASSIVE",
+                ratio,
+                "x",
+                detail=f"{fmt(med[default][1])} vs {fmt(med[passive][1])} ms: what the spin-wait collapse costs",
+            )
+        )
         noisy = max(others_all) > 0.10
-        rep.row(Row(section, "no busy loop: OMP_WAIT_POLICY=PASSIVE / default", med[passive][0] / med[default][0], "x",
-                    detail=f"{fmt(med[passive][0])} vs {fmt(med[default][0])} ms: what passive waiting costs "
-                    + (f"(NOT quiet: other processes used up to {max(others_all) * 100:.0f}% of the CPUs, so this "
-                       "is contended too)" if noisy else "on a quiet machine")))
+        rep.row(
+            Row(
+                section,
+                "no busy loop: OMP_WAIT_POLICY=PASSIVE / default",
+                med[passive][0] / med[default][0],
+                "x",
+                detail=f"{fmt(med[passive][0])} vs {fmt(med[default][0])} ms: what passive waiting costs "
+                + (
+                    f"(NOT quiet: other processes used up to {max(others_all) * 100:.0f}% of the CPUs, so this "
+                    "is contended too)"
+                    if noisy
+                    else "on a quiet machine"
+                ),
+            )
+        )

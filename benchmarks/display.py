@@ -108,8 +108,14 @@ def _widget_changes(at) -> list[tuple[str, str, Callable[[], None], Callable[[],
             if category is None or key is None:
                 continue
             desc = f"{kind} {key!r} ({getattr(w, 'label', '')!r})"
-            found.append((category, desc, functools.partial(_change_widget, at, kind, key),
-                          functools.partial(_widget_value, at, kind, key)))
+            found.append(
+                (
+                    category,
+                    desc,
+                    functools.partial(_change_widget, at, kind, key),
+                    functools.partial(_widget_value, at, kind, key),
+                )
+            )
     return found
 
 
@@ -217,8 +223,10 @@ def run(ctx: Context) -> None:
                 why += " (ui/cache.py exists, but its API is the dashboard's; AppTest is used once the page exists)"
             mode = f"simulated caching: {why}"
             result = _simulate(ctx, counter)
-    rep.note(SECTION, f"forward counting: class-level wrappers on ResNetBackbone.forward and "
-             f"PyramidFPN.forward_steps; mode: {mode}")
+    rep.note(
+        SECTION,
+        f"forward counting: class-level wrappers on ResNetBackbone.forward and PyramidFPN.forward_steps; mode: {mode}",
+    )
     table = Table(SECTION, "forward passes per change", ["change", "backbone forwards", "FPN forwards", "note"])
     for name, bb, fp, note in result:
         table.rows.append([name, str(bb), str(fp), note])
@@ -247,14 +255,23 @@ def _render_times(ctx: Context) -> None:
         names = list(out.levels)
 
         def overlays(out=out):
-            return [overlay(out.image, reduce_channels(lv, "mean"), alpha=0.5, cmap="jet")
-                    for lv in out.levels.values()]
+            return [
+                overlay(out.image, reduce_channels(lv, "mean"), alpha=0.5, cmap="jet") for lv in out.levels.values()
+            ]
 
         times = repeat_ms(overlays, repeats=reps, warmup=1, device=ctx.device)
-        rep.row(Row(SECTION, f"overlay() for all {len(names)} levels ({','.join(names)}) at {size} px",
-                    statistics.median(times), " ms", 100.0, "<",
-                    f"reduce_channels(mean) + overlay per level, median of {reps} (min {fmt(min(times))}, max "
-                    f"{fmt(max(times))})"))
+        rep.row(
+            Row(
+                SECTION,
+                f"overlay() for all {len(names)} levels ({','.join(names)}) at {size} px",
+                statistics.median(times),
+                " ms",
+                100.0,
+                "<",
+                f"reduce_channels(mean) + overlay per level, median of {reps} (min {fmt(min(times))}, max "
+                f"{fmt(max(times))})",
+            )
+        )
 
     # The figure route (c2..c5: five levels), as a download draws it: build, then PNG.
     model = pyramid_for(ctx, C2_C5, 256)
@@ -279,7 +296,18 @@ def _render_times(ctx: Context) -> None:
         build = statistics.median(t[0] for t in times[name])
         png = statistics.median(t[1] for t in times[name])
         total = statistics.median(t[0] + t[1] for t in times[name])
-        detail = (f"build {fmt(build)} ms + encode {fmt(png)} ms, median of {rounds}; {fmt(total / len(maps))} ms per "
-                  f"level; {times[name][-1][2] / 1e6:.1f} MB")
-        rep.row(Row(SECTION, f"overlay_figure + {name}, all {len(maps)} levels at {size} px", total, " ms",
-                    100.0 if is_target else None, "<", detail))
+        detail = (
+            f"build {fmt(build)} ms + encode {fmt(png)} ms, median of {rounds}; {fmt(total / len(maps))} ms per "
+            f"level; {times[name][-1][2] / 1e6:.1f} MB"
+        )
+        rep.row(
+            Row(
+                SECTION,
+                f"overlay_figure + {name}, all {len(maps)} levels at {size} px",
+                total,
+                " ms",
+                100.0 if is_target else None,
+                "<",
+                detail,
+            )
+        )

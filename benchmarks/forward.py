@@ -63,8 +63,17 @@ def run_overhead(ctx: Context) -> None:
             return run_pyramid(model, image, size=size)
 
         res = paired(untimed, timed, pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
-        rep.row(Row(OVERHEAD, f"{label}: run_pyramid / (prepare_input + model(x))", res.ratio, "x", 1.05, "<=",
-                    f"untimed {fmt(res.a)} ms, timed {fmt(res.b)} ms; {res.spread()}"))
+        rep.row(
+            Row(
+                OVERHEAD,
+                f"{label}: run_pyramid / (prepare_input + model(x))",
+                res.ratio,
+                "x",
+                1.05,
+                "<=",
+                f"untimed {fmt(res.a)} ms, timed {fmt(res.b)} ms; {res.spread()}",
+            )
+        )
 
     # The recorder alone, on the identical code path (forward_steps keeps its steps either way).
     model = pyramid_for(ctx, C3_C5, 256)
@@ -82,10 +91,22 @@ def run_overhead(ctx: Context) -> None:
 
         return go
 
-    res = paired(with_recorder(lambda: NULL_RECORDER), with_recorder(lambda: StepTimer(ctx.device)),
-                 pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
-    rep.row(Row(OVERHEAD, f"c3,c4,c5 {size} px: StepTimer / NULL_RECORDER (same forward_steps path)", res.ratio, "x",
-                detail=f"null {fmt(res.a)} ms, StepTimer {fmt(res.b)} ms; {res.spread()}"))
+    res = paired(
+        with_recorder(lambda: NULL_RECORDER),
+        with_recorder(lambda: StepTimer(ctx.device)),
+        pairs=ctx.pairs,
+        warmup=ctx.warmup,
+        device=ctx.device,
+    )
+    rep.row(
+        Row(
+            OVERHEAD,
+            f"c3,c4,c5 {size} px: StepTimer / NULL_RECORDER (same forward_steps path)",
+            res.ratio,
+            "x",
+            detail=f"null {fmt(res.a)} ms, StepTimer {fmt(res.b)} ms; {res.spread()}",
+        )
+    )
 
 
 # ------------------------------------------------------------------ 3 width change
@@ -99,8 +120,11 @@ def run_width(ctx: Context) -> None:
     rep.section(WIDTH)
     size = 512
     image = square_image(size)
-    table = Table(WIDTH, "FPN-only vs full analysis at 512 px (ideal = FPN share of counted FLOPs)",
-                  ["stages", "width", "full ms", "FPN ms", "ratio", "target", "FLOP share", "spread"])
+    table = Table(
+        WIDTH,
+        "FPN-only vs full analysis at 512 px (ideal = FPN share of counted FLOPs)",
+        ["stages", "width", "full ms", "FPN ms", "ratio", "target", "FLOP share", "spread"],
+    )
     for stages in (C3_C5,) if ctx.quick else (C3_C5, C2_C5):
         for width, target in ((256, 0.35), (64, 0.15)):
             model = pyramid_for(ctx, stages, width)
@@ -116,11 +140,29 @@ def run_width(ctx: Context) -> None:
             flops = count_flops(model, image, size=size)
             fpn_share = sum(v for k, v in flops.items() if k.startswith("p")) / sum(flops.values())
             label = f"{','.join(stages)} width {width}"
-            rep.row(Row(WIDTH, f"{label}: run_fpn(cached) / run_pyramid", res.ratio, "x", target, "<=",
-                        f"full {fmt(res.a)} ms, FPN {fmt(res.b)} ms, FPN share of FLOPs {fpn_share:.2f}; "
-                        f"{res.spread()}"))
-            table.rows.append([",".join(stages), str(width), fmt(res.a), fmt(res.b), fmt(res.ratio), f"<= {target}",
-                               f"{fpn_share:.2f}", res.spread()])
+            rep.row(
+                Row(
+                    WIDTH,
+                    f"{label}: run_fpn(cached) / run_pyramid",
+                    res.ratio,
+                    "x",
+                    target,
+                    "<=",
+                    f"full {fmt(res.a)} ms, FPN {fmt(res.b)} ms, FPN share of FLOPs {fpn_share:.2f}; {res.spread()}",
+                )
+            )
+            table.rows.append(
+                [
+                    ",".join(stages),
+                    str(width),
+                    fmt(res.a),
+                    fmt(res.b),
+                    fmt(res.ratio),
+                    f"<= {target}",
+                    f"{fpn_share:.2f}",
+                    res.spread(),
+                ]
+            )
     rep.table(table)
 
     # A width change also needs the new FPN: building it (seeded init) is part of the wait.
@@ -130,8 +172,15 @@ def run_width(ctx: Context) -> None:
     for stages in (C3_C5,) if ctx.quick else (C3_C5, C2_C5):
         config = PyramidConfig(out_channels=256, stages=stages, weights="random", device=str(ctx.device))
         times = sorted(time_ms(lambda config=config: build_fpn(config, backbone), ctx.device)[0] for _ in range(3))
-        rep.row(Row(WIDTH, f"{','.join(stages)} width 256: build_fpn (seeded init, uncached)", times[1], " ms",
-                    detail="median of 3; a dashboard that caches FPNs per config pays this once per width"))
+        rep.row(
+            Row(
+                WIDTH,
+                f"{','.join(stages)} width 256: build_fpn (seeded init, uncached)",
+                times[1],
+                " ms",
+                detail="median of 3; a dashboard that caches FPNs per config pays this once per width",
+            )
+        )
 
 
 # ------------------------------------------------------------------ 5 efficiency
@@ -147,8 +196,11 @@ def run_efficiency(ctx: Context) -> None:
     mm = matmul_gflops(ctx.device)
     n = 2048
     mm_reps = 3
-    table = Table(EFFICIENCY, "achieved GFLOP/s (reference configuration c2..c5, width 256, p6)",
-                  ["size", "GFLOP", "forward ms", "GFLOP/s", "matmul GFLOP/s", "efficiency", "spread"])
+    table = Table(
+        EFFICIENCY,
+        "achieved GFLOP/s (reference configuration c2..c5, width 256, p6)",
+        ["size", "GFLOP", "forward ms", "GFLOP/s", "matmul GFLOP/s", "efficiency", "spread"],
+    )
     for size in (224,) if ctx.quick else (224, 512):
         image = square_image(size)
         gflop = sum(count_flops(ours, image, size=size).values()) / 1e9
@@ -157,25 +209,49 @@ def run_efficiency(ctx: Context) -> None:
             for _ in range(mm_reps):
                 mm()
 
-        res = paired(matmuls, lambda image=image, size=size: run_pyramid(ours, image, size=size),
-                     pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
+        res = paired(
+            matmuls,
+            lambda image=image, size=size: run_pyramid(ours, image, size=size),
+            pairs=ctx.pairs,
+            warmup=ctx.warmup,
+            device=ctx.device,
+        )
         mm_gflops = mm_reps * 2 * n**3 / 1e9 / (res.a * 1e-3)
         achieved = gflop / (res.b * 1e-3)
         # per pair: (gflop / b) / (mm_flops / a); the median of per-pair efficiencies
         effs = sorted(gflop * a / (mm_reps * 2 * n**3 / 1e9 * b) for a, b in zip(res.a_ms, res.b_ms, strict=True))
         eff = float(np.median(effs))
-        quiet = [gflop * a / (mm_reps * 2 * n**3 / 1e9 * b)
-                 for a, b, o in zip(res.a_ms, res.b_ms, res.others, strict=True) if o < res.QUIET]
-        quiet_text = f"quiet-pair efficiency {np.median(quiet) * 100:.0f}% ({len(quiet)} pairs); " if len(quiet) >= 3 \
+        quiet = [
+            gflop * a / (mm_reps * 2 * n**3 / 1e9 * b)
+            for a, b, o in zip(res.a_ms, res.b_ms, res.others, strict=True)
+            if o < res.QUIET
+        ]
+        quiet_text = (
+            f"quiet-pair efficiency {np.median(quiet) * 100:.0f}% ({len(quiet)} pairs); "
+            if len(quiet) >= 3
             else f"only {len(quiet)} quiet pairs; "
-        rep.row(Row(EFFICIENCY, f"{size} px: achieved / matmul peak", eff * 100, "%", 80.0, ">=",
-                    f"{fmt(gflop)} GFLOP in {fmt(res.b)} ms = {fmt(achieved)} GFLOP/s; matmul {fmt(mm_gflops)} "
-                    f"GFLOP/s; {quiet_text}{res.spread()}"))
-        table.rows.append([str(size), fmt(gflop), fmt(res.b), fmt(achieved), fmt(mm_gflops), f"{eff * 100:.0f}%",
-                           res.spread()])
+        )
+        rep.row(
+            Row(
+                EFFICIENCY,
+                f"{size} px: achieved / matmul peak",
+                eff * 100,
+                "%",
+                80.0,
+                ">=",
+                f"{fmt(gflop)} GFLOP in {fmt(res.b)} ms = {fmt(achieved)} GFLOP/s; matmul {fmt(mm_gflops)} "
+                f"GFLOP/s; {quiet_text}{res.spread()}",
+            )
+        )
+        table.rows.append(
+            [str(size), fmt(gflop), fmt(res.b), fmt(achieved), fmt(mm_gflops), f"{eff * 100:.0f}%", res.spread()]
+        )
     rep.table(table)
-    rep.note(EFFICIENCY, "FLOPs are FlopCounterMode's (2 per multiply-add, convolutions only); 90% of the CPU time "
-             "is oneDNN convolution, the rest ReLU/add/upsample/pool passes that count no FLOPs")
+    rep.note(
+        EFFICIENCY,
+        "FLOPs are FlopCounterMode's (2 per multiply-add, convolutions only); 90% of the CPU time "
+        "is oneDNN convolution, the rest ReLU/add/upsample/pool passes that count no FLOPs",
+    )
 
 
 # ------------------------------------------------------------------ half precision
@@ -203,10 +279,18 @@ def run_half(ctx: Context) -> None:
             return ours(x)
 
     base = fp32()
-    errs = relative_errors({k: base[v] for k, v in (("0", "p2"), ("1", "p3"), ("2", "p4"), ("3", "p5"),
-                                                    ("pool", "p6"))}, bf16())
+    errs = relative_errors(
+        {k: base[v] for k, v in (("0", "p2"), ("1", "p3"), ("2", "p4"), ("3", "p5"), ("pool", "p6"))}, bf16()
+    )
     res = paired(fp32, bf16, pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
     name = "CUDA" if dev == "cuda" else "CPU (AMX)"
-    rep.row(Row(HALF, f"{name} bf16 autocast / fp32 at {size} px", res.ratio, "x",
-                detail=f"fp32 {fmt(res.a)} ms, bf16 {fmt(res.b)} ms, max rel err {max(errs.values()):.1e} "
-                f"(above the 1e-3 equality bound); {res.spread()}"))
+    rep.row(
+        Row(
+            HALF,
+            f"{name} bf16 autocast / fp32 at {size} px",
+            res.ratio,
+            "x",
+            detail=f"fp32 {fmt(res.a)} ms, bf16 {fmt(res.b)} ms, max rel err {max(errs.values()):.1e} "
+            f"(above the 1e-3 equality bound); {res.spread()}",
+        )
+    )

@@ -78,12 +78,23 @@ def run(ctx: Context) -> None:
     except Exception as exc:
         rep.row(Row(SECTION, "live sidebar", None, " s", skipped=f"failed: {type(exc).__name__}: {exc}"))
         return
-    table = Table(SECTION, f"key press -> rerun done and images loaded ({dashboard.parent.name})",
-                  ["page", "control", "median s", "presses (s)"])
+    table = Table(
+        SECTION,
+        f"key press -> rerun done and images loaded ({dashboard.parent.name})",
+        ["page", "control", "median s", "presses (s)"],
+    )
     for (title, _, _, what, target), times in zip(CASES, results, strict=True):
         table.rows.append([title, what, fmt(statistics.median(times)), ", ".join(fmt(t) for t in times)])
-        rep.row(Row(SECTION, f"{title}: {what}", statistics.median(times), " s", target,
-                    detail=f"median of {len(times)} presses in Chromium, size 512, c3..c5, d = 256, random weights"))
+        rep.row(
+            Row(
+                SECTION,
+                f"{title}: {what}",
+                statistics.median(times),
+                " s",
+                target,
+                detail=f"median of {len(times)} presses in Chromium, size 512, c3..c5, d = 256, random weights",
+            )
+        )
     rep.table(table)
 
 
@@ -97,10 +108,23 @@ def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[flo
     env.pop("FPN_WEIGHTS", None)
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.headless=true",
-             f"--server.port={port}", "--server.address=127.0.0.1", "--server.fileWatcherType=none",
-             "--browser.gatherUsageStats=false"],
-            cwd=dashboard.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(dashboard),
+                "--server.headless=true",
+                f"--server.port={port}",
+                "--server.address=127.0.0.1",
+                "--server.fileWatcherType=none",
+                "--browser.gatherUsageStats=false",
+            ],
+            cwd=dashboard.parent,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     results: list[list[float]] = []
     try:

@@ -155,7 +155,7 @@ class Paired:
     def spread(self) -> str:
         """Ratio interquartile range and min..max, the CPU share and the load: how noisy it was."""
         r = sorted(self.ratios)
-        q1, q3 = (np.percentile(r, [25, 75]) if len(r) > 1 else (r[0], r[0]))
+        q1, q3 = np.percentile(r, [25, 75]) if len(r) > 1 else (r[0], r[0])
         quiet, n_quiet = self.quiet_ratio()
         quiet_text = f", quiet-pair ratio {fmt(quiet)}" if quiet is not None else ""
         others = f"others used {statistics.median(self.others) * 100:.0f}% of CPUs, " if self.others else ""

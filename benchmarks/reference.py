@@ -104,8 +104,11 @@ def run(ctx: Context) -> None:
     rep.section(SECTION)
     ref, ours, plain = reference_pair(ctx)
     sizes = (224,) if ctx.quick else (224, 512, 800)
-    table = Table(SECTION, "reference vs ours (median ms; ratio = median of per-pair ours/ref)",
-                  ["size", "ref ms", "ours ms", "ratio", "max rel err", "spread"])
+    table = Table(
+        SECTION,
+        "reference vs ours (median ms; ratio = median of per-pair ours/ref)",
+        ["size", "ref ms", "ours ms", "ratio", "max rel err", "spread"],
+    )
     for size in sizes:
         image = square_image(size)
         x = reference_input(image, ours, ctx.device)
@@ -122,8 +125,17 @@ def run(ctx: Context) -> None:
         worst = max(errs.values())
         res = paired(run_ref, run_ours, pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
         per_level = ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
-        rep.row(Row(SECTION, f"{size} px: full analysis / reference", res.ratio, "x", 0.85, "<=",
-                    f"ref {fmt(res.a)} ms, ours {fmt(res.b)} ms (run_pyramid with StepTimer); {res.spread()}"))
+        rep.row(
+            Row(
+                SECTION,
+                f"{size} px: full analysis / reference",
+                res.ratio,
+                "x",
+                0.85,
+                "<=",
+                f"ref {fmt(res.a)} ms, ours {fmt(res.b)} ms (run_pyramid with StepTimer); {res.spread()}",
+            )
+        )
         rep.row(Row(SECTION, f"{size} px: max relative error over p2..p6", worst, "", MAX_REL_ERR, "<=", per_level))
         table.rows.append([str(size), fmt(res.a), fmt(res.b), fmt(res.ratio), f"{worst:.1e}", res.spread()])
     rep.table(table)
@@ -131,11 +143,26 @@ def run(ctx: Context) -> None:
     # What the load-time optimization buys: the same engine with optimize=False (no fold, NCHW).
     size = 224 if ctx.quick else 512
     image = square_image(size)
-    res = paired(lambda: run_pyramid(plain, image, size=size), lambda: run_pyramid(ours, image, size=size),
-                 pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
-    rep.row(Row(SECTION, f"{size} px: optimize=True / optimize=False (BN fold + channels_last)", res.ratio, "x",
-                detail=f"optimize=False {fmt(res.a)} ms, optimize=True {fmt(res.b)} ms; {res.spread()}"))
-    rep.note(SECTION, "the reference times a prepared NCHW tensor; ours includes resize-copy, normalization, "
-             "the device slot, StepTimer and result assembly (run_pyramid), so the comparison favours the reference")
+    res = paired(
+        lambda: run_pyramid(plain, image, size=size),
+        lambda: run_pyramid(ours, image, size=size),
+        pairs=ctx.pairs,
+        warmup=ctx.warmup,
+        device=ctx.device,
+    )
+    rep.row(
+        Row(
+            SECTION,
+            f"{size} px: optimize=True / optimize=False (BN fold + channels_last)",
+            res.ratio,
+            "x",
+            detail=f"optimize=False {fmt(res.a)} ms, optimize=True {fmt(res.b)} ms; {res.spread()}",
+        )
+    )
+    rep.note(
+        SECTION,
+        "the reference times a prepared NCHW tensor; ours includes resize-copy, normalization, "
+        "the device slot, StepTimer and result assembly (run_pyramid), so the comparison favours the reference",
+    )
     if os.environ.get("FPN_WEIGHTS"):
         rep.note(SECTION, "FPN_WEIGHTS is set in this environment; the local file passed explicitly takes precedence")

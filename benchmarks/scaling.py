@@ -28,8 +28,15 @@ def probe(args: list[str], timeout: float = 300, env: dict[str, str] | None = No
 
     ``env`` replaces the child's environment (this process's own is never changed).
     """
-    proc = subprocess.run([sys.executable, "-m", "benchmarks._probe", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._probe", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("PROBE_RESULT "):
             return json.loads(line.removeprefix("PROBE_RESULT "))
@@ -54,7 +61,8 @@ def _round_robin(ctx: Context, cases: list, run_case, rounds: int) -> dict:
         quiet = [ms for ms, others in got if others < 0.10]
         times[case] = quiet if len(quiet) >= 3 else [ms for ms, _ in got]
     ctx.cache.setdefault("round_robin_quiet", []).append(
-        sum(len([1 for _, o in got if o < 0.10]) for got in samples.values()) / max(1, sum(map(len, samples.values()))))
+        sum(len([1 for _, o in got if o < 0.10]) for got in samples.values()) / max(1, sum(map(len, samples.values())))
+    )
     return times
 
 
@@ -78,10 +86,21 @@ def run(ctx: Context) -> None:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             rep.note(SECTION, f"memory probe at {size} px ({stages}) failed: {exc}")
 
-    table = Table(SECTION, "time and memory vs input size (c3,c4,c5, width 256; median ms of the quiet samples of "
-                  "round-robin runs)",
-                  ["size", "megapixels", "ms", "samples", "min-max ms", "ms / MP", "peak RSS MB", "RSS after build MB",
-                   "result tensors MB"])
+    table = Table(
+        SECTION,
+        "time and memory vs input size (c3,c4,c5, width 256; median ms of the quiet samples of round-robin runs)",
+        [
+            "size",
+            "megapixels",
+            "ms",
+            "samples",
+            "min-max ms",
+            "ms / MP",
+            "peak RSS MB",
+            "RSS after build MB",
+            "result tensors MB",
+        ],
+    )
     mps, meds = [], []
     for s in sizes:
         t = size_times[s]
@@ -90,29 +109,61 @@ def run(ctx: Context) -> None:
         mps.append(mp)
         meds.append(med)
         m = mem.get((s, "c3,c4,c5"))
-        table.rows.append([str(s), f"{mp:.3f}", fmt(med), str(len(t)), f"{fmt(min(t))}-{fmt(max(t))}", fmt(med / mp),
-                           fmt(m["peak_rss_mb"]) if m else "-", fmt(m["rss_after_build_mb"]) if m else "-",
-                           fmt(m["result_tensors_mb"]) if m else "-"])
+        table.rows.append(
+            [
+                str(s),
+                f"{mp:.3f}",
+                fmt(med),
+                str(len(t)),
+                f"{fmt(min(t))}-{fmt(max(t))}",
+                fmt(med / mp),
+                fmt(m["peak_rss_mb"]) if m else "-",
+                fmt(m["rss_after_build_mb"]) if m else "-",
+                fmt(m["result_tensors_mb"]) if m else "-",
+            ]
+        )
     rep.table(table)
     slope, intercept = np.polyfit(mps, meds, 1)
     fitted = np.polyval([slope, intercept], mps)
     r2 = 1 - float(np.sum((np.array(meds) - fitted) ** 2) / np.sum((np.array(meds) - np.mean(meds)) ** 2))
-    rep.row(Row(SECTION, "time per megapixel (linear fit over sizes)", float(slope), " ms/MP",
-                detail=f"fit: {fmt(intercept)} ms + {fmt(slope)} ms/MP x pixels, R^2 {r2:.3f}; per-size ms/MP "
-                + ", ".join(f"{s}:{fmt(m / mp)}" for s, m, mp in zip(sizes, meds, mps, strict=True))))
+    rep.row(
+        Row(
+            SECTION,
+            "time per megapixel (linear fit over sizes)",
+            float(slope),
+            " ms/MP",
+            detail=f"fit: {fmt(intercept)} ms + {fmt(slope)} ms/MP x pixels, R^2 {r2:.3f}; per-size ms/MP "
+            + ", ".join(f"{s}:{fmt(m / mp)}" for s, m, mp in zip(sizes, meds, mps, strict=True)),
+        )
+    )
 
     for (size, stages), m in mem.items():
         if size != 1024:
             continue
-        rep.row(Row(SECTION, f"peak RSS, one analysis at 1024 px ({stages}, width 256), fresh process",
-                    m["peak_rss_mb"], " MB", PEAK_LIMIT_MB, "<=",
-                    f"RSS after import {fmt(m['rss_after_import_mb'])} MB, after build {fmt(m['rss_after_build_mb'])} "
-                    f"MB, after analysis {fmt(m['rss_after_analysis_mb'])} MB; results hold "
-                    f"{fmt(m['result_tensors_mb'])} MB of tensors (VmHWM)"))
+        rep.row(
+            Row(
+                SECTION,
+                f"peak RSS, one analysis at 1024 px ({stages}, width 256), fresh process",
+                m["peak_rss_mb"],
+                " MB",
+                PEAK_LIMIT_MB,
+                "<=",
+                f"RSS after import {fmt(m['rss_after_import_mb'])} MB, after build {fmt(m['rss_after_build_mb'])} "
+                f"MB, after analysis {fmt(m['rss_after_analysis_mb'])} MB; results hold "
+                f"{fmt(m['result_tensors_mb'])} MB of tensors (VmHWM)",
+            )
+        )
     if mem:
         base = next(iter(mem.values()))
-        rep.row(Row(SECTION, "baseline RSS after `import fpn_core` (torch, torchvision, cv2, matplotlib)",
-                    base["rss_after_import_mb"], " MB", detail="fresh process, before any model is built"))
+        rep.row(
+            Row(
+                SECTION,
+                "baseline RSS after `import fpn_core` (torch, torchvision, cv2, matplotlib)",
+                base["rss_after_import_mb"],
+                " MB",
+                detail="fresh process, before any model is built",
+            )
+        )
 
     widths = [16, 256] if ctx.quick else [16, 32, 64, 128, 256, 512]
     size = 512
@@ -121,18 +172,26 @@ def run(ctx: Context) -> None:
     cached = run_pyramid(models[widths[0]], image, size=size).stages
     full_times = _round_robin(ctx, widths, lambda w: run_pyramid(models[w], image, size=size), rounds)
     fpn_times = _round_robin(ctx, widths, lambda w: run_fpn(models[w].fpn, cached, models[w].config), rounds)
-    wtable = Table(SECTION, "time vs FPN width at 512 px (c3,c4,c5; median ms)",
-                   ["width", "full ms", "FPN-only ms", "FPN / full"])
+    wtable = Table(
+        SECTION, "time vs FPN width at 512 px (c3,c4,c5; median ms)", ["width", "full ms", "FPN-only ms", "FPN / full"]
+    )
     for w in widths:
         f, p = statistics.median(full_times[w]), statistics.median(fpn_times[w])
         wtable.rows.append([str(w), fmt(f), fmt(p), fmt(p / f)])
     rep.table(wtable)
-    rep.note(SECTION, "quiet samples kept per round-robin sweep: " + ", ".join(
-        f"{q * 100:.0f}%" for q in ctx.cache.get("round_robin_quiet", [])) + " (all samples used where fewer than 3 "
-        "were quiet)")
+    rep.note(
+        SECTION,
+        "quiet samples kept per round-robin sweep: "
+        + ", ".join(f"{q * 100:.0f}%" for q in ctx.cache.get("round_robin_quiet", []))
+        + " (all samples used where fewer than 3 "
+        "were quiet)",
+    )
     c2_model = pyramid_for(ctx, C2_C5, 256)
-    rep.note(SECTION, f"c2..c5 (p2 at stride 4) is the heavy case: FPN parameters at width 256 "
-             f"{sum(p.numel() for p in c2_model.fpn.parameters()) / 1e6:.2f} M")
+    rep.note(
+        SECTION,
+        f"c2..c5 (p2 at stride 4) is the heavy case: FPN parameters at width 256 "
+        f"{sum(p.numel() for p in c2_model.fpn.parameters()) / 1e6:.2f} M",
+    )
 
     path = _plot(ctx, sizes, size_times, mem, widths, full_times, fpn_times)
     rep.note(SECTION, f"plot saved to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -149,15 +208,18 @@ def _plot(ctx: Context, sizes, size_times, mem, widths, full_times, fpn_times):
     ax1, ax2, ax3 = fig.subplots(1, 3)
     mps = [s * s / 1e6 for s in sizes]
     ax1.plot(mps, [statistics.median(size_times[s]) for s in sizes], "o-", label="median")
-    ax1.fill_between(mps, [min(size_times[s]) for s in sizes], [max(size_times[s]) for s in sizes], alpha=0.2,
-                     label="min-max")
-    ax1.set(xlabel="input megapixels (square, 128 to 1024 px)", ylabel="ms per analysis",
-            title="Time vs input size (c3-c5, d=256)")
+    ax1.fill_between(
+        mps, [min(size_times[s]) for s in sizes], [max(size_times[s]) for s in sizes], alpha=0.2, label="min-max"
+    )
+    ax1.set(
+        xlabel="input megapixels (square, 128 to 1024 px)",
+        ylabel="ms per analysis",
+        title="Time vs input size (c3-c5, d=256)",
+    )
     ax1.legend()
     mem_sizes = sorted(s for s, st in mem if st == "c3,c4,c5")
     ax2.plot(mem_sizes, [mem[(s, "c3,c4,c5")]["peak_rss_mb"] for s in mem_sizes], "o-", label="peak RSS")
-    ax2.plot(mem_sizes, [mem[(s, "c3,c4,c5")]["rss_after_build_mb"] for s in mem_sizes], "s--",
-             label="RSS after build")
+    ax2.plot(mem_sizes, [mem[(s, "c3,c4,c5")]["rss_after_build_mb"] for s in mem_sizes], "s--", label="RSS after build")
     ax2.axhline(PEAK_LIMIT_MB, color="red", ls=":", label="1.5 GB target")
     ax2.set(xlabel="input side (px)", ylabel="MB", title="Peak memory, fresh process")
     ax2.legend()
