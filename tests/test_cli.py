@@ -253,9 +253,10 @@ def test_table_explains_fallbacks_in_plain_words(capsys, sample, tmp_path, cache
 def test_the_installed_command_is_the_cli() -> None:
     """``pip install .`` puts ``fpn-explorer`` on PATH: it must name the CLI's entry point."""
     import importlib
-    import tomllib
 
     from tests.conftest import ROOT
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the project's machines run 3.11
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     target = project["project"]["scripts"]["fpn-explorer"]
