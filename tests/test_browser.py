@@ -172,8 +172,12 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
             page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
             pages.append(page)
         for page, (sample, width) in zip(pages, wanted, strict=True):
+            # A background tab in headless Chromium may leave streamlit's lazily loaded widgets and
+            # images as grey placeholders until it is shown: look at each session as a user would.
+            page.bring_to_front()
             wait_idle(page, "FPN outputs")
             no_exception(page)
+            page.get_by_text(f"{sample} ·").first.wait_for(timeout=PAGE_TIMEOUT_MS)
             body = page.inner_text("body")
             assert f"{sample} ·" in body, (sample, body[body.find("Image source") :][:400])
             assert f"shape {width} × " in body
@@ -181,9 +185,11 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
             others = {w for _, w in wanted} - {width}
             assert not any(f"shape {w} × " in body for w in others), (width, others)
         # a change in one session leaves the others alone
+        pages[0].bring_to_front()
         press_and_time(pages[0], thumb(pages[0], "FPN channel width d"), "ArrowRight")
         assert thumb(pages[0], "FPN channel width d").input_value() == "48"
         for page, (_, width) in zip(pages[1:], wanted[1:], strict=True):
+            page.bring_to_front()
             page.reload(timeout=PAGE_TIMEOUT_MS)
             wait_idle(page, "FPN outputs")
             assert thumb(page, "FPN channel width d").input_value() == str(width)
