@@ -29,15 +29,23 @@ SECTION = "8 live sidebar (Chromium)"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 #: (page title, URL path after the frame, URL path before it, slider label, key, target seconds)
 CASES: tuple[tuple[str, str, str, str, float], ...] = (
+    ("Timing", "timing", "Overlay alpha", "overlay alpha (unused by the page)", 0.20),
     ("Overlays", "overlays", "FPN channel width d", "width d, one step", 0.40),
     ("Overlays", "overlays", "Overlay alpha", "overlay alpha, one step", 0.25),
     ("FPN outputs", "fpn-outputs", "FPN channel width d", "width d, one step", 0.40),
     ("FPN outputs", "fpn-outputs", "Overlay alpha", "overlay alpha (unused by the page)", 0.20),
     ("Stage activations", "stage-activations", "FPN channel width d", "width d (unused by the page)", 0.20),
 )
-LEGACY_PATHS = {"overlays": "Overlays", "fpn-outputs": "FPN_outputs", "stage-activations": "Stage_activations"}
+LEGACY_PATHS = {
+    "overlays": "Overlays",
+    "fpn-outputs": "FPN_outputs",
+    "stage-activations": "Stage_activations",
+    "timing": "Timing",
+}
 WATCH_JS = """() => {
     window.__runs = [];
+    if (window.__watching) return;
+    window.__watching = true;
     const app = document.querySelector("[data-testid='stApp']");
     new MutationObserver(() => {
         window.__runs.push([app.getAttribute('data-test-script-state'), performance.now()]);

@@ -192,3 +192,25 @@ def test_camera_photo_takes_the_upload_path() -> None:
     assert not at.exception
     assert len(at.error) == 1 and "photo.jpg could not be used" in at.error[0].value
     assert "**photo.jpg** resized to **128 × 96 px**" in _text(at)
+
+
+def test_timing_measures_once_and_again_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidebar control the Timing page does not use reruns no measurement; Measure again does."""
+    from ui import cache
+
+    calls = []
+    real = cache.time_pyramid
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "time_pyramid", counted)
+    cache.timing_report.clear()
+    at = _app("pages/4_Timing.py")
+    assert not at.exception and len(calls) == 1
+    at.slider(key=S.KEY_ALPHA).set_value(0.7).run()
+    at.selectbox(key=S.KEY_COLORMAP).set_value("magma").run()
+    assert not at.exception and len(calls) == 1
+    at.button(key=S.KEY_MEASURE).click().run()
+    assert not at.exception and len(calls) == 2

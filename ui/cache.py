@@ -219,6 +219,7 @@ def clear_model_caches() -> None:
     get_stages.clear()
     get_fpn_result.clear()
     get_flops.clear()
+    timing_report.clear()
     reduced_maps.clear()
     color_ranges.clear()
     overlay_images.clear()
@@ -428,6 +429,21 @@ class TimingReport:
 def _mb(tensor: object) -> float:
     numel = getattr(tensor, "numel", None)
     return float(numel() * tensor.element_size()) / 2**20 if numel is not None else 0.0  # type: ignore[attr-defined]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
+def timing_report(
+    key: AnalysisKey, repeats: int, measurement: int, _analysis: Analysis, _image: np.ndarray
+) -> TimingReport:
+    """One measurement per (analysis, repeats, measurement number): a rerun for another reason
+    (a sidebar control the Timing page does not use) shows it again instead of measuring anew.
+
+    Args:
+        key: the analysis measured.
+        repeats: timed runs per median.
+        measurement: how many times "Measure again" was pressed in this session.
+    """
+    return time_pyramid(_analysis, _image, key.size, repeats)
 
 
 def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int, warmup: int = 1) -> TimingReport:

@@ -89,6 +89,8 @@ UPLOAD_NAME = "_upload_name"
 UPLOAD_DIGEST = "_upload_digest"
 #: The message of the last refused upload (shown next to the uploader).
 UPLOAD_ERROR = "_upload_error"
+#: How many times "Measure again" was pressed (a new number measures anew; others reuse the last).
+TIMING_RUNS = "_timing_runs"
 #: The last valid stage selection, used while the picker holds an invalid one.
 LAST_STAGES = "_last_valid_stages"
 #: The Detection page's last drawn boxes (a ``ui.detection_page.DetectionChoice``): Export adds them.

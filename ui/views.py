@@ -315,13 +315,16 @@ def show_timing_panel(settings: S.Settings) -> None:
             key=S.KEY_REPEATS,
         )
     )
-    right.button("Measure again", key=S.KEY_MEASURE, icon=":material/timer:", help="Rerun only the measurement.")
+    if right.button("Measure again", key=S.KEY_MEASURE, icon=":material/timer:", help="Rerun only the measurement."):
+        st.session_state[S.TIMING_RUNS] = st.session_state.get(S.TIMING_RUNS, 0) + 1
     image = settings.image
     if image is None:
         return
     analysis = cache.analyse(settings.config, image.array, image.digest, settings.size)
     with st.spinner(f"Timing {repeats} runs after one warm-up run…"):
-        report = cache.time_pyramid(analysis, image.array, settings.size, repeats)
+        report = cache.timing_report(
+            analysis.key, repeats, st.session_state.get(S.TIMING_RUNS, 0), analysis, image.array
+        )
     for notice in report.notices:
         st.warning(notice)
     total = report.backbone_ms + report.fpn_ms
