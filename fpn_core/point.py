@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 
 from .contributions import Contributions, describe_shares, stage_contributions
 from .levels import stride_of
-from .pyramid import DEFAULT_SIZE, Pyramid, prepare_input
-from .receptive import ErfResult, _check_options, default_names, map_point, run_erf
+from .pyramid import DEFAULT_SIZE, Pyramid
+from .receptive import ErfResult, default_names, erf_at_point
 
 __all__ = ["PointAnalysis", "analyse_point", "point_figures"]
 
@@ -122,21 +122,7 @@ def analyse_point(
     """
     names = tuple(names) if names is not None else default_names(model)
     names = names + tuple(lv for lv in model.config.level_names if lv not in names)
-    _check_options(model, names, channel, magnitude)
-    resized, x = prepare_input(image, size, model.backbone)
-    (h0, w0), (h, w) = image.shape[:2], resized.shape[:2]
-    input_point = map_point(point, (h0, w0), (h, w))
-    erf, stages = run_erf(
-        model,
-        resized,
-        x,
-        input_point,
-        names=names,
-        channel=channel,
-        magnitude=magnitude,
-        scale=(w0 / w, h0 / h),
-        point=(float(point[0]), float(point[1])),
-    )
+    erf, stages = erf_at_point(model, image, point, size=size, names=names, channel=channel, magnitude=magnitude)
     contributions = stage_contributions(model.fpn, stages, model.config, keep_tensors=keep_tensors)
     return PointAnalysis(erf, contributions)
 

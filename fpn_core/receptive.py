@@ -580,22 +580,34 @@ def erf_maps(
         ValueError: a point outside the image, an unknown name, magnitude or channel.
     """
     names = tuple(names) if names is not None else default_names(model)
+    return erf_at_point(model, image, point, size=size, names=names, channel=channel, magnitude=magnitude)[0]
+
+
+def erf_at_point(
+    model: Pyramid,
+    image: np.ndarray,
+    point: tuple[float, float],
+    *,
+    size: int,
+    names: tuple[str, ...],
+    channel: int | None,
+    magnitude: str,
+) -> tuple[ErfResult, Mapping[str, Tensor]]:
+    """:func:`erf_maps` for the given ``names``, plus the backbone stages of the same forward pass."""
     _check_options(model, names, channel, magnitude)
     resized, x = prepare_input(image, size, model.backbone)
     (h0, w0), (h, w) = image.shape[:2], resized.shape[:2]
-    input_point = map_point(point, (h0, w0), (h, w))
-    result, _ = run_erf(
+    return run_erf(
         model,
         resized,
         x,
-        input_point,
+        map_point(point, (h0, w0), (h, w)),
         names=names,
         channel=channel,
         magnitude=magnitude,
         scale=(w0 / w, h0 / h),
         point=(float(point[0]), float(point[1])),
     )
-    return result
 
 
 def erf_overlay(
