@@ -44,7 +44,8 @@ class ResNetBackbone(nn.Module):
         feature_info: names, channels and strides of ``c1..c5``.
         provenance: where the weights came from (set by the builder).
         mean, std: the normalization that belongs to the weights.
-        fpn_state: COCO-trained FPN tensors when the weights came from Faster R-CNN, else None.
+        fpn_state: COCO-trained FPN tensors when the weights came from a detection checkpoint, else None.
+        fpn_stages: the stages those FPN tensors were trained on (Faster R-CNN c2..c5, RetinaNet c3..c5).
     """
 
     def __init__(self, resnet: ResNet) -> None:
@@ -58,6 +59,7 @@ class ResNetBackbone(nn.Module):
         self.std: tuple[float, float, float] = (0.229, 0.224, 0.225)
         self.provenance: Provenance | None = None
         self.fpn_state: dict[str, Tensor] | None = None
+        self.fpn_stages: tuple[str, ...] = ()
         self.folded = False
 
     @property

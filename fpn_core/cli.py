@@ -4,7 +4,7 @@ Usage::
 
     python -m fpn_core inspect IMAGE [--width N] [--stages c3,c4,c5] [--upsample nearest|bilinear]
         [--merge sum|mean] [--no-p6] [--ablation full|no-top-down|no-lateral|finest-only]
-        [--weights imagenet|coco-fpn|random|PATH] [--device auto|cuda|mps|cpu] [--size N]
+        [--weights imagenet|coco-fpn|coco-retinanet|random|PATH] [--device auto|cuda|mps|cpu] [--size N]
         [--repeats N] [--seed N] [--no-download] [--point X,Y] [--json]
     python -m fpn_core export IMAGE --out DIR [same options] [--scale 1|2|3] [--zip]
         [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std|pc1] [--scope per-level|shared] [--no-timings]
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--weights",
         default="imagenet",
-        help="imagenet, coco-fpn, random, or a local weights file (FPN_WEIGHTS also names one)",
+        help="imagenet, coco-fpn, coco-retinanet, random, or a local weights file (FPN_WEIGHTS also names one)",
     )
     common.add_argument(
         "--device", choices=DEVICE_CHOICES, default=None, help="where to run (default: FPN_DEVICE, else auto)"

@@ -37,6 +37,7 @@ from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_run
 from .weights import (
     COCO,
     IMAGENET,
+    RETINANET_COCO,
     WEIGHTS_ENV,
     Progress,
     Provenance,
@@ -46,7 +47,7 @@ from .weights import (
     load_state_dict_file,
 )
 
-WEIGHT_CHOICES: tuple[str, ...] = ("imagenet", "coco-fpn", "random")
+WEIGHT_CHOICES: tuple[str, ...] = ("imagenet", "coco-fpn", "coco-retinanet", "random")
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 64, 1024
 
@@ -137,7 +138,7 @@ def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str
         fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
         state = body
         # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
-        if os.path.basename(path) == COCO.filename:
+        if os.path.basename(path) in (COCO.filename, RETINANET_COCO.filename):
             # torchvision's legacy COCO_V1 weights expect BatchNorm eps 0 (its overwrite_eps).
             for m in resnet.modules():
                 if isinstance(m, nn.BatchNorm2d):
@@ -171,9 +172,9 @@ def build_backbone(
     """Build the ResNet-50 backbone with the best weights available, and record where they came from.
 
     Args:
-        weights: ``"imagenet"`` (operator file, hub cache, download, random), ``"coco-fpn"``
-            (COCO Faster R-CNN from cache or download, else the imagenet chain), ``"random"``,
-            or a path to a local file.
+        weights: ``"imagenet"`` (operator file, hub cache, download, random), ``"coco-fpn"`` or
+            ``"coco-retinanet"`` (the COCO Faster R-CNN or RetinaNet checkpoint from cache or
+            download, else the imagenet chain), ``"random"``, or a path to a local file.
         device: where to put it (None: ``FPN_DEVICE`` or the best present).
         seed: seed of the random init used when no file loads.
         optimize: fold BatchNorm into the convolutions and use channels_last.
@@ -195,8 +196,9 @@ def build_backbone(
         return lambda: find_or_download(wf, allow_download=allow, progress=progress)
 
     operator_file = os.environ.get(WEIGHTS_ENV, "").strip()
-    if weights == "coco-fpn":
-        attempts.append((COCO.label, hub(COCO)))
+    detector_file = {"coco-fpn": COCO, "coco-retinanet": RETINANET_COCO}.get(weights)
+    if detector_file is not None:
+        attempts.append((detector_file.label, hub(detector_file)))
     elif weights not in WEIGHT_CHOICES:
         attempts.append((f"local file {weights}", local(weights)))
     if weights != "random":
@@ -224,6 +226,7 @@ def build_backbone(
     backbone = ResNetBackbone(resnet).eval().requires_grad_(False)
     backbone.provenance = provenance
     backbone.fpn_state = fpn_state
+    backbone.fpn_stages = trained_fpn_stages(fpn_state)
     if optimize:
         fold_batchnorms(backbone)
     dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
@@ -231,17 +234,35 @@ def build_backbone(
     return backbone
 
 
+def trained_fpn_stages(fpn_state: Mapping[str, Tensor] | None) -> tuple[str, ...]:
+    """The stages a detection checkpoint's FPN was trained on: one lateral per stage, ending at c5
+    (Faster R-CNN: c2..c5; RetinaNet: c3..c5)."""
+    if not fpn_state:
+        return ()
+    laterals = sum(1 for k in fpn_state if k.startswith("inner_blocks.") and k.endswith(".weight"))
+    return FPN_STAGES[len(FPN_STAGES) - laterals :]
+
+
 def fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
     """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained.
 
-    Trained FPN tensors come only with a COCO detection checkpoint, and only at width 256.
-    Cheap: nothing is built (the dashboard says which weights run before it needs the FPN).
+    Trained FPN tensors come only with a COCO detection checkpoint, only at width 256, and only
+    for the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the
+    dashboard says which weights run before it needs the FPN).
     """
     coco = backbone.fpn_state if backbone is not None else None
-    if coco is not None and config.out_channels == 256:
-        return f"COCO-trained (Faster R-CNN) for {', '.join(config.stages)}", True
-    if coco is not None:
+    trained = getattr(backbone, "fpn_stages", ()) if backbone is not None else ()
+    detector = "RetinaNet" if trained == ("c3", "c4", "c5") else "Faster R-CNN"
+    if coco is not None and config.out_channels == 256 and set(config.stages) <= set(trained):
+        return f"COCO-trained ({detector}) for {', '.join(config.stages)}", True
+    if coco is not None and config.out_channels != 256:
         return f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width 256", False
+    if coco is not None:
+        return (
+            f"random init (seed {config.seed}): the {detector} checkpoint's FPN was trained on "
+            f"{', '.join(trained)} only",
+            False,
+        )
     return f"random init (seed {config.seed})", False
 
 
@@ -265,7 +286,7 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
     desc, trained = fpn_weights(config, backbone)
     if trained:
         assert backbone is not None and backbone.fpn_state is not None
-        fpn.load_state_dict(_select_coco_levels(backbone.fpn_state, config.stages), strict=True)
+        fpn.load_state_dict(_select_coco_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
     fpn.eval().requires_grad_(False)
     if backbone is not None:
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format
@@ -273,11 +294,13 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
     return fpn, desc, trained
 
 
-def _select_coco_levels(coco: Mapping[str, Tensor], stages: tuple[str, ...]) -> dict[str, Tensor]:
-    """The COCO FPN was trained on c2..c5: take the blocks of the chosen stages, renumbered."""
+def _select_coco_levels(
+    coco: Mapping[str, Tensor], stages: tuple[str, ...], trained: tuple[str, ...] = FPN_STAGES
+) -> dict[str, Tensor]:
+    """Take the blocks of the chosen stages from a COCO FPN trained on ``trained``, renumbered."""
     out = {}
     for i, stage in enumerate(stages):
-        j = FPN_STAGES.index(stage)
+        j = trained.index(stage)
         for block in ("inner_blocks", "layer_blocks"):
             for param in ("weight", "bias"):
                 new = coco.get(f"{block}.{j}.0.{param}", coco.get(f"{block}.{j}.{param}"))

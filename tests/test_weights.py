@@ -213,3 +213,35 @@ def test_missing_coco_falls_back_to_imagenet_chain(hub):
     assert bb.provenance.requested == "coco-fpn" and bb.provenance.source == "random init"
     assert any("fasterrcnn_resnet50_fpn_coco" in r for r in bb.provenance.fallbacks)
     assert any("resnet50-11ad3fa6.pth" in r for r in bb.provenance.fallbacks)
+
+
+def _retinanet_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """torchvision's RetinaNet with random weights, saved in its own key layout."""
+    from torchvision.models.detection import retinanet_resnet50_fpn
+
+    torch.manual_seed(8)
+    state = retinanet_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    path = hub / "retina.pth"
+    torch.save(state, path)
+    fpn = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
+    return _named_by_hash(path, "retinanet_resnet50_fpn_coco"), fpn
+
+
+def test_retinanet_weights_give_every_page_a_trained_c3_c5_fpn(hub, monkeypatch):
+    """The RetinaNet checkpoint: trained backbone, and a trained FPN for c3..c5 (the seed's own pyramid)."""
+    path, fpn_state = _retinanet_file(hub)
+    monkeypatch.setattr(pyramid, "RETINANET_COCO", WeightFile(path.name, "https://invalid.example/none", "test RN"))
+    bb = build_backbone("coco-retinanet", allow_download=False)
+    assert bb.provenance.pretrained and bb.provenance.path == str(path)
+    assert bb.fpn_stages == ("c3", "c4", "c5")
+    model = assemble_pyramid(bb, PyramidConfig(weights="coco-retinanet"))
+    assert model.provenance.fpn_pretrained and "RetinaNet" in model.provenance.fpn
+    for i in range(3):
+        assert torch.equal(model.fpn.inner_blocks[i][0].weight, fpn_state[f"inner_blocks.{i}.0.weight"])
+        assert torch.equal(model.fpn.layer_blocks[i][0].bias, fpn_state[f"layer_blocks.{i}.0.bias"])
+    c4c5 = assemble_pyramid(bb, PyramidConfig(weights="coco-retinanet", stages=("c4", "c5")))
+    assert torch.equal(c4c5.fpn.inner_blocks[0][0].weight, fpn_state["inner_blocks.1.0.weight"])
+    with_c2 = assemble_pyramid(bb, PyramidConfig(weights="coco-retinanet", stages=("c2", "c3", "c4", "c5")))
+    assert not with_c2.provenance.fpn_pretrained and "trained on c3, c4, c5 only" in with_c2.provenance.fpn
+    narrow = assemble_pyramid(bb, PyramidConfig(weights="coco-retinanet", out_channels=128))
+    assert not narrow.provenance.fpn_pretrained and "only at width 256" in narrow.provenance.fpn

@@ -157,7 +157,7 @@ def get_backbone(weights: str, device: str, _progress: Callable[[int, int], None
     """The shared ResNet-50 for (weights, device), built once per process.
 
     Args:
-        weights: ``"imagenet"``, ``"coco-fpn"`` or ``"random"``.
+        weights: one of ``fpn_core.WEIGHT_CHOICES``.
         device: where it runs.
         _progress: download progress callback (left out of the cache key).
     """

@@ -237,11 +237,13 @@ def weights_problems(provenance: Provenance, width: int, requested: str) -> tupl
             "ResNet-50 does, not learned features."
         )
     if not provenance.fpn_pretrained:
-        why = (
-            "the COCO Faster R-CNN checkpoint could not be loaded"
-            if requested == "coco-fpn" and width == 256 and provenance.pretrained
-            else "trained FPN weights exist only in the COCO Faster R-CNN checkpoint, at width 256"
-        )
+        if requested in ("coco-fpn", "coco-retinanet") and provenance.fpn.startswith("random init ("):
+            why = provenance.fpn.split(": ", 1)[-1] if ": " in provenance.fpn else "its checkpoint could not be loaded"
+        else:
+            why = (
+                "trained FPN weights exist only in the COCO detection checkpoints (Faster R-CNN on c2..c5, "
+                "RetinaNet on c3..c5), at width 256"
+            )
         problems.append(f"**The FPN is untrained at width {width}**: {why}.")
     if not problems:
         return [], ""
@@ -252,7 +254,10 @@ def weights_problems(provenance: Provenance, width: int, requested: str) -> tupl
             "Then press **Try again**."
         )
     else:
-        advice = "**What to do:** choose the *COCO Faster R-CNN (trained FPN)* weights and width 256."
+        advice = (
+            "**What to do:** choose the *COCO Faster R-CNN* or *COCO RetinaNet* weights, width 256 and stages "
+            "that checkpoint was trained on."
+        )
     return problems, advice
 
 

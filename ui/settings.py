@@ -118,6 +118,7 @@ SCOPE_LABELS: dict[str, str] = {"per-level": "per level (own colour scale)", "sh
 WEIGHT_LABELS: dict[str, str] = {
     "imagenet": "ImageNet backbone",
     "coco-fpn": "COCO Faster R-CNN (trained FPN)",
+    "coco-retinanet": "COCO RetinaNet (trained FPN on c3..c5)",
     "random": "random init",
 }
 GROUP_LEVELS, GROUP_STAGES = "Pyramid levels p_k", "Backbone stages c_k"
