@@ -95,6 +95,18 @@ def _process_cold_start(ctx: Context) -> None:
     )
 
 
+def streamlit_args(dashboard: Path, port: int) -> list[str]:
+    """``streamlit run``'s script and flags for a quiet, local, headless benchmark server."""
+    return [
+        str(dashboard),
+        "--server.headless=true",
+        f"--server.port={port}",
+        "--server.address=127.0.0.1",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -175,12 +187,7 @@ def _streamlit_cold_start(ctx: Context) -> None:
                     "serve",
                     str(counts_path),
                     "--",
-                    str(dashboard),
-                    "--server.headless=true",
-                    f"--server.port={port}",
-                    "--server.address=127.0.0.1",
-                    "--server.fileWatcherType=none",
-                    "--browser.gatherUsageStats=false",
+                    *streamlit_args(dashboard, port),
                 ],
                 cwd=dashboard.parent,
                 env=env,

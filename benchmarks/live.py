@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import ROOT
 from .chromium import CHROMIUM, CHROMIUM_ARGS
-from .coldstart import _free_port, _stop, _wait_health
+from .coldstart import _free_port, _stop, _wait_health, streamlit_args
 from .measure import Context
 from .report import Row, Table, fmt
 
@@ -116,18 +116,7 @@ def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[flo
     env.pop("FPN_WEIGHTS", None)
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(dashboard),
-                "--server.headless=true",
-                f"--server.port={port}",
-                "--server.address=127.0.0.1",
-                "--server.fileWatcherType=none",
-                "--browser.gatherUsageStats=false",
-            ],
+            [sys.executable, "-m", "streamlit", "run", *streamlit_args(dashboard, port)],
             cwd=dashboard.parent,
             env=env,
             stdout=log,

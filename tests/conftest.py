@@ -7,6 +7,7 @@ backbone falls back to its seeded random init at once (nothing downloads, nothin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -39,6 +40,14 @@ def root() -> Path:
 def test_env() -> dict[str, str]:
     """The environment for subprocesses: downloads off, the empty torch hub cache."""
     return {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": _TORCH_HOME}
+
+
+def named_by_hash(path: Path, stem: str) -> Path:
+    """Rename a file the torchvision way, ``<stem>-<first 8 hex of its SHA-256>.pth`` (passes the hash check)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    target = path.with_name(f"{stem}-{digest}.pth")
+    path.rename(target)
+    return target
 
 
 #: AppTest's wait for one run (the first run builds the model).

@@ -8,7 +8,6 @@ small (long side 320) to keep the tests fast on a CPU.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -41,6 +40,7 @@ from fpn_core.detection import (
 )
 from fpn_core.export import build_export
 from fpn_core.weights import WeightFile
+from tests.conftest import named_by_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 320  # network input long side in these tests (torchvision's default is 800)
@@ -388,13 +388,6 @@ def hub(tmp_path, monkeypatch):
     return checkpoints
 
 
-def _named_by_hash(path: Path, stem: str) -> Path:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-    target = path.with_name(f"{stem}-{digest}.pth")
-    path.rename(target)
-    return target
-
-
 def _use_record(monkeypatch, name: str, filename: str) -> WeightFile:
     """Point a detector's record at a test file name (its hash prefix is the test file's)."""
     wf = WeightFile(filename, "https://invalid.example/none", f"test {name}")
@@ -410,7 +403,7 @@ def _small_state(name: str) -> dict[str, torch.Tensor]:
 def test_coco_from_the_hub_cache(name, hub, monkeypatch):
     state = _small_state(name)
     torch.save(state, hub / "x.pth")
-    path = _named_by_hash(hub / "x.pth", DETECTORS[name].weights.filename.split("-")[0])
+    path = named_by_hash(hub / "x.pth", DETECTORS[name].weights.filename.split("-")[0])
     _use_record(monkeypatch, name, path.name)
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("must not download"))
     det = build_detector(name, weights="coco", optimize=False, allow_download=True)
@@ -439,7 +432,7 @@ def test_operator_file_comes_first_and_keeps_eps(hub, tmp_path, monkeypatch):
 def test_download_when_allowed_lands_in_the_cache(hub, tmp_path, monkeypatch):
     src = tmp_path / "x.pth"
     torch.save(_small_state("faster-rcnn"), src)
-    src = _named_by_hash(src, "fasterrcnn_resnet50_fpn_coco")
+    src = named_by_hash(src, "fasterrcnn_resnet50_fpn_coco")
     _use_record(monkeypatch, "faster-rcnn", src.name)
     payload = src.read_bytes()
 
@@ -506,7 +499,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(where, hub, tmp_path, mo
     elif where == "operator file":
         monkeypatch.setenv(DETECTORS["faster-rcnn"].env, str(path))
     else:
-        path = _named_by_hash(path.rename(hub / "evil.pth"), "fasterrcnn_resnet50_fpn_coco")  # passes the hash check
+        path = named_by_hash(path.rename(hub / "evil.pth"), "fasterrcnn_resnet50_fpn_coco")  # passes the hash check
         _use_record(monkeypatch, "faster-rcnn", path.name)
     det = build_detector("faster-rcnn", weights=requested, allow_download=False)
     assert not marker.exists(), "the pickle payload ran"

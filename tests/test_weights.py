@@ -5,7 +5,6 @@ No test here skips the load: each one runs the real loading code on a real file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import time
@@ -21,6 +20,7 @@ import fpn_core.pyramid as pyramid
 import fpn_core.weights as weights
 from fpn_core import PyramidConfig, assemble_pyramid, build_backbone
 from fpn_core.weights import WeightFile, WeightsError, load_state_dict_file
+from tests.conftest import named_by_hash
 
 
 class _Payload:
@@ -41,14 +41,6 @@ def hub(tmp_path, monkeypatch):
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     return checkpoints
-
-
-def _named_by_hash(path: Path, stem: str) -> Path:
-    """Rename a file the torchvision way: <stem>-<first 8 hex of its SHA-256>.pth."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-    target = path.with_name(f"{stem}-{digest}.pth")
-    path.rename(target)
-    return target
 
 
 def _resnet_state(seed: int = 7) -> dict[str, torch.Tensor]:
@@ -72,7 +64,7 @@ def test_cache_file_loads_without_network(hub, monkeypatch):
     state = _resnet_state()
     path = hub / "tmp.pth"
     torch.save(state, path)
-    path = _named_by_hash(path, "resnet50")
+    path = named_by_hash(path, "resnet50")
     monkeypatch.setattr(pyramid, "IMAGENET", WeightFile(path.name, "https://invalid.example/none", "test ImageNet"))
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("must not download"))
     bb = build_backbone("imagenet", optimize=False)
@@ -151,7 +143,7 @@ def test_wrong_shapes_give_clear_message(hub, tmp_path):
 def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
     marker = tmp_path / "pwned"
     if where == "hub cache":
-        path = _named_by_hash(_malicious_file(hub / "x.pth", marker), "resnet50")  # passes the hash check
+        path = named_by_hash(_malicious_file(hub / "x.pth", marker), "resnet50")  # passes the hash check
         monkeypatch.setattr(pyramid, "IMAGENET", WeightFile(path.name, "https://invalid.example/none", "test"))
         requested = "imagenet"
     elif where == "operator file":
@@ -159,7 +151,7 @@ def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
         monkeypatch.setenv(weights.WEIGHTS_ENV, str(path))
         requested = "imagenet"
     else:
-        path = _named_by_hash(_malicious_file(hub / "x.pth", marker), "fasterrcnn_resnet50_fpn_coco")
+        path = named_by_hash(_malicious_file(hub / "x.pth", marker), "fasterrcnn_resnet50_fpn_coco")
         monkeypatch.setattr(pyramid, "COCO", WeightFile(path.name, "https://invalid.example/none", "test COCO"))
         requested = "coco-fpn"
     bb = build_backbone(requested, allow_download=False)
@@ -191,7 +183,7 @@ def _coco_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     state["rpn.head.conv.0.0.weight"] = torch.zeros(1)  # the rest of a detector is ignored
     path = hub / "coco.pth"
     torch.save(state, path)
-    return _named_by_hash(path, "fasterrcnn_resnet50_fpn_coco"), fpn
+    return named_by_hash(path, "fasterrcnn_resnet50_fpn_coco"), fpn
 
 
 def test_coco_weights_give_a_trained_fpn_at_width_256_only(hub, monkeypatch):
@@ -224,7 +216,7 @@ def _retinanet_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     path = hub / "retina.pth"
     torch.save(state, path)
     fpn = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
-    return _named_by_hash(path, "retinanet_resnet50_fpn_coco"), fpn
+    return named_by_hash(path, "retinanet_resnet50_fpn_coco"), fpn
 
 
 def test_retinanet_weights_give_every_page_a_trained_c3_c5_fpn(hub, monkeypatch):
