@@ -27,7 +27,6 @@ from .images import ImageError, load_image
 from .levels import DEFAULT_STAGES, FPN_STAGES, FeatureInfo, level_of, stage_of, stride_of
 from .pyramid import (
     DEFAULT_SIZE,
-    WEIGHT_CHOICES,
     BackboneResult,
     FpnResult,
     Pyramid,
@@ -44,7 +43,7 @@ from .pyramid import (
     run_pyramid,
     with_fpn,
 )
-from .weights import Provenance, WeightsError
+from .weights import WEIGHT_CHOICES, Provenance, WeightsError
 
 __all__ = [
     "ABLATIONS",

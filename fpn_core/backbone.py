@@ -43,20 +43,19 @@ class ResNetBackbone(nn.Module):
     Attributes:
         feature_info: names, channels and strides of ``c1..c5``.
         provenance: where the weights came from (set by the builder).
-        mean, std: the normalization that belongs to the weights.
+        mean, std: the input normalization of the weights' record (``fpn_core.weights.WeightFile``).
         fpn_state: COCO-trained FPN tensors when the weights came from a detection checkpoint, else None.
         fpn_stages: the stages those FPN tensors were trained on (Faster R-CNN c2..c5, RetinaNet c3..c5).
     """
 
-    def __init__(self, resnet: ResNet) -> None:
+    def __init__(self, resnet: ResNet, *, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
         super().__init__()
         self.conv1, self.bn1, self.relu = resnet.conv1, resnet.bn1, resnet.relu
         self.maxpool = resnet.maxpool
         self.layer1, self.layer2 = resnet.layer1, resnet.layer2
         self.layer3, self.layer4 = resnet.layer3, resnet.layer4
         self.feature_info = RESNET50_FEATURE_INFO
-        self.mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-        self.std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+        self.mean, self.std = mean, std
         self.provenance: Provenance | None = None
         self.fpn_state: dict[str, Tensor] | None = None
         self.fpn_stages: tuple[str, ...] = ()

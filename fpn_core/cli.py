@@ -54,7 +54,7 @@ from .pyramid import (
     run_pyramid,
 )
 from .receptive import map_point
-from .weights import WeightsError
+from .weights import WEIGHT_CHOICES, WEIGHTS_ENV, WeightsError, operator_file_from_env
 
 __all__ = ["EXIT_BAD_INPUT", "ZIP_NAME", "build_parser", "format_table", "inspect_report", "main"]
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--weights",
         default="imagenet",
-        help="imagenet, coco-fpn, coco-retinanet, random, or a local weights file (FPN_WEIGHTS also names one)",
+        help=f"{', '.join(WEIGHT_CHOICES)}, or a local weights file ({WEIGHTS_ENV} also names one)",
     )
     common.add_argument(
         "--device", choices=DEVICE_CHOICES, default=None, help="where to run (default: FPN_DEVICE, else auto)"
@@ -172,7 +172,9 @@ def _analyse(args: argparse.Namespace) -> tuple[Pyramid, PyramidOutput, np.ndarr
     image = load_image(args.image)
     if point is not None:
         map_point(point, image.shape[:2], image.shape[:2])  # inside the image, before the model is built
-    model = build_pyramid(config, allow_download=False if args.no_download else None)
+    model = build_pyramid(
+        config, allow_download=False if args.no_download else None, operator_file=operator_file_from_env()
+    )
     _warn_weights(model)
     out = run_pyramid(model, image, size=args.size, repeats=args.repeats, warmup=WARMUP)
     for notice in [*notices, *out.notices]:

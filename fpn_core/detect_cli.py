@@ -30,6 +30,7 @@ from .detection import (
 from .device import resolve_device
 from .images import load_image
 from .levels import level_name, stride_of
+from .weights import operator_file_from_env
 
 __all__ = ["add_detect_command", "detect_report", "format_detections"]
 
@@ -85,6 +86,7 @@ def run_detect(args: argparse.Namespace) -> int:
         device=device,
         seed=args.seed,
         allow_download=False if args.no_download else None,
+        operator_file=operator_file_from_env(spec.env),
     )
     _warn_weights(det)
     if notice:

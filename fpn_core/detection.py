@@ -18,9 +18,10 @@ Caching: :func:`run_detector_features` (backbone + FPN, the expensive part) runs
 size and weights; :func:`run_heads` runs the heads on those features; :func:`filter_detections`
 re-applies a score threshold without running anything. :func:`detect` does all three.
 
-Weights: ``weights="coco"`` tries the operator's file (``FPN_FASTERRCNN_WEIGHTS`` /
-``FPN_RETINANET_WEIGHTS``), then torchvision's COCO_V1 file in the torch hub cache, then its
-download when allowed, else the detector runs untrained and its provenance says so
+Weights: ``weights="coco"`` tries the operator's file (``operator_file=``; the CLI and the
+dashboard read it from ``FPN_FASTERRCNN_WEIGHTS`` / ``FPN_RETINANET_WEIGHTS``), then torchvision's
+COCO_V1 file in the torch hub cache, then its download when allowed, else the detector runs
+untrained and its provenance says so
 (:func:`how_to_get_weights` says what to place where). :func:`detector_pyramid` hands a
 detector's backbone and FPN to the views that teach the pyramid.
 """
@@ -60,7 +61,7 @@ from .fpn import PyramidFPN
 from .levels import level_name, stage_index, torchvision_key_to_level
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
-    FASTER_RCNN_COCO,
+    COCO,
     RETINANET_COCO,
     Progress,
     Provenance,
@@ -110,8 +111,7 @@ class DetectorSpec:
 
     Attributes:
         name: ``"faster-rcnn"`` or ``"retinanet"``.
-        title: for captions.
-        weights: the torchvision COCO_V1 checkpoint (file name, URL, label, mean/std).
+        weights: the torchvision COCO_V1 checkpoint's record (file name, URL, mean/std, title, eps).
         categories: class names by label id, the weights' ``meta["categories"]`` (91, with "N/A").
         stages: the backbone stages feeding the FPN.
         levels: the pyramid levels the heads read, fine to coarse.
@@ -122,7 +122,6 @@ class DetectorSpec:
     """
 
     name: str
-    title: str
     weights: WeightFile
     categories: tuple[str, ...]
     stages: tuple[str, ...]
@@ -132,12 +131,16 @@ class DetectorSpec:
     box_ap: float
     file_mb: int
 
+    @property
+    def title(self) -> str:
+        """For captions: the detector its checkpoint's record names."""
+        return self.weights.detector or self.name
+
 
 DETECTORS: dict[str, DetectorSpec] = {
     "faster-rcnn": DetectorSpec(
         "faster-rcnn",
-        "Faster R-CNN",
-        FASTER_RCNN_COCO,
+        COCO,
         tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]),
         ("c2", "c3", "c4", "c5"),
         ("p2", "p3", "p4", "p5", "p6"),
@@ -148,7 +151,6 @@ DETECTORS: dict[str, DetectorSpec] = {
     ),
     "retinanet": DetectorSpec(
         "retinanet",
-        "RetinaNet",
         RETINANET_COCO,
         tuple(RetinaNet_ResNet50_FPN_Weights.COCO_V1.meta["categories"]),
         ("c3", "c4", "c5"),
@@ -228,8 +230,9 @@ def _assemble(spec: DetectorSpec, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         # FrozenBatchNorm2d as torchvision's trained detectors use: it also accepts and drops the
         # num_batches_tracked of a BatchNorm2d state dict, so both layouts load strictly.
-        body = ResNetBackbone(resnet50(weights=None, norm_layer=FrozenBatchNorm2d))
-        body.mean, body.std = spec.weights.mean, spec.weights.std
+        body = ResNetBackbone(
+            resnet50(weights=None, norm_layer=FrozenBatchNorm2d), mean=spec.weights.mean, std=spec.weights.std
+        )
         in_channels = RESNET50_FEATURE_INFO.channels(spec.stages)
         kw = {"image_mean": list(spec.weights.mean), "image_std": list(spec.weights.std)}
         if spec.name == "faster-rcnn":
@@ -255,7 +258,7 @@ def _load(det: nn.Module, spec: DetectorSpec, state: Mapping[str, Tensor], path:
 
 
 def _is_published(path: Path, wf: WeightFile, source: str) -> bool:
-    """Whether a file is torchvision's published checkpoint (its legacy BatchNorm eps is 0)."""
+    """Whether a file is torchvision's published checkpoint (the one ``wf`` describes)."""
     if source != "local file" or path.name == wf.filename:
         return True  # the hub cache and downloads are hash-checked against this name
     digest = hashlib.sha256()
@@ -274,11 +277,12 @@ def build_detector(
     optimize: bool = True,
     allow_download: bool | None = None,
     progress: Progress | None = None,
+    operator_file: str | None = None,
 ) -> nn.Module:
     """Build torchvision's Faster R-CNN or RetinaNet on fpn_core's backbone and FPN.
 
     Weights are resolved like the backbone's: a path asked for, then the operator's file
-    (``spec.env``), then the COCO_V1 file in the torch hub cache (hash-checked), then its download
+    (``operator_file``), then the COCO_V1 file in the torch hub cache (hash-checked), then its download
     when allowed (timeout 15 s), else torchvision's random init (seeded); ``provenance`` says
     which, and why each earlier option failed. Every file is read with
     ``torch.load(weights_only=True)`` and loaded strictly.
@@ -291,6 +295,8 @@ def build_detector(
         optimize: fold BatchNorm into the convolutions and use channels_last (same outputs).
         allow_download: None reads ``FPN_ALLOW_DOWNLOAD`` (default on).
         progress: called with (bytes done, bytes total) during a download.
+        operator_file: the operator's local checkpoint (the CLI and the dashboard read ``spec.env``),
+            tried before the COCO_V1 file.
 
     Returns:
         The ``FasterRCNN`` / ``RetinaNet`` instance in eval mode, without gradients, with
@@ -306,7 +312,6 @@ def build_detector(
     def local(path: str) -> Callable[[], tuple[dict[str, Tensor], str, str]]:
         return lambda: (load_state_dict_file(path), "local file", path)
 
-    operator_file = os.environ.get(spec.env, "").strip()
     if weights not in DETECTOR_WEIGHTS:
         attempts.append((f"local file {weights}", local(weights)))
     if weights != "random":
@@ -314,7 +319,7 @@ def build_detector(
             attempts.append((f"local file {operator_file} ({spec.env})", local(operator_file)))
         attempts.append(
             (
-                spec.weights.label,
+                spec.weights.description,
                 lambda: find_or_download(spec.weights, allow_download=allow, progress=progress, env=spec.env),
             )
         )
@@ -331,11 +336,11 @@ def build_detector(
             fallbacks.append(str(exc))
             det = None  # a failed strict load may have written some tensors: start again from scratch
             continue
-        if _is_published(Path(path), spec.weights, source):
-            # torchvision's builder calls overwrite_eps(model, 0.0) for these legacy weights.
+        eps = spec.weights.batchnorm_eps
+        if eps is not None and _is_published(Path(path), spec.weights, source):
             for m in det.modules():
                 if isinstance(m, FrozenBatchNorm2d):
-                    m.eps = 0.0
+                    m.eps = eps
         desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
         provenance = Provenance(
             weights,

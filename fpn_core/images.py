@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "MAX_DECODE_SIDE",
     "MAX_PIXELS",
     "MAX_UPLOAD_BYTES",
@@ -60,9 +58,6 @@ MAX_DECODE_SIDE = 2048
 
 MIN_SIDE = 32
 """The network's coarsest stride: a side shorter than this is upscaled."""
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 
@@ -382,8 +377,8 @@ def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
     Args:
         image: ``uint8`` array of shape ``(H, W, 3)`` in RGB order.
-        mean: Per-channel mean of the [0, 1] scaled input, e.g. :data:`IMAGENET_MEAN`.
-        std: Per-channel standard deviation, e.g. :data:`IMAGENET_STD`.
+        mean: Per-channel mean of the [0, 1] scaled input: the weights record's (``backbone.mean``).
+        std: Per-channel standard deviation: the weights record's (``backbone.std``).
 
     Returns:
         A ``float32`` tensor of shape ``(1, 3, H, W)``: ``(image / 255 - mean) / std``.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import threading
 import time
 import weakref
@@ -16,7 +15,6 @@ from typing import TypeVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.models import resnet50
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, is_device_error, resolve_device, synchronize
@@ -24,7 +22,6 @@ from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN,
 from .images import resize_long_side, to_tensor
 from .levels import (
     DEFAULT_STAGES,
-    FPN_STAGES,
     FeatureInfo,
     FeatureSpec,
     level_above,
@@ -34,20 +31,8 @@ from .levels import (
     validate_stages,
 )
 from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_run
-from .weights import (
-    COCO,
-    IMAGENET,
-    RETINANET_COCO,
-    WEIGHTS_ENV,
-    Progress,
-    Provenance,
-    WeightsError,
-    download_allowed,
-    find_or_download,
-    load_state_dict_file,
-)
+from .weights import Progress, Provenance, fpn_weights, load_resnet, select_fpn_levels, trained_fpn_stages
 
-WEIGHT_CHOICES: tuple[str, ...] = ("imagenet", "coco-fpn", "coco-retinanet", "random")
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 64, 1024
 
@@ -112,54 +97,6 @@ class PyramidConfig:
 # --------------------------------------------------------------------------- building
 
 
-def _reset_resnet(resnet: nn.Module, seed: int) -> None:
-    """torchvision's ResNet init drawn from a seeded generator (same weights in every process)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in resnet.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
-def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str) -> dict[str, Tensor] | None:
-    """Load a ResNet-50 state dict, or the ``backbone.body`` of a detection checkpoint, strictly.
-
-    Returns the ``backbone.fpn`` tensors of a detection checkpoint, else None.
-
-    Raises:
-        WeightsError: missing or unexpected keys, or wrong shapes.
-    """
-    fpn_state = None
-    if any(k.startswith("backbone.body.") for k in state):
-        body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
-        fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
-        state = body
-        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
-        if os.path.basename(path) in (COCO.filename, RETINANET_COCO.filename):
-            # torchvision's legacy COCO_V1 weights expect BatchNorm eps 0 (its overwrite_eps).
-            for m in resnet.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eps = 0.0
-        optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
-    else:
-        optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
-    try:
-        missing, unexpected = resnet.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        detail = str(exc).split("\n\t")[1:3]
-        raise WeightsError(f"{path} does not fit ResNet-50: {'; '.join(detail) or exc}") from None
-    missing = [k for k in missing if not optional(k)]
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path} does not fit ResNet-50 (strict load): "
-            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
-    return fpn_state or None
-
-
 def build_backbone(
     weights: str = "imagenet",
     *,
@@ -168,6 +105,7 @@ def build_backbone(
     optimize: bool = True,
     allow_download: bool | None = None,
     progress: Progress | None = None,
+    operator_file: str | None = None,
 ) -> ResNetBackbone:
     """Build the ResNet-50 backbone with the best weights available, and record where they came from.
 
@@ -180,90 +118,24 @@ def build_backbone(
         optimize: fold BatchNorm into the convolutions and use channels_last.
         allow_download: None reads ``FPN_ALLOW_DOWNLOAD`` (default on).
         progress: called with (bytes done, bytes total) during a download.
+        operator_file: the operator's local file (``FPN_WEIGHTS``, read by the CLI and the
+            dashboard), tried before the ImageNet file.
 
     Returns:
         A read-only, eval-mode backbone with ``.provenance`` set.
     """
-    allow = download_allowed() if allow_download is None else allow_download
-    resnet = resnet50(weights=None)
-    fallbacks: list[str] = []
-    attempts: list[tuple[str, Callable[[], tuple[dict[str, Tensor], str, os.PathLike | str]]]] = []
-
-    def local(path: str) -> Callable[[], tuple[dict[str, Tensor], str, str]]:
-        return lambda: (load_state_dict_file(path), "local file", path)
-
-    def hub(wf) -> Callable[[], tuple[dict[str, Tensor], str, os.PathLike]]:
-        return lambda: find_or_download(wf, allow_download=allow, progress=progress)
-
-    operator_file = os.environ.get(WEIGHTS_ENV, "").strip()
-    detector_file = {"coco-fpn": COCO, "coco-retinanet": RETINANET_COCO}.get(weights)
-    if detector_file is not None:
-        attempts.append((detector_file.label, hub(detector_file)))
-    elif weights not in WEIGHT_CHOICES:
-        attempts.append((f"local file {weights}", local(weights)))
-    if weights != "random":
-        if operator_file and operator_file != weights:
-            attempts.append((f"local file {operator_file} ({WEIGHTS_ENV})", local(operator_file)))
-        attempts.append((IMAGENET.label, hub(IMAGENET)))
-
-    provenance = None
-    fpn_state = None
-    for label, attempt in attempts:
-        try:
-            state, source, path = attempt()
-            fpn_state = _load_resnet_state(resnet, state, str(path))
-        except WeightsError as exc:
-            fallbacks.append(str(exc))
-            resnet = resnet50(weights=None)  # a failed load may have written some tensors
-            continue
-        desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
-        provenance = Provenance(weights, desc, source, str(path), True, fallbacks=tuple(fallbacks))
-        break
-    if provenance is None:
-        _reset_resnet(resnet, seed)
-        provenance = Provenance(weights, f"random init (seed {seed})", "random init", fallbacks=tuple(fallbacks))
-
-    backbone = ResNetBackbone(resnet).eval().requires_grad_(False)
-    backbone.provenance = provenance
-    backbone.fpn_state = fpn_state
-    backbone.fpn_stages = trained_fpn_stages(fpn_state)
+    loaded = load_resnet(
+        weights, operator_file=operator_file, seed=seed, allow_download=allow_download, progress=progress
+    )
+    backbone = ResNetBackbone(loaded.resnet, mean=loaded.mean, std=loaded.std).eval().requires_grad_(False)
+    backbone.provenance = loaded.provenance
+    backbone.fpn_state = loaded.fpn_state
+    backbone.fpn_stages = trained_fpn_stages(loaded.fpn_state)
     if optimize:
         fold_batchnorms(backbone)
     dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
     backbone.to(dev, memory_format=torch.channels_last if optimize else torch.contiguous_format)
     return backbone
-
-
-def trained_fpn_stages(fpn_state: Mapping[str, Tensor] | None) -> tuple[str, ...]:
-    """The stages a detection checkpoint's FPN was trained on: one lateral per stage, ending at c5
-    (Faster R-CNN: c2..c5; RetinaNet: c3..c5)."""
-    if not fpn_state:
-        return ()
-    laterals = sum(1 for k in fpn_state if k.startswith("inner_blocks.") and k.endswith(".weight"))
-    return FPN_STAGES[len(FPN_STAGES) - laterals :]
-
-
-def fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
-    """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained.
-
-    Trained FPN tensors come only with a COCO detection checkpoint, only at width 256, and only
-    for the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the
-    dashboard says which weights run before it needs the FPN).
-    """
-    coco = backbone.fpn_state if backbone is not None else None
-    trained = getattr(backbone, "fpn_stages", ()) if backbone is not None else ()
-    detector = "RetinaNet" if trained == ("c3", "c4", "c5") else "Faster R-CNN"
-    if coco is not None and config.out_channels == 256 and set(config.stages) <= set(trained):
-        return f"COCO-trained ({detector}) for {', '.join(config.stages)}", True
-    if coco is not None and config.out_channels != 256:
-        return f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width 256", False
-    if coco is not None:
-        return (
-            f"random init (seed {config.seed}): the {detector} checkpoint's FPN was trained on "
-            f"{', '.join(trained)} only",
-            False,
-        )
-    return f"random init (seed {config.seed})", False
 
 
 def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[PyramidFPN, str, bool]:
@@ -286,28 +158,12 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
     desc, trained = fpn_weights(config, backbone)
     if trained:
         assert backbone is not None and backbone.fpn_state is not None
-        fpn.load_state_dict(_select_coco_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
+        fpn.load_state_dict(select_fpn_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
     fpn.eval().requires_grad_(False)
     if backbone is not None:
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format
         fpn.to(backbone.device, memory_format=fmt)
     return fpn, desc, trained
-
-
-def _select_coco_levels(
-    coco: Mapping[str, Tensor], stages: tuple[str, ...], trained: tuple[str, ...] = FPN_STAGES
-) -> dict[str, Tensor]:
-    """Take the blocks of the chosen stages from a COCO FPN trained on ``trained``, renumbered."""
-    out = {}
-    for i, stage in enumerate(stages):
-        j = trained.index(stage)
-        for block in ("inner_blocks", "layer_blocks"):
-            for param in ("weight", "bias"):
-                new = coco.get(f"{block}.{j}.0.{param}", coco.get(f"{block}.{j}.{param}"))
-                if new is None:
-                    raise WeightsError(f"the COCO FPN tensors lack {block}.{j}.{param}")
-                out[f"{block}.{i}.0.{param}"] = new
-    return out
 
 
 class Pyramid(nn.Module):
@@ -363,8 +219,9 @@ def build_pyramid(
     *,
     allow_download: bool | None = None,
     progress: Progress | None = None,
+    operator_file: str | None = None,
 ) -> Pyramid:
-    """Build ResNet-50 + FPN for ``config`` (default ``PyramidConfig()``)."""
+    """Build ResNet-50 + FPN for ``config`` (default ``PyramidConfig()``); the keywords are :func:`build_backbone`'s."""
     config = config or PyramidConfig()
     backbone = build_backbone(
         config.weights,
@@ -373,6 +230,7 @@ def build_pyramid(
         optimize=config.optimize,
         allow_download=allow_download,
         progress=progress,
+        operator_file=operator_file,
     )
     return assemble_pyramid(backbone, config)
 

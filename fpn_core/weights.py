@@ -1,8 +1,14 @@
 """Where the weights come from, loaded safely, with their provenance.
 
+Every published checkpoint is one :class:`WeightFile` record in :data:`WEIGHT_FILES`: its file,
+URL, normalization, labels and what it provides (a backbone, a trained FPN, a detector's
+heads). Everything else (the weights choices, the sidebar's labels, the input normalization,
+the BatchNorm eps of legacy files) reads from those records.
+
 Resolution order for ``weights="imagenet"`` (the default):
 
-1. a local file named by the operator (``FPN_WEIGHTS`` or the CLI's ``--weights PATH``);
+1. a local file named by the operator, passed in as ``operator_file`` (the CLI and the
+   dashboard read it from ``FPN_WEIGHTS`` or ``--weights PATH``; nothing below them reads it);
 2. torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` file in the torch hub cache (``TORCH_HOME``);
 3. a download of that file, only when allowed (``FPN_ALLOW_DOWNLOAD``), with a short timeout;
 4. a seeded random init.
@@ -25,9 +31,18 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torchvision.models import resnet50
+from torchvision.models.resnet import ResNet
+
+from .levels import FPN_STAGES
+
+if TYPE_CHECKING:
+    from .backbone import ResNetBackbone
+    from .pyramid import PyramidConfig
 
 WEIGHTS_ENV = "FPN_WEIGHTS"
 ALLOW_DOWNLOAD_ENV = "FPN_ALLOW_DOWNLOAD"
@@ -46,13 +61,33 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class WeightFile:
-    """A torchvision checkpoint: its cache file name, URL, what it contains and the input normalization it expects."""
+    """One published torchvision checkpoint, as data: where it comes from, what it provides, how to use it.
 
+    Attributes:
+        key: the weights choice that asks for it (``PyramidConfig.weights``, the sidebar, ``--weights``).
+        filename: torchvision's cache file name (it carries the hash prefix).
+        url: where torchvision publishes it.
+        label: short, shown where users choose weights.
+        description: long, in provenance and messages.
+        mean, std: the input normalization the weights were trained with.
+        fpn_stages: the stages of the trained FPN it carries (empty: a backbone only).
+        fpn_out_channels: that FPN's width, or None.
+        detector: the detector whose heads it carries (``fpn_core.detection``'s title), or None.
+        batchnorm_eps: the BatchNorm eps its legacy weights expect (torchvision's ``overwrite_eps``),
+            or None for the default.
+    """
+
+    key: str
     filename: str
     url: str
     label: str
+    description: str
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    fpn_stages: tuple[str, ...] = ()
+    fpn_out_channels: int | None = None
+    detector: str | None = None
+    batchnorm_eps: float | None = None
 
     @property
     def hash_prefix(self) -> str:
@@ -60,22 +95,46 @@ class WeightFile:
 
 
 IMAGENET = WeightFile(
+    "imagenet",
     "resnet50-11ad3fa6.pth",
     "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    "ImageNet backbone",
     "ImageNet-1k ResNet-50 (torchvision IMAGENET1K_V2, 80.9% top-1)",
 )
 COCO = WeightFile(
+    "coco-fpn",
     "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
     "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+    "COCO Faster R-CNN (trained FPN)",
     "COCO Faster R-CNN ResNet-50-FPN (torchvision COCO_V1, 37.0 box mAP)",
+    fpn_stages=("c2", "c3", "c4", "c5"),
+    fpn_out_channels=256,
+    detector="Faster R-CNN",
+    batchnorm_eps=0.0,
 )
-#: The detectors' checkpoints (``fpn_core.detection``); Faster R-CNN's is the same file as ``COCO``.
-FASTER_RCNN_COCO = COCO
 RETINANET_COCO = WeightFile(
+    "coco-retinanet",
     "retinanet_resnet50_fpn_coco-eeacb38b.pth",
     "https://download.pytorch.org/models/retinanet_resnet50_fpn_coco-eeacb38b.pth",
+    "COCO RetinaNet (trained FPN on c3..c5)",
     "COCO RetinaNet ResNet-50-FPN (torchvision COCO_V1, 36.4 box mAP)",
+    fpn_stages=("c3", "c4", "c5"),
+    fpn_out_channels=256,
+    detector="RetinaNet",
+    batchnorm_eps=0.0,
 )
+#: Every published checkpoint by its weights choice; the resolution chain looks records up here.
+WEIGHT_FILES: dict[str, WeightFile] = {wf.key: wf for wf in (IMAGENET, COCO, RETINANET_COCO)}
+RANDOM = "random"
+#: What ``PyramidConfig.weights`` accepts besides a path to a local file.
+WEIGHT_CHOICES: tuple[str, ...] = (*WEIGHT_FILES, RANDOM)
+#: The text shown for each weights choice.
+WEIGHT_LABELS: dict[str, str] = {**{key: wf.label for key, wf in WEIGHT_FILES.items()}, RANDOM: "random init"}
+
+
+def record_named(filename: str) -> WeightFile | None:
+    """The registry's record of a file name (a published file keeps its name in the cache), or None."""
+    return next((wf for wf in WEIGHT_FILES.values() if wf.filename == filename), None)
 
 
 @dataclass(frozen=True)
@@ -123,6 +182,15 @@ class Provenance:
             "fpn_pretrained": self.fpn_pretrained,
             "fallbacks": list(self.fallbacks),
         }
+
+
+def operator_file_from_env(env: str = WEIGHTS_ENV) -> str | None:
+    """The operator's local weights file named by ``env``, or None: for the CLI and the dashboard only.
+
+    The engine takes the operator's file as an argument (``operator_file=``); only the programs
+    that start it read the environment.
+    """
+    return os.environ.get(env, "").strip() or None
 
 
 def hub_checkpoint_dir() -> Path:
@@ -300,3 +368,191 @@ def find_or_download(
         except WeightsError as exc:
             reasons.append(str(exc))
     raise WeightsError("; ".join(reasons) + ". " + how_to_place(wf, env))
+
+
+# --------------------------------------------------------------------------- the backbone's weights
+
+
+@dataclass(frozen=True)
+class LoadedResNet:
+    """What :func:`load_resnet` resolved: a ResNet-50 carrying the weights, and what came with them.
+
+    Attributes:
+        resnet: torchvision's ResNet-50, weights loaded (or seeded random init).
+        provenance: what was asked for, what loaded, from where, and why anything earlier failed.
+        mean, std: the input normalization of the loaded record (ImageNet's for any other file and random init).
+        fpn_state: the ``backbone.fpn`` tensors of a detection checkpoint, else None.
+    """
+
+    resnet: ResNet
+    provenance: Provenance
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    fpn_state: dict[str, Tensor] | None = None
+
+
+def load_resnet(
+    weights: str = "imagenet",
+    *,
+    operator_file: str | None = None,
+    seed: int = 0,
+    allow_download: bool | None = None,
+    progress: Progress | None = None,
+) -> LoadedResNet:
+    """A ResNet-50 with the best weights available: the first of the resolution chain that loads.
+
+    Args:
+        weights: a key of :data:`WEIGHT_FILES` (a detection checkpoint falls back to the imagenet
+            chain), ``"random"``, or a path to a local file.
+        operator_file: the operator's local file, tried before the ImageNet file (never for ``"random"``).
+        seed: seed of the random init used when no file loads.
+        allow_download: None reads ``FPN_ALLOW_DOWNLOAD`` (default on).
+        progress: called with (bytes done, bytes total) during a download.
+    """
+    allow = download_allowed() if allow_download is None else allow_download
+    attempts: list[tuple[str, Callable[[], tuple[dict[str, Tensor], str, os.PathLike | str]]]] = []
+
+    def local(path: str) -> Callable[[], tuple[dict[str, Tensor], str, str]]:
+        return lambda: (load_state_dict_file(path), "local file", path)
+
+    def hub(wf: WeightFile) -> Callable[[], tuple[dict[str, Tensor], str, os.PathLike]]:
+        return lambda: find_or_download(wf, allow_download=allow, progress=progress)
+
+    imagenet = WEIGHT_FILES["imagenet"]
+    if weights in WEIGHT_FILES and weights != imagenet.key:
+        attempts.append((WEIGHT_FILES[weights].description, hub(WEIGHT_FILES[weights])))
+    elif weights not in WEIGHT_CHOICES:
+        attempts.append((f"local file {weights}", local(weights)))
+    if weights != RANDOM:
+        if operator_file and operator_file != weights:
+            attempts.append((f"local file {operator_file} ({WEIGHTS_ENV})", local(operator_file)))
+        attempts.append((imagenet.description, hub(imagenet)))
+
+    fallbacks: list[str] = []
+    for label, attempt in attempts:
+        resnet = resnet50(weights=None)  # fresh each time: a failed load may have written some tensors
+        try:
+            state, source, path = attempt()
+            fpn_state = _load_resnet_state(resnet, state, str(path))
+        except WeightsError as exc:
+            fallbacks.append(str(exc))
+            continue
+        desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
+        record = record_named(os.path.basename(str(path))) or imagenet
+        provenance = Provenance(weights, desc, source, str(path), True, fallbacks=tuple(fallbacks))
+        return LoadedResNet(resnet, provenance, record.mean, record.std, fpn_state)
+    resnet = resnet50(weights=None)
+    _reset_resnet(resnet, seed)
+    provenance = Provenance(weights, f"random init (seed {seed})", "random init", fallbacks=tuple(fallbacks))
+    return LoadedResNet(resnet, provenance, imagenet.mean, imagenet.std)
+
+
+def _reset_resnet(resnet: nn.Module, seed: int) -> None:
+    """torchvision's ResNet init drawn from a seeded generator (same weights in every process)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in resnet.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str) -> dict[str, Tensor] | None:
+    """Load a ResNet-50 state dict, or the ``backbone.body`` of a detection checkpoint, strictly.
+
+    Returns the ``backbone.fpn`` tensors of a detection checkpoint, else None.
+
+    Raises:
+        WeightsError: missing or unexpected keys, or wrong shapes.
+    """
+    fpn_state = None
+    if any(k.startswith("backbone.body.") for k in state):
+        body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
+        fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
+        state = body
+        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
+        record = record_named(os.path.basename(path))
+        if record is not None and record.batchnorm_eps is not None:
+            for m in resnet.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps = record.batchnorm_eps
+        optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
+    else:
+        optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).split("\n\t")[1:3]
+        raise WeightsError(f"{path} does not fit ResNet-50: {'; '.join(detail) or exc}") from None
+    missing = [k for k in missing if not optional(k)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not fit ResNet-50 (strict load): "
+            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        )
+    return fpn_state or None
+
+
+# --------------------------------------------------------------------------- the FPN's weights
+
+
+def trained_fpn_stages(fpn_state: Mapping[str, Tensor] | None) -> tuple[str, ...]:
+    """The stages a detection checkpoint's FPN was trained on: one lateral per stage, ending at c5
+    (Faster R-CNN: c2..c5; RetinaNet: c3..c5)."""
+    if not fpn_state:
+        return ()
+    laterals = sum(1 for k in fpn_state if k.startswith("inner_blocks.") and k.endswith(".weight"))
+    return FPN_STAGES[len(FPN_STAGES) - laterals :]
+
+
+def fpn_record(stages: tuple[str, ...]) -> WeightFile:
+    """The record whose FPN was trained on ``stages`` (Faster R-CNN's for any other run of stages).
+
+    A local detection checkpoint has no record of its own; its laterals say which it is.
+    """
+    matches = (wf for wf in WEIGHT_FILES.values() if wf.fpn_stages and wf.fpn_stages == stages)
+    return next(matches, WEIGHT_FILES["coco-fpn"])
+
+
+def fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
+    """What ``pyramid.build_fpn`` gives ``config`` on ``backbone``: a description, and whether it is trained.
+
+    Trained FPN tensors come only with a COCO detection checkpoint, only at its width, and only
+    for the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the
+    dashboard says which weights run before it needs the FPN).
+    """
+    coco = backbone.fpn_state if backbone is not None else None
+    trained = backbone.fpn_stages if backbone is not None else ()
+    record = fpn_record(trained)
+    if coco is not None and config.out_channels == record.fpn_out_channels and set(config.stages) <= set(trained):
+        return f"COCO-trained ({record.detector}) for {', '.join(config.stages)}", True
+    if coco is not None and config.out_channels != record.fpn_out_channels:
+        return (
+            f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width {record.fpn_out_channels}",
+            False,
+        )
+    if coco is not None:
+        return (
+            f"random init (seed {config.seed}): the {record.detector} checkpoint's FPN was trained on "
+            f"{', '.join(trained)} only",
+            False,
+        )
+    return f"random init (seed {config.seed})", False
+
+
+def select_fpn_levels(
+    coco: Mapping[str, Tensor], stages: tuple[str, ...], trained: tuple[str, ...] = FPN_STAGES
+) -> dict[str, Tensor]:
+    """Take the blocks of the chosen stages from a COCO FPN trained on ``trained``, renumbered."""
+    out = {}
+    for i, stage in enumerate(stages):
+        j = trained.index(stage)
+        for block in ("inner_blocks", "layer_blocks"):
+            for param in ("weight", "bias"):
+                new = coco.get(f"{block}.{j}.0.{param}", coco.get(f"{block}.{j}.{param}"))
+                if new is None:
+                    raise WeightsError(f"the COCO FPN tensors lack {block}.{j}.{param}")
+                out[f"{block}.{i}.0.{param}"] = new
+    return out

@@ -381,8 +381,6 @@ def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, im
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache; downloads refused unless a test allows them."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for spec in DETECTORS.values():
-        monkeypatch.delenv(spec.env, raising=False)
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     return checkpoints
@@ -390,7 +388,7 @@ def hub(tmp_path, monkeypatch):
 
 def _use_record(monkeypatch, name: str, filename: str) -> WeightFile:
     """Point a detector's record at a test file name (its hash prefix is the test file's)."""
-    wf = WeightFile(filename, "https://invalid.example/none", f"test {name}")
+    wf = dataclasses.replace(DETECTORS[name].weights, filename=filename, url="https://invalid.example/none")
     monkeypatch.setitem(DETECTORS, name, dataclasses.replace(DETECTORS[name], weights=wf))
     return wf
 
@@ -420,8 +418,7 @@ def test_operator_file_comes_first_and_keeps_eps(hub, tmp_path, monkeypatch):
     state = _small_state("retinanet")
     path = tmp_path / "mine.pth"
     torch.save({"model": state}, path)
-    monkeypatch.setenv(DETECTORS["retinanet"].env, str(path))
-    det = build_detector("retinanet", weights="coco", optimize=False, allow_download=False)
+    det = build_detector("retinanet", weights="coco", optimize=False, allow_download=False, operator_file=str(path))
     assert det.provenance.source == "local file" and det.provenance.path == str(path)
     assert torch.equal(
         det.state_dict()["backbone.fpn.extra_blocks.p7.weight"], state["backbone.fpn.extra_blocks.p7.weight"]
@@ -493,15 +490,15 @@ def test_malicious_checkpoint_is_refused_and_never_runs(where, hub, tmp_path, mo
     path = tmp_path / "evil.pth"
     with path.open("wb") as fh:
         pickle.dump({"backbone.body.conv1.weight": _Payload(marker)}, fh, protocol=2)
-    requested = "coco"
+    requested, operator_file = "coco", None
     if where == "path":
         requested = str(path)
     elif where == "operator file":
-        monkeypatch.setenv(DETECTORS["faster-rcnn"].env, str(path))
+        operator_file = str(path)
     else:
         path = named_by_hash(path.rename(hub / "evil.pth"), "fasterrcnn_resnet50_fpn_coco")  # passes the hash check
         _use_record(monkeypatch, "faster-rcnn", path.name)
-    det = build_detector("faster-rcnn", weights=requested, allow_download=False)
+    det = build_detector("faster-rcnn", weights=requested, allow_download=False, operator_file=operator_file)
     assert not marker.exists(), "the pickle payload ran"
     assert not det.provenance.pretrained
     assert any("refused" in r and str(path) in r for r in det.provenance.fallbacks), det.provenance.fallbacks

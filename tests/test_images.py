@@ -20,8 +20,6 @@ import torch
 from PIL import Image, ImageFile
 
 from fpn_core.images import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     MAX_DECODE_SIDE,
     MAX_UPLOAD_BYTES,
     MIN_SIDE,
@@ -34,6 +32,7 @@ from fpn_core.images import (
     resize_long_side,
     to_tensor,
 )
+from fpn_core.weights import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024

@@ -5,6 +5,7 @@ No test here skips the load: each one runs the real loading code on a real file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import time
@@ -16,7 +17,6 @@ from torchvision.models import resnet50
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-import fpn_core.pyramid as pyramid
 import fpn_core.weights as weights
 from fpn_core import PyramidConfig, assemble_pyramid, build_backbone
 from fpn_core.weights import WeightFile, WeightsError, load_state_dict_file
@@ -37,10 +37,16 @@ class _Payload:
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache, downloads refused at once (the machine is offline anyway)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     return checkpoints
+
+
+def _use_record(monkeypatch, key: str, filename: str) -> WeightFile:
+    """Point the registry's record ``key`` at a test file name (its hash prefix is the test file's)."""
+    wf = dataclasses.replace(weights.WEIGHT_FILES[key], filename=filename, url="https://invalid.example/none")
+    monkeypatch.setitem(weights.WEIGHT_FILES, key, wf)
+    return wf
 
 
 def _resnet_state(seed: int = 7) -> dict[str, torch.Tensor]:
@@ -65,7 +71,7 @@ def test_cache_file_loads_without_network(hub, monkeypatch):
     path = hub / "tmp.pth"
     torch.save(state, path)
     path = named_by_hash(path, "resnet50")
-    monkeypatch.setattr(pyramid, "IMAGENET", WeightFile(path.name, "https://invalid.example/none", "test ImageNet"))
+    _use_record(monkeypatch, "imagenet", path.name)
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("must not download"))
     bb = build_backbone("imagenet", optimize=False)
     assert bb.provenance.pretrained and bb.provenance.source == "torch hub cache"
@@ -144,17 +150,16 @@ def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
     marker = tmp_path / "pwned"
     if where == "hub cache":
         path = named_by_hash(_malicious_file(hub / "x.pth", marker), "resnet50")  # passes the hash check
-        monkeypatch.setattr(pyramid, "IMAGENET", WeightFile(path.name, "https://invalid.example/none", "test"))
-        requested = "imagenet"
+        _use_record(monkeypatch, "imagenet", path.name)
+        requested, operator_file = "imagenet", None
     elif where == "operator file":
         path = _malicious_file(tmp_path / "operator.pth", marker)
-        monkeypatch.setenv(weights.WEIGHTS_ENV, str(path))
-        requested = "imagenet"
+        requested, operator_file = "imagenet", str(path)
     else:
         path = named_by_hash(_malicious_file(hub / "x.pth", marker), "fasterrcnn_resnet50_fpn_coco")
-        monkeypatch.setattr(pyramid, "COCO", WeightFile(path.name, "https://invalid.example/none", "test COCO"))
-        requested = "coco-fpn"
-    bb = build_backbone(requested, allow_download=False)
+        _use_record(monkeypatch, "coco-fpn", path.name)
+        requested, operator_file = "coco-fpn", None
+    bb = build_backbone(requested, allow_download=False, operator_file=operator_file)
     assert not marker.exists(), "the pickle payload ran"
     assert not bb.provenance.pretrained
     assert any("refused" in r and str(path) in r for r in bb.provenance.fallbacks), bb.provenance.fallbacks
@@ -168,8 +173,7 @@ def test_operator_file_comes_first(hub, tmp_path, monkeypatch):
     state = _resnet_state(seed=11)
     path = tmp_path / "mine.pth"
     torch.save({"state_dict": state}, path)
-    monkeypatch.setenv(weights.WEIGHTS_ENV, str(path))
-    bb = build_backbone("imagenet", allow_download=False, optimize=False)
+    bb = build_backbone("imagenet", allow_download=False, optimize=False, operator_file=str(path))
     assert bb.provenance.source == "local file" and bb.provenance.path == str(path)
     assert torch.equal(bb.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
@@ -188,7 +192,7 @@ def _coco_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
 def test_coco_weights_give_a_trained_fpn_at_width_256_only(hub, monkeypatch):
     path, fpn_state = _coco_file(hub)
-    monkeypatch.setattr(pyramid, "COCO", WeightFile(path.name, "https://invalid.example/none", "test COCO"))
+    _use_record(monkeypatch, "coco-fpn", path.name)
     bb = build_backbone("coco-fpn", allow_download=False)
     assert bb.provenance.pretrained and bb.provenance.path == str(path)
     model = assemble_pyramid(bb, PyramidConfig(weights="coco-fpn", stages=("c2", "c3", "c4", "c5")))
@@ -222,7 +226,7 @@ def _retinanet_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 def test_retinanet_weights_give_every_page_a_trained_c3_c5_fpn(hub, monkeypatch):
     """The RetinaNet checkpoint: trained backbone, and a trained FPN for c3..c5 (the seed's own pyramid)."""
     path, fpn_state = _retinanet_file(hub)
-    monkeypatch.setattr(pyramid, "RETINANET_COCO", WeightFile(path.name, "https://invalid.example/none", "test RN"))
+    _use_record(monkeypatch, "coco-retinanet", path.name)
     bb = build_backbone("coco-retinanet", allow_download=False)
     assert bb.provenance.pretrained and bb.provenance.path == str(path)
     assert bb.fpn_stages == ("c3", "c4", "c5")

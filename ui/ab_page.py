@@ -11,7 +11,7 @@ from fpn_core.figures import maps_row_figure
 from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
-from fpn_core.weights import COCO, how_to_place
+from fpn_core.weights import COCO, WEIGHT_LABELS, how_to_place
 from ui import cache, frame, panels, views
 from ui import settings as S
 from ui.teaching import PAPER_SOURCE, ablation_label, ablation_note, paper_table
@@ -70,7 +70,7 @@ def _side_widgets(
     upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"))
     merge = c2.selectbox("Merge", MERGE_MODES, key=ab_key(side, "merge"))
     weights = st.selectbox(
-        "Weights", WEIGHT_CHOICES, format_func=lambda w: S.WEIGHT_LABELS.get(w, w), key=ab_key(side, "weights")
+        "Weights", WEIGHT_CHOICES, format_func=lambda w: WEIGHT_LABELS.get(w, w), key=ab_key(side, "weights")
     )
     ablation = st.selectbox("Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"))
     st.caption(ablation_note(str(ablation)))

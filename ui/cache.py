@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,12 +45,19 @@ from fpn_core import (
     with_fpn,
 )
 from fpn_core.contributions import Contributions, stage_contributions
-from fpn_core.detection import Detections, DetectorFeatures, build_detector, run_detector_features, run_heads
+from fpn_core.detection import (
+    Detections,
+    DetectorFeatures,
+    build_detector,
+    detector_spec,
+    run_detector_features,
+    run_heads,
+)
 from fpn_core.export import build_export, zip_export
 from fpn_core.images import Box, list_samples, load_image, make_scales_image
 from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
 from fpn_core.receptive import ErfResult, erf_maps
-from fpn_core.weights import WEIGHTS_ENV, Provenance
+from fpn_core.weights import Provenance, operator_file_from_env
 
 ANALYSIS_TTL_S = 3600
 
@@ -74,19 +80,14 @@ def operator_weights_path(argv: list[str] | None = None) -> str | None:
     return known.weights or None
 
 
-def apply_operator_weights() -> str | None:
-    """Make the CLI's ``--weights PATH`` visible to the engine as ``FPN_WEIGHTS``.
+def operator_backbone_file() -> str | None:
+    """The operator's own backbone file: ``FPN_WEIGHTS`` if set, else ``--weights PATH``, else None.
 
-    The engine reads the operator's file from that environment variable; an explicit
-    environment value set by the operator wins over the flag.
-
-    Returns:
-        The operator's weights path in effect, or None.
+    Read when a backbone is built, not part of the cache keys: a file named later is picked up
+    by *Try again* (which clears every model cache), so the activations cached by weights name
+    never meet another backbone's.
     """
-    path = operator_weights_path()
-    if path and not os.environ.get(WEIGHTS_ENV):
-        os.environ[WEIGHTS_ENV] = path
-    return os.environ.get(WEIGHTS_ENV) or None
+    return operator_file_from_env() or operator_weights_path()
 
 
 # ------------------------------------------------------------------------------- images
@@ -161,13 +162,15 @@ def get_backbone(weights: str, device: str, _progress: Callable[[int, int], None
         device: where it runs.
         _progress: download progress callback (left out of the cache key).
     """
-    return build_backbone(weights, device=device, progress=_progress)
+    return build_backbone(weights, device=device, progress=_progress, operator_file=operator_backbone_file())
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def get_plain_backbone(weights: str, device: str) -> ResNetBackbone:
     """The same backbone without BatchNorm folding or channels_last, to show what they save."""
-    return build_backbone(weights, device=device, optimize=False, allow_download=False)
+    return build_backbone(
+        weights, device=device, optimize=False, allow_download=False, operator_file=operator_backbone_file()
+    )
 
 
 def time_plain_backbone(weights: str, device: str, image: np.ndarray, size: int, repeats: int) -> float:
@@ -577,7 +580,10 @@ class DetectionKey:
 @st.cache_resource(show_spinner=False, max_entries=2)
 def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> torch.nn.Module:
     """The shared detector for ``key``, built once per process (read-only)."""
-    return build_detector(key.name, weights=key.weights, device=key.device, progress=_progress)
+    operator_file = operator_file_from_env(detector_spec(key.name).env)  # read when built, as the backbone's
+    return build_detector(
+        key.name, weights=key.weights, device=key.device, progress=_progress, operator_file=operator_file
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)

@@ -26,8 +26,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fpn_core import Provenance, WeightsError
-from fpn_core.pyramid import fpn_weights
-from fpn_core.weights import IMAGENET, WEIGHTS_ENV, how_to_place
+from fpn_core.weights import IMAGENET, WEIGHTS_ENV, fpn_weights, how_to_place
 from ui import cache, sidebar
 from ui import settings as S
 
@@ -117,7 +116,6 @@ def run(*, from_bare_page: bool = False) -> None:
     if fell_back_to_main and page.url_path:
         components.html("<script>window.parent.location.reload();</script>", height=0)
         st.stop()
-    cache.apply_operator_weights()
     settings_now, link_notices = sidebar.show_sidebar()
     for notice in link_notices:
         st.warning(notice, icon=":material/link_off:")

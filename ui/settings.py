@@ -33,6 +33,7 @@ from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
 from fpn_core.levels import validate_stages
 from fpn_core.maps import COLORMAPS, REDUCTIONS, SCOPES, MapStyle
 from fpn_core.pyramid import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE
+from fpn_core.weights import WEIGHT_LABELS
 
 # --------------------------------------------------------------------------- widget keys
 # Sidebar keys are also the URL's query parameter names: keep them stable (links in slides).
@@ -115,12 +116,6 @@ REDUCTION_LABELS: dict[str, str] = {
     "pc1": "first principal component",
 }
 SCOPE_LABELS: dict[str, str] = {"per-level": "per level (own colour scale)", "shared": "shared across levels"}
-WEIGHT_LABELS: dict[str, str] = {
-    "imagenet": "ImageNet backbone",
-    "coco-fpn": "COCO Faster R-CNN (trained FPN)",
-    "coco-retinanet": "COCO RetinaNet (trained FPN on c3..c5)",
-    "random": "random init",
-}
 GROUP_LEVELS, GROUP_STAGES = "Pyramid levels p_k", "Backbone stages c_k"
 OVERLAY_GROUPS: tuple[str, ...] = (GROUP_LEVELS, GROUP_STAGES)
 DEFAULT_REPEATS = 5
