@@ -596,3 +596,19 @@ def test_cli_detect_bad_image_as_a_process(test_env, tmp_path):
     )
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_each_detector_runs_on_its_records_pyramid():
+    """The detector's checkpoint is a record of the weights registry, and its trained FPN is the detector's."""
+    for spec in DETECTORS.values():
+        assert weights.WEIGHT_FILES[spec.weights.key] is spec.weights
+        assert spec.weights.fpn_stages == spec.stages and spec.weights.fpn_out_channels == 256
+        assert spec.title == spec.weights.detector
+
+
+def test_the_detector_reads_no_environment_for_the_operator_file(hub, tmp_path, monkeypatch):
+    path = tmp_path / "mine.pth"
+    torch.save(_small_state("retinanet"), path)
+    monkeypatch.setenv(DETECTORS["retinanet"].env, str(path))
+    det = build_detector("retinanet", weights="coco", optimize=False, allow_download=False)
+    assert not det.provenance.pretrained

@@ -1,6 +1,9 @@
-"""Offline, then a weight file appears: "Try again" clears the cached fallback and loads it."""
+"""The operator's weight file: named by flag or environment, and placed later ("Try again" loads it)."""
 
 from __future__ import annotations
+
+import os
+import sys
 
 import torch
 from streamlit.testing.v1 import AppTest
@@ -9,7 +12,7 @@ from torchvision.models import resnet50
 from fpn_core.weights import WEIGHTS_ENV
 from tests.conftest import open_page
 from ui import settings as S
-from ui.cache import clear_model_caches
+from ui.cache import clear_model_caches, operator_backbone_file
 
 
 def _banner(at: AppTest) -> str:
@@ -37,3 +40,29 @@ def test_try_again_picks_up_a_newly_placed_weight_file(tmp_path, monkeypatch) ->
     finally:  # leave the process-wide cache as the other tests expect it
         monkeypatch.delenv(WEIGHTS_ENV)
         clear_model_caches()
+
+
+def test_the_weights_flag_reaches_the_engine_without_the_environment(tmp_path, monkeypatch) -> None:
+    """``streamlit run dashboard.py -- --weights PATH``: the backbone loads PATH; FPN_WEIGHTS is never written."""
+    torch.manual_seed(0)
+    path = tmp_path / "resnet50-flag.pth"
+    torch.save(resnet50().state_dict(), path)
+    monkeypatch.setattr(sys, "argv", ["dashboard.py", "--weights", str(path)])
+    clear_model_caches()  # the process-wide backbone was built without the flag
+    try:
+        at = open_page(size=96)
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("local file resnet50-flag.pth" in c.value for c in at.caption), "the provenance names it"
+        assert WEIGHTS_ENV not in os.environ
+    finally:
+        clear_model_caches()
+
+
+def test_the_operators_environment_wins_over_the_flag(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["dashboard.py", "--weights", "/flag.pth"])
+    assert operator_backbone_file() == "/flag.pth"
+    monkeypatch.setenv(WEIGHTS_ENV, "/env.pth")
+    assert operator_backbone_file() == "/env.pth"
+    monkeypatch.setattr(sys, "argv", ["dashboard.py"])
+    monkeypatch.delenv(WEIGHTS_ENV)
+    assert operator_backbone_file() is None

@@ -241,3 +241,63 @@ def test_retinanet_weights_give_every_page_a_trained_c3_c5_fpn(hub, monkeypatch)
     assert not with_c2.provenance.fpn_pretrained and "trained on c3, c4, c5 only" in with_c2.provenance.fpn
     narrow = assemble_pyramid(bb, PyramidConfig(weights="coco-retinanet", out_channels=128))
     assert not narrow.provenance.fpn_pretrained and "only at width 256" in narrow.provenance.fpn
+
+
+def test_the_registry_drives_the_choices_and_their_labels():
+    from ui import settings as S
+
+    assert (*weights.WEIGHT_FILES, "random") == weights.WEIGHT_CHOICES
+    assert all(key == wf.key for key, wf in weights.WEIGHT_FILES.items())
+    weights_control = S.controls(("a",), ("cpu",))[S.KEY_WEIGHTS]
+    assert weights_control.options == weights.WEIGHT_CHOICES
+    assert [weights_control.show(c) for c in weights.WEIGHT_FILES] == [wf.label for wf in weights.WEIGHT_FILES.values()]
+    assert weights_control.show("random") == "random init"
+
+
+def test_the_engine_reads_no_environment_for_the_operator_file(hub, tmp_path, monkeypatch):
+    """FPN_WEIGHTS is read by the CLI and the dashboard; the engine takes the file as an argument."""
+    path = tmp_path / "mine.pth"
+    torch.save(_resnet_state(seed=11), path)
+    monkeypatch.setenv(weights.WEIGHTS_ENV, str(path))
+    assert not build_backbone("imagenet", allow_download=False).provenance.pretrained
+    assert weights.operator_file_from_env() == str(path)
+    given = build_backbone("imagenet", allow_download=False, operator_file=weights.operator_file_from_env())
+    assert given.provenance.source == "local file" and given.provenance.path == str(path)
+    monkeypatch.setenv(weights.WEIGHTS_ENV, "  ")
+    assert weights.operator_file_from_env() is None
+
+
+def _batchnorm_eps(bb) -> set[float]:
+    return {m.eps for m in bb.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+
+def test_batchnorm_eps_comes_from_the_record_of_the_loaded_file(hub, tmp_path, monkeypatch):
+    path, _ = _coco_file(hub)
+    _use_record(monkeypatch, "coco-fpn", path.name)
+    assert _batchnorm_eps(build_backbone("coco-fpn", allow_download=False, optimize=False)) == {0.0}
+    # the same file under another name is no record's: the default eps, as before
+    renamed = tmp_path / "renamed.pth"
+    renamed.write_bytes(path.read_bytes())
+    local = build_backbone(str(renamed), allow_download=False, optimize=False)
+    assert local.provenance.pretrained and _batchnorm_eps(local) == {1e-5}
+    # a record without a legacy eps leaves the default
+    monkeypatch.setitem(
+        weights.WEIGHT_FILES, "coco-fpn", dataclasses.replace(weights.WEIGHT_FILES["coco-fpn"], batchnorm_eps=None)
+    )
+    assert _batchnorm_eps(build_backbone("coco-fpn", allow_download=False, optimize=False)) == {1e-5}
+
+
+def test_normalization_comes_from_the_record_of_the_loaded_file(hub, monkeypatch):
+    path, _ = _coco_file(hub)
+    wf = _use_record(monkeypatch, "coco-fpn", path.name)
+    monkeypatch.setitem(weights.WEIGHT_FILES, "coco-fpn", dataclasses.replace(wf, mean=(0.5, 0.5, 0.5)))
+    bb = build_backbone("coco-fpn", allow_download=False)
+    assert bb.provenance.pretrained and bb.mean == (0.5, 0.5, 0.5) and bb.std == weights.IMAGENET_STD
+    random = build_backbone("random")
+    assert (random.mean, random.std) == (weights.IMAGENET.mean, weights.IMAGENET.std)
+
+
+def test_a_checkpoints_fpn_is_named_by_the_record_trained_on_its_stages():
+    assert weights.fpn_record(("c3", "c4", "c5")) is weights.RETINANET_COCO
+    assert weights.fpn_record(("c2", "c3", "c4", "c5")) is weights.COCO
+    assert weights.fpn_record(("c4", "c5")) is weights.COCO  # any other local checkpoint: as Faster R-CNN's
