@@ -162,7 +162,7 @@ def step_table(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
         if key == "total":
             continue
         if key in out.stages:
-            tensor, what, part, step = out.stages[key], f"backbone stage ({info[key].module})", BACKBONE, "stage"
+            tensor, what, part, step = out.stages[key], f"ResNet-50 {info[key].module}", BACKBONE, "stage"
         else:
             (tensor, what), part, step = fpn_tensors[key], FPN, key.split(".", 1)[1]
         rows.append(
