@@ -27,20 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from torch import Tensor
 
 from .detect_cli import add_detect_command
 from .device import resolve_device
 from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
-from .levels import DEFAULT_STAGES, level_below, level_of, level_of_step, step_key, stride_of
-from .maps import COLORMAPS, REDUCTIONS, SCOPES, map_stats
-from .point import PointAnalysis, analyse_point
+from .levels import DEFAULT_STAGES
+from .maps import COLORMAPS, REDUCTIONS, SCOPES
 from .pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -49,14 +47,13 @@ from .pyramid import (
     PyramidConfig,
     PyramidOutput,
     build_pyramid,
-    count_flops,
-    count_parameters,
     run_pyramid,
 )
 from .receptive import map_point
+from .report import inspect_report, point_analysis
 from .weights import WEIGHT_CHOICES, WEIGHTS_ENV, WeightsError, operator_file_from_env
 
-__all__ = ["EXIT_BAD_INPUT", "ZIP_NAME", "build_parser", "format_table", "inspect_report", "main"]
+__all__ = ["EXIT_BAD_INPUT", "ZIP_NAME", "build_parser", "format_table", "main"]
 
 EXIT_BAD_INPUT = 2
 ZIP_NAME = "fpn_export.zip"
@@ -64,12 +61,6 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 WARMUP = 1
 #: PyramidConfig's field names, as the options that set them.
 _OPTION_OF = {"out_channels": "--width", "stages": "--stages"}
-_STEP_WHAT = {
-    "lateral": "1x1 lateral conv of {stage}",
-    "top_down": "upsample {above} to this size ({upsample}), {merge}",
-    "output": "3x3 conv (smooths the merged map)",
-    "pool": "subsample {below} by 2 (torchvision max_pool2d kernel 1, stride 2)",
-}
 
 
 # --------------------------------------------------------------------------- arguments
@@ -219,163 +210,7 @@ def _point_from_args(args: argparse.Namespace) -> tuple[float, float] | None:
     return x, y
 
 
-def _point_analysis(model: Pyramid, image: np.ndarray, point: tuple[float, float], size: int) -> PointAnalysis:
-    """ERF of every stage (c1..c5) and level, and the stage shares, at ``point``."""
-    names = (*model.backbone.feature_info.names(), *model.config.level_names)
-    return analyse_point(model, image, point, size=size, names=names)
-
-
 # --------------------------------------------------------------------------- inspect
-
-
-def _stats(tensor: Tensor) -> dict[str, float]:
-    stats = map_stats(tensor)
-    return {"mean": stats["mean"], "std": stats["std"]}
-
-
-def _sum_steps(values: Mapping[str, float], level: str, ran: Iterable[str]) -> float:
-    """A level's total over the FPN steps that ran (an ablation leaves some convs unused)."""
-    return sum(values.get(k, 0) for k in ran if level_of_step(k) == level)
-
-
-def _step_rows(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], params: Mapping[str, int]) -> dict:
-    """The FPN steps per level, coarse to fine as the top-down path runs, in plain words."""
-    config = model.config
-    levels = [level_of(s) for s in config.stages]
-    steps: dict[str, list[dict]] = {}
-    for i in range(len(levels) - 1, -1, -1):
-        level, recorded = levels[i], out.steps.get(levels[i])
-        if recorded is None:
-            continue
-        words = {
-            "stage": config.stages[i],
-            "above": levels[i + 1] if i + 1 < len(levels) else "",
-            "upsample": config.upsample,
-            "merge": f"{config.merge} with the lateral",
-        }
-        if recorded.lateral is None:  # the no-lateral ablation: the top-down map passes alone
-            words["merge"] = "no lateral to merge (ablation)"
-        tensors = {"lateral": recorded.lateral, "top_down": recorded.merged, "output": recorded.output}
-        rows = []
-        for step, tensor in tensors.items():
-            key = step_key(level, step)
-            if key not in out.timings_ms or tensor is None or (step == "top_down" and recorded.top_down is None):
-                continue
-            rows.append(_step_row(step, _STEP_WHAT[step].format(**words), tensor, key, out, flops, params))
-        steps[level] = rows
-    for level, tensor in out.levels.items():
-        key = step_key(level, "pool")
-        if key in out.timings_ms:
-            what = _STEP_WHAT["pool"].format(below=level_below(level))
-            steps[level] = [_step_row("pool", what, tensor, key, out, flops, params)]
-    return steps
-
-
-def _step_row(
-    step: str,
-    what: str,
-    tensor: Tensor,
-    key: str,
-    out: PyramidOutput,
-    flops: Mapping[str, int],
-    params: Mapping[str, int],
-) -> dict:
-    """One FPN step: what it does, the shape it produces, and its cost."""
-    return {
-        "step": step,
-        "what": what,
-        "shape": list(tensor.shape),
-        "ms": out.timings_ms[key],
-        "gflops": flops.get(key, 0) / 1e9,
-        "params": params.get(key, 0),
-    }
-
-
-def inspect_report(
-    model: Pyramid,
-    out: PyramidOutput,
-    flops: Mapping[str, int],
-    params: Mapping[str, int],
-    *,
-    image: str = "",
-    loaded_hw: tuple[int, int] | None = None,
-    size: int = DEFAULT_SIZE,
-    point: PointAnalysis | None = None,
-) -> dict:
-    """Everything ``inspect`` shows, as plain JSON-ready data.
-
-    Args:
-        model: The pyramid that ran.
-        out: Its output on the image (``run_pyramid``).
-        flops: ``count_flops`` on the same image and size.
-        params: ``count_parameters(model)``.
-        image: The image's path, for the record.
-        loaded_hw: ``(height, width)`` of the image as loaded, before resizing.
-        size: The long side it was resized to.
-        point: ``analyse_point`` at a picked point (``--point``), or None.
-
-    Returns:
-        ``image``, ``device``, ``weights`` (``Provenance.as_dict()``), ``config``, ``run``
-        (size, repeats, warm-up), ``stages`` and ``levels`` (one row each: name, shape,
-        stride, channels, mean, std, ms, gflops, params; a level sums its FPN steps),
-        ``steps`` (per level, coarse to fine), ``total_ms`` and ``notices``. With ``point``,
-        every stage and level row also has ``theoretical_rf_px`` (int, network-input pixels)
-        and ``erf_radius_px`` (``{"50": r, "90": r}``, pixels of the image as loaded), each
-        level row ``stage_shares`` (stage -> share at the point, summing to 1), and the report
-        a ``point`` entry (the point, its cells, ERF/RF ratios and one sentence per level).
-    """
-
-    def row(name: str, tensor: Tensor, ms: float, gflops: float, n_params: int) -> dict:
-        return {
-            "name": name,
-            "shape": list(tensor.shape),
-            "stride": stride_of(name),
-            "channels": int(tensor.shape[1]),
-            **_stats(tensor),
-            "ms": ms,
-            "gflops": gflops,
-            "params": n_params,
-        }
-
-    stages = [
-        row(name, t, out.timings_ms.get(name, 0.0), flops.get(name, 0) / 1e9, params.get(name, 0))
-        for name, t in out.stages.items()
-    ]
-    ran = [k for k in out.timings_ms if k != "total"]
-    levels = [
-        row(
-            name,
-            t,
-            _sum_steps(out.timings_ms, name, ran),
-            _sum_steps(flops, name, ran) / 1e9,
-            int(_sum_steps(params, name, ran)),
-        )
-        for name, t in out.levels.items()
-    ]
-    h, w = out.image.shape[:2]
-    if point is not None:
-        fields = point.fields()
-        for r in [*stages, *levels]:
-            r.update(fields.get(r["name"], {}))
-    report = {
-        "image": {
-            "path": image,
-            "loaded_hw": list(loaded_hw) if loaded_hw else None,
-            "input_hw": [h, w],
-        },
-        "device": out.device,
-        "weights": model.provenance.as_dict(),
-        "config": model.config.as_dict(),
-        "run": {"size": size, "repeats": out.repeats, "warmup": WARMUP},
-        "stages": stages,
-        "levels": levels,
-        "steps": _step_rows(model, out, flops, params),
-        "total_ms": out.timings_ms["total"],
-        "notices": list(out.notices),
-    }
-    if point is not None:
-        report["point"] = point.summary()
-    return report
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
@@ -400,7 +235,7 @@ def format_table(report: Mapping) -> str:
     """The human-readable ``inspect`` output: header, one row per map, the FPN steps, provenance.
 
     Args:
-        report: From :func:`inspect_report`.
+        report: From :func:`fpn_core.report.inspect_report`.
 
     Returns:
         The text, lines joined with newlines (no trailing newline).
@@ -516,18 +351,8 @@ def _provenance_lines(weights: Mapping) -> list[str]:
 
 def _run_inspect(args: argparse.Namespace) -> int:
     model, out, image = _analyse(args)
-    flops = count_flops(model, image, size=args.size)
-    point = _point_from_args(args)
-    analysis = _point_analysis(model, image, point, args.size) if point is not None else None
     report = inspect_report(
-        model,
-        out,
-        flops,
-        count_parameters(model),
-        image=str(args.image),
-        loaded_hw=image.shape[:2],
-        size=args.size,
-        point=analysis,
+        model, out, image, path=str(args.image), size=args.size, warmup=WARMUP, point=_point_from_args(args)
     )
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
@@ -547,7 +372,7 @@ def _run_export(args: argparse.Namespace) -> int:
     check_export_settings(**settings)
     model, out, image = _analyse(args)
     point = _point_from_args(args)
-    extra = {"point": _point_analysis(model, image, point, args.size)} if point is not None else {}
+    extra = {"point": point_analysis(model, image, point, args.size)} if point is not None else {}
     files = build_export(out, **settings, timings=not args.no_timings, source=Path(args.image).name, **extra)
     try:
         if args.zip:

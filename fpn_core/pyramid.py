@@ -272,18 +272,51 @@ class FpnResult:
 
 @dataclass
 class PyramidOutput:
-    """One full analysis. ``timings_ms`` holds every step and ``"total"`` (median milliseconds)."""
+    """One full analysis: a backbone pass and the FPN pass on its stages.
 
-    image: np.ndarray
-    stages: OrderedDict[str, Tensor]
-    levels: OrderedDict[str, Tensor]
-    steps: OrderedDict[str, LevelSteps]
-    timings_ms: dict[str, float]
+    ``timings_ms`` holds every step and ``"total"`` (median milliseconds): the backbone's and
+    the FPN's medians, each measured around the whole pass.
+    """
+
+    backbone: BackboneResult
+    fpn: FpnResult
     config: PyramidConfig
     provenance: Provenance
-    device: str
     repeats: int
-    notices: list[str] = field(default_factory=list)
+
+    @classmethod
+    def compose(cls, model: Pyramid, backbone: BackboneResult, fpn: FpnResult, *, repeats: int) -> PyramidOutput:
+        """The analysis of ``model`` from its two passes (``run_pyramid``, or passes cached apart)."""
+        return cls(backbone, fpn, model.config, model.provenance, repeats)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.backbone.image
+
+    @property
+    def stages(self) -> OrderedDict[str, Tensor]:
+        return self.backbone.stages
+
+    @property
+    def levels(self) -> OrderedDict[str, Tensor]:
+        return self.fpn.levels
+
+    @property
+    def steps(self) -> OrderedDict[str, LevelSteps]:
+        return self.fpn.steps
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        bb, fp = self.backbone, self.fpn
+        return {**bb.timings_ms, **fp.timings_ms, "total": bb.total_ms + fp.total_ms}
+
+    @property
+    def device(self) -> str:
+        return self.backbone.device
+
+    @property
+    def notices(self) -> list[str]:
+        return [*self.backbone.notices, *self.fpn.notices]
 
 
 def prepare_input(image: np.ndarray, size: int, backbone: ResNetBackbone) -> tuple[np.ndarray, Tensor]:
@@ -412,19 +445,7 @@ def run_pyramid(
     """
     bb = run_backbone(model.backbone, image, size=size, repeats=repeats, warmup=warmup)
     fp = run_fpn(model.fpn, bb.stages, model.config, repeats=repeats, warmup=warmup)
-    timings = {**bb.timings_ms, **fp.timings_ms, "total": bb.total_ms + fp.total_ms}
-    return PyramidOutput(
-        image=bb.image,
-        stages=bb.stages,
-        levels=fp.levels,
-        steps=fp.steps,
-        timings_ms=timings,
-        config=model.config,
-        provenance=model.provenance,
-        device=bb.device,
-        repeats=repeats,
-        notices=bb.notices + fp.notices,
-    )
+    return PyramidOutput.compose(model, bb, fp, repeats=repeats)
 
 
 # --------------------------------------------------------------------------- counting

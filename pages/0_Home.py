@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import frame, views
+from fpn_core import count_parameters
+from fpn_core.diagram import DiagramShapes, architecture_dot
+from fpn_core.report import step_table
+from ui import cache, captions, frame, loading
 
 settings = frame.settings()
 frame.header(
@@ -13,7 +16,8 @@ frame.header(
     "change the pyramid in the sidebar and every view follows.",
 )
 
-analysis = views.load_analysis(settings)
+analysis = loading.load_analysis(settings)
+out = cache.pyramid_output(analysis) if analysis is not None else None
 
 left, right = st.columns([5, 6], gap="large")
 with left:
@@ -48,17 +52,17 @@ from **48.3** with a single c4 map to **56.3** with the FPN, and for small objec
 
 with right:
     st.subheader("Your pyramid, live")
-    if analysis is not None and settings.image is not None:
+    if analysis is not None and out is not None and settings.image is not None:
         analysis_name = settings.image.name
         config = analysis.model.config
         st.markdown(
             f"Input **{analysis_name}** resized to "
             f"**{analysis.backbone.image.shape[1]} × {analysis.backbone.image.shape[0]} px**; "
-            f"FPN on **{views.join_names(config.stages)}**, width **d = {config.out_channels}**, "
+            f"FPN on **{captions.join_names(config.stages)}**, width **d = {config.out_channels}**, "
             f"{config.upsample} upsampling, {config.merge} merge{', with p6' if config.p6 else ''}. "
             "Shapes are channels × height × width."
         )
-        dot = views.architecture_dot(analysis)
+        dot = architecture_dot(config, analysis.model.feature_info, DiagramShapes.of(out))
         st.graphviz_chart(dot, width="stretch")
         st.download_button(
             "Download diagram (Graphviz .dot)",
@@ -71,11 +75,10 @@ with right:
             help="The diagram's source; `dot -Tpng -Gdpi=200 fpn_architecture.dot -o fpn.png` makes a slide image.",
         )
 
-if analysis is not None:
+if analysis is not None and out is not None:
     st.subheader("Parameters")
-    rows = views.parameter_rows(analysis.model)
-    fpn_total = int(rows[-1]["parameters"])  # type: ignore[call-overload]
-    backbone_total = int(rows[-2]["parameters"])  # type: ignore[call-overload]
+    table = step_table(analysis.model, out, {}, count_parameters(analysis.model))  # FLOPs: the Timing page's
+    backbone_total, fpn_total = table.backbone.params, table.fpn.params
     d = analysis.model.config.out_channels
     cols = st.columns(3)
     cols[0].metric("Backbone (ResNet-50 stages)", f"{backbone_total:,}")
@@ -88,4 +91,11 @@ if analysis is not None:
         f"FPN weights: {analysis.model.provenance.fpn}."
     )
     with st.expander("Parameters per part"):
+        rows = [{"part": f"backbone {r.key}", "parameters": r.params} for r in table.part("backbone")]
+        rows += [
+            {"part": "FPN lateral 1×1 convs", "parameters": table.lateral_params},
+            {"part": "FPN output 3×3 convs", "parameters": table.output_params},
+            {"part": "backbone total", "parameters": backbone_total},
+            {"part": "FPN total", "parameters": fpn_total},
+        ]
         st.dataframe(rows, hide_index=True, width="content")

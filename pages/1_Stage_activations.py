@@ -6,7 +6,7 @@ import streamlit as st
 
 from fpn_core.figures import grid_figure, map_figure
 from fpn_core.levels import stride_of
-from ui import cache, frame, panels, views
+from ui import cache, captions, frame, loading, panels
 
 TOP_CHANNELS = 16
 
@@ -17,18 +17,18 @@ frame.header(
     f"Left: one map per stage, reduced over all channels. Right: the {TOP_CHANNELS} most active channels "
     "(highest mean), each on its own 0–1 scale.",
 )
-analysis = views.load_backbone_pass(settings)
+analysis = loading.load_backbone_pass(settings)
 if analysis is not None:
     style, label = settings.style, settings.reduction_label
     stages = analysis.backbone.stages
     info = analysis.model.feature_info
-    maps, ranges = views.stage_maps(analysis, style)
+    maps, ranges = loading.stage_maps(analysis, style)
     mosaics = cache.channel_mosaics(analysis.backbone_key, TOP_CHANNELS, stages)
-    weights = views.weights_line(analysis)
+    weights = captions.weights_line(analysis)
     for name, tensor in stages.items():
         c, h, w = (int(s) for s in tensor.shape[-3:])
         st.subheader(f"{name} · stride {stride_of(name)} · {c} channels")
-        st.markdown(views.feature_caption(name, tensor, what=views.stage_description(name, info)))
+        st.markdown(captions.feature_caption(name, tensor, what=captions.stage_description(name, info)))
         left, right = st.columns(2, gap="large")
         scale = panels.ColorScale(style.cmap, ranges[name], label)
         with left:
@@ -46,7 +46,7 @@ if analysis is not None:
                 export_scale=settings.export_scale,
             )
         mosaic, indices = mosaics[name]
-        tiles = panels.ColorScale(style.cmap, views.UNIT_RANGE, "each channel scaled to 0–1")
+        tiles = panels.ColorScale(style.cmap, loading.UNIT_RANGE, "each channel scaled to 0–1")
         with right:
             panels.show_panel(
                 panels.map_image(mosaic, tiles),

@@ -7,7 +7,7 @@ import streamlit as st
 from fpn_core.figures import maps_row_figure
 from fpn_core.levels import stage_of, stride_of
 from fpn_core.maps import map_range
-from ui import frame, panels, views
+from ui import captions, frame, loading, panels
 
 settings = frame.settings()
 frame.header(
@@ -15,12 +15,12 @@ frame.header(
     "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the colour scale "
     "in the sidebar to **shared across levels** to compare the levels on one scale.",
 )
-analysis = views.load_analysis(settings)
+analysis = loading.load_analysis(settings)
 if analysis is not None:
     style, label = settings.style, settings.reduction_label
     levels, steps, stages = analysis.fpn.levels, analysis.fpn.steps, analysis.backbone.stages
-    maps, ranges = views.level_maps(analysis, style)
-    stage_maps, _ = views.stage_maps(analysis, style)
+    maps, ranges = loading.level_maps(analysis, style)
+    stage_maps, _ = loading.stage_maps(analysis, style)
     shared = style.scope == "shared"
     d = analysis.model.config.out_channels
 
@@ -28,11 +28,11 @@ if analysis is not None:
     st.caption(
         f"{label} of each level · "
         + ("one shared colour scale" if shared else "each level on its own colour scale")
-        + f" · {views.weights_line(analysis)}"
+        + f" · {captions.weights_line(analysis)}"
     )
     scales = {name: panels.ColorScale(style.cmap, ranges[name], label) for name in maps}
     cols = st.columns(len(levels))
-    weights = views.weights_line(analysis)
+    weights = captions.weights_line(analysis)
     for col, (name, tensor) in zip(cols, levels.items(), strict=True):
         c, h, w = (int(s) for s in tensor.shape[-3:])
         with col:
@@ -42,7 +42,7 @@ if analysis is not None:
                 caption=weights,
                 scale=None if shared else scales[name],
             )
-            st.markdown(views.feature_caption(name, tensor))
+            st.markdown(captions.feature_caption(name, tensor))
     if shared:
         panels.show_color_scale(next(iter(scales.values())))
     panels.download_button(
@@ -70,11 +70,11 @@ if analysis is not None:
     )
     for level in steps:
         stage = stage_of(level)
-        step_maps = views.step_maps(analysis, level, style.reduction)
+        step_maps = loading.step_maps(analysis, level, style.reduction)
         row = [(f"{stage} (input)", stage_maps[stage])]
         row += [
             (f"{level} (output)" if name == "output" else title, step_maps[name])
-            for name, title in views.STEP_TITLES.items()
+            for name, title in loading.STEP_TITLES.items()
             if name in step_maps
         ]
         row_scales = [panels.ColorScale(style.cmap, map_range([m]), label) for _, m in row]
@@ -83,9 +83,9 @@ if analysis is not None:
             [(title, panels.map_image(m, sc), "") for (title, m), sc in zip(row, row_scales, strict=True)],
             scales=row_scales,
         )
-        notes = [views.feature_caption(stage, stages[stage])]
+        notes = [captions.feature_caption(stage, stages[stage])]
         if steps[level].output is not None:
-            notes.append(views.feature_caption(level, steps[level].output))
+            notes.append(captions.feature_caption(level, steps[level].output))
         if steps[level].top_down is None:
             notes.append("Top level: nothing comes down from above, so p_k is the 3×3 of the lateral alone.")
         st.caption("  \n".join(notes))

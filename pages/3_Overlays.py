@@ -6,14 +6,14 @@ import streamlit as st
 
 from fpn_core.figures import overlay_figure
 from fpn_core.levels import stride_of
-from ui import cache, export_page, frame, panels, views
+from ui import cache, captions, export_page, frame, loading, panels
 from ui import settings as S
 
 
 @st.fragment
 def show_overlays(settings: S.Settings) -> None:
     """The group picker and the overlays: picking a group reruns only this part of the page."""
-    analysis = views.load_analysis(settings)
+    analysis = loading.load_analysis(settings)
     if analysis is None:
         return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
@@ -24,13 +24,13 @@ def show_overlays(settings: S.Settings) -> None:
     style, label = settings.style, settings.reduction_label
     if group == S.GROUP_STAGES:
         features, key = analysis.backbone.stages, analysis.key.backbone
-        maps, ranges = views.stage_maps(analysis, style)
+        maps, ranges = loading.stage_maps(analysis, style)
     else:
         features, key = analysis.fpn.levels, analysis.key
-        maps, ranges = views.level_maps(analysis, style)
+        maps, ranges = loading.level_maps(analysis, style)
     image = analysis.backbone.image
     images = cache.overlay_images(key, str(group), style, image, maps, ranges)
-    weights = views.weights_line(analysis)
+    weights = captions.weights_line(analysis)
     cols = st.columns(2, gap="large")
     for i, (name, tensor) in enumerate(features.items()):
         c, h, w = (int(s) for s in tensor.shape[-3:])

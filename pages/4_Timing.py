@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui import frame, views
+from ui import frame, loading, timing_page
 
 settings = frame.settings()
 frame.header(
@@ -10,5 +10,5 @@ frame.header(
     "How long each step takes on this machine, and how much work it is. Timings are the median of "
     "several runs after one untimed warm-up run; other sessions on the same server can slow them down.",
 )
-if views.load_analysis(settings) is not None:
-    views.show_timing_panel(settings)
+if loading.load_analysis(settings) is not None:
+    timing_page.show_timing_panel(settings)

@@ -172,6 +172,28 @@ def test_timing_page_shows_shares_throughput_and_the_optimized_speedup() -> None
     assert speedup.value.endswith("×") and float(speedup.value[:-1]) > 0
 
 
+def test_timing_table_lists_every_step_in_the_order_it_ran() -> None:
+    at = _app("pages/4_Timing.py")
+    table = at.dataframe[0].value
+    steps = list(table["step"])
+    assert steps[:5] == ["c1", "c2", "c3", "c4", "c5"] and steps[-1] == "p6.pool"
+    assert steps[5] == "p5.lateral" and {"p4.top_down", "p3.output"} <= set(steps)
+    assert list(table["part"]) == ["backbone"] * 5 + ["fpn"] * (len(steps) - 5)
+    assert (table["output MB"] > 0).all()
+
+
+def test_home_parameters_are_the_named_totals() -> None:
+    at = _app(HOME)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    rows = {r["part"]: r["parameters"] for r in at.dataframe[0].value.to_dict("records")}
+    backbone = sum(n for part, n in rows.items() if part.startswith("backbone c"))
+    assert metrics["Backbone (ResNet-50 stages)"] == f"{backbone:,}" == f"{rows['backbone total']:,}"
+    fpn = rows["FPN lateral 1×1 convs"] + rows["FPN output 3×3 convs"]
+    assert [v for k, v in metrics.items() if k.startswith("FPN at d")] == [f"{fpn:,}"] == [f"{rows['FPN total']:,}"]
+    assert metrics["FPN share"] == f"{fpn / (fpn + backbone):.1%}"
+
+
 def _jpeg(width: int = 80, height: int = 60) -> bytes:
     rng = np.random.default_rng(1)
     buf = io.BytesIO()

@@ -12,7 +12,7 @@ from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
 from fpn_core.weights import COCO, WEIGHT_LABELS, how_to_place
-from ui import cache, frame, panels, views
+from ui import cache, frame, loading, panels
 from ui import settings as S
 from ui.teaching import PAPER_SOURCE, ablation_label, ablation_note, paper_table
 
@@ -156,7 +156,7 @@ def show_ab_page(settings: S.Settings) -> None:
             analyses[side] = None
             continue
         with col:
-            analysis = views.load_analysis(settings, config)
+            analysis = loading.load_analysis(settings, config)
             analyses[side] = analysis
             if analysis is None:
                 continue

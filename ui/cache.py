@@ -40,8 +40,10 @@ from fpn_core import (
     build_backbone,
     build_fpn,
     count_flops,
+    count_parameters,
     run_backbone,
     run_fpn,
+    run_pyramid,
     with_fpn,
 )
 from fpn_core.contributions import Contributions, stage_contributions
@@ -57,6 +59,7 @@ from fpn_core.export import build_export, zip_export
 from fpn_core.images import Box, list_samples, load_image, make_scales_image
 from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
 from fpn_core.receptive import ErfResult, erf_maps
+from fpn_core.report import StepTable, step_table
 from fpn_core.weights import Provenance, operator_file_from_env
 
 ANALYSIS_TTL_S = 3600
@@ -402,42 +405,10 @@ def overlay_images(
 # ------------------------------------------------------------------------------- timing
 
 
-@dataclass(frozen=True)
-class TimingReport:
-    """One timing measurement, reduced to small numbers (no tensors kept).
-
-    Attributes:
-        steps: step name -> median milliseconds (``c1..c5``, then ``p*.lateral`` ...).
-        groups: step name -> ``"backbone"`` or ``"fpn"``.
-        output_mb: step name -> size of the step's output tensor in MB.
-        flops: step name -> floating-point operations.
-        backbone_ms: median of the whole backbone pass.
-        fpn_ms: median of the whole FPN pass.
-        device: where it ran.
-        repeats: timed runs per median.
-        notices: anything the user should know (e.g. a CPU fallback).
-    """
-
-    steps: dict[str, float]
-    groups: dict[str, str]
-    output_mb: dict[str, float]
-    flops: dict[str, int]
-    backbone_ms: float
-    fpn_ms: float
-    device: str
-    repeats: int
-    notices: tuple[str, ...]
-
-
-def _mb(tensor: object) -> float:
-    numel = getattr(tensor, "numel", None)
-    return float(numel() * tensor.element_size()) / 2**20 if numel is not None else 0.0  # type: ignore[attr-defined]
-
-
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
 def timing_report(
     key: AnalysisKey, repeats: int, measurement: int, _analysis: Analysis, _image: np.ndarray
-) -> TimingReport:
+) -> StepTable:
     """One measurement per (analysis, repeats, measurement number): a rerun for another reason
     (a sidebar control the Timing page does not use) shows it again instead of measuring anew.
 
@@ -449,7 +420,7 @@ def timing_report(
     return time_pyramid(_analysis, _image, key.size, repeats)
 
 
-def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int, warmup: int = 1) -> TimingReport:
+def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int, warmup: int = 1) -> StepTable:
     """Time the backbone and the FPN afresh (``warmup`` untimed runs, median of ``repeats``).
 
     Args:
@@ -460,30 +431,9 @@ def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int,
         warmup: untimed runs before them.
     """
     model = analysis.model
-    bb = run_backbone(model.backbone, image, size=size, repeats=repeats, warmup=warmup)
-    fp = run_fpn(model.fpn, bb.stages, model.config, repeats=repeats, warmup=warmup)
-    sizes: dict[str, float] = {name: _mb(t) for name, t in bb.stages.items()}
-    for level, step in fp.steps.items():
-        sizes[f"{level}.lateral"] = _mb(step.lateral) if step.lateral is not None else 0.0
-        sizes[f"{level}.top_down"] = _mb(step.merged)
-        sizes[f"{level}.output"] = _mb(step.output) if step.output is not None else 0.0
-    for level, tensor in fp.levels.items():
-        if level not in fp.steps:
-            sizes[f"{level}.pool"] = _mb(tensor)
-    steps = {**bb.timings_ms, **fp.timings_ms}
-    groups = {name: ("backbone" if name in bb.timings_ms else "fpn") for name in steps}
+    out = run_pyramid(model, image, size=size, repeats=repeats, warmup=warmup)
     flops = get_flops(model.config, tuple(image.shape), size, model, image)
-    return TimingReport(
-        steps=steps,
-        groups=groups,
-        output_mb={name: sizes.get(name, 0.0) for name in steps},
-        flops=flops,
-        backbone_ms=bb.total_ms,
-        fpn_ms=fp.total_ms,
-        device=bb.device,
-        repeats=repeats,
-        notices=tuple(bb.notices + fp.notices),
-    )
+    return step_table(model, out, flops, count_parameters(model))
 
 
 # ------------------------------------------------------------------------------- export
@@ -491,19 +441,7 @@ def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int,
 
 def pyramid_output(analysis: Analysis) -> PyramidOutput:
     """The cached analysis as the engine's ``PyramidOutput`` (what ``fpn_core.export`` takes)."""
-    bb, fp = analysis.backbone, analysis.fpn
-    return PyramidOutput(
-        image=bb.image,
-        stages=bb.stages,
-        levels=fp.levels,
-        steps=fp.steps,
-        timings_ms={**bb.timings_ms, **fp.timings_ms, "total": bb.total_ms + fp.total_ms},
-        config=analysis.model.config,
-        provenance=analysis.model.provenance,
-        device=bb.device,
-        repeats=1,
-        notices=list(analysis.notices),
-    )
+    return PyramidOutput.compose(analysis.model, analysis.backbone, analysis.fpn, repeats=1)
 
 
 @dataclass(frozen=True)

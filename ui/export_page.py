@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import streamlit as st
 from PIL import Image
 
-from ui import cache, detection_page, views
+from ui import cache, detection_page, loading
 from ui import settings as S
 
 
@@ -48,7 +48,7 @@ def export_rows(files: Mapping[str, bytes]) -> list[dict[str, object]]:
 
 def show_export_page(settings: S.Settings) -> None:
     """The "Export" page below its title."""
-    analysis = views.load_analysis(settings)
+    analysis = loading.load_analysis(settings)
     if analysis is None:
         return
     with st.spinner(f"Rendering every map and overlay at {settings.export_scale}× (cached afterwards)…"):

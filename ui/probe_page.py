@@ -12,7 +12,7 @@ from fpn_core.figures import line_figure
 from fpn_core.images import Box
 from fpn_core.levels import hex_color, stride_of
 from fpn_core.probe import assign_level_k, box_responses, scale_boxes, stride_grid
-from ui import cache, panels, views
+from ui import cache, loading, panels
 from ui import settings as S
 
 PROBE_SCALES, PROBE_OWN = "Scales image (known boxes)", "Sidebar image (your boxes)"
@@ -155,7 +155,7 @@ def show_probe_page(settings: S.Settings) -> None:
     if not boxes:
         st.info("No valid box to probe yet.")
         return
-    analysis = views.load_analysis(settings, image=chosen)
+    analysis = loading.load_analysis(settings, image=chosen)
     if analysis is None:
         return
     net_image = analysis.backbone.image

@@ -40,7 +40,7 @@ from fpn_core.levels import hex_color, stride_of
 from fpn_core.maps import MapRange, colorize
 from fpn_core.point import PointAnalysis
 from fpn_core.receptive import MAGNITUDES, ErfResult, RfBox
-from ui import cache, panels, views
+from ui import cache, loading, panels
 from ui import settings as S
 
 #: Name of the chart's point selection (its state: ``{"selection": {"pick": [{"x": .., "y": ..}]}}``).
@@ -562,7 +562,7 @@ def show_shares_section(point: PointAnalysis, settings: S.Settings, net_image: n
 def show_receptive_page(settings: S.Settings) -> None:
     """The "Receptive fields" page below its title; the point's controls rerun only this fragment."""
     image = settings.image
-    analysis = views.load_analysis(settings)
+    analysis = loading.load_analysis(settings)
     if analysis is None or image is None:
         return
     max_channel = min(settings.config.out_channels, analysis.model.feature_info["c2"].num_chs) - 1

@@ -24,7 +24,7 @@ from fpn_core import ABLATIONS
 from fpn_core.figures import maps_row_figure
 from fpn_core.levels import level_above, level_below, level_of, stage_of, stride_of
 from fpn_core.maps import MapRange, MapStyle, map_range
-from ui import cache, panels, views
+from ui import cache, loading, panels
 from ui import settings as S
 
 # ---------------------------------------------------------------------------- paper facts
@@ -176,8 +176,8 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     stage = stage_of(level)
     stride = stride_of(level)
     c_in = analysis.backbone.stages[stage]
-    maps = views.step_maps(analysis, level, reduction)
-    stage_map = views.stage_maps(analysis, MapStyle(reduction=reduction))[0][stage]
+    maps = loading.step_maps(analysis, level, reduction)
+    stage_map = loading.stage_maps(analysis, MapStyle(reduction=reduction))[0][stage]
     top = level == level_of(config.stages[-1])
     above = level_above(level)
     op = "+" if config.merge == "sum" else "mean of"
@@ -315,7 +315,7 @@ def show_step_by_step_page(settings: S.Settings) -> None:
         ablation_note(ablation) + " With one colour scale per row, c_k (after ReLU, often larger values) can "
         "dominate; switch on per-panel scaling to see the pattern inside each panel."
     )
-    analysis = views.load_analysis(settings, replace(settings.config, ablation=ablation))
+    analysis = loading.load_analysis(settings, replace(settings.config, ablation=ablation))
     if analysis is None:
         return
     style, label = settings.style, settings.reduction_label
@@ -389,7 +389,7 @@ def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
         )
     )
     style, label = settings.style, settings.reduction_label
-    maps, _ = views.level_maps(analysis, style)
+    maps, _ = loading.level_maps(analysis, style)
     pair = [(f"{n} (stride {stride_of(n)})", maps[n]) for n in (below, name)]
     scale = panels.ColorScale(style.cmap, map_range([m for _, m in pair]), label)
     left, _ = st.columns([3, 2])
