@@ -7,20 +7,26 @@ backbone falls back to its seeded random init at once (nothing downloads, nothin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+if TYPE_CHECKING:
+    from fpn_core import Pyramid, PyramidConfig, ResNetBackbone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +54,109 @@ def named_by_hash(path: Path, stem: str) -> Path:
     target = path.with_name(f"{stem}-{digest}.pth")
     path.rename(target)
     return target
+
+
+class _Payload:
+    """Unpickling this would create the marker file: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_checkpoint(path: Path, marker: Path, key: str = "conv1.weight") -> Path:
+    """Write a checkpoint whose tensor ``key`` is a pickle payload: loading it unsafely creates ``marker``."""
+    with path.open("wb") as fh:
+        pickle.dump({key: _Payload(marker)}, fh, protocol=2)  # torch.save's protocol
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    """A bundled photo (451 x 300)."""
+    return ROOT / "samples" / "chelsea.jpg"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """The CLI in this process: its exit status (argparse's too), stdout and stderr."""
+    from fpn_core import cli
+
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli_process(env: dict[str, str], *args: object) -> subprocess.CompletedProcess:
+    """``python -m fpn_core ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fpn_core", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# ------------------------------------------------------------------ random-weights models
+
+
+@pytest.fixture(scope="session")
+def random_pyramid() -> Callable[..., Pyramid]:
+    """``random_pyramid(config=None, **fields)``: the model ``build_pyramid`` gives a random-weights
+    configuration, built once per configuration for the whole session (backbones once per seed,
+    optimize and device). ``config`` defaults to ``PyramidConfig(weights="random")``; ``fields``
+    replace its fields.
+
+    The models are shared: a test must not change them (one that does builds its own).
+    """
+    from fpn_core import PyramidConfig, assemble_pyramid, build_backbone, resolve_device
+
+    backbones: dict[tuple, ResNetBackbone] = {}
+    models: dict[PyramidConfig, Pyramid] = {}
+
+    def get(config: PyramidConfig | None = None, /, **fields: object) -> Pyramid:
+        config = dataclasses.replace(config or PyramidConfig(weights="random"), **fields)
+        assert config.weights == "random", f"only random weights are shared, not {config.weights!r}"
+        if config not in models:
+            device = resolve_device(config.device)[0]
+            key = (config.seed, config.optimize, device)
+            if key not in backbones:
+                backbones[key] = build_backbone(
+                    "random", device=device, seed=config.seed, optimize=config.optimize, allow_download=False
+                )
+            models[config] = assemble_pyramid(backbones[key], config)
+        return models[config]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def random_backbone(random_pyramid: Callable[..., Pyramid]) -> ResNetBackbone:
+    """The default random-weights backbone (seed 0, optimized), shared: tests must not change it."""
+    return random_pyramid().backbone
+
+
+@pytest.fixture
+def cli_models(monkeypatch: pytest.MonkeyPatch, random_pyramid: Callable[..., Pyramid]) -> dict[PyramidConfig, Pyramid]:
+    """The CLI takes its random-weights models from ``random_pyramid`` (other weights it builds);
+    returns the models it asked for in this test, by configuration."""
+    from fpn_core import build_pyramid, cli
+
+    asked: dict[PyramidConfig, Pyramid] = {}
+
+    def build(config: PyramidConfig, **kwargs: object) -> Pyramid:
+        model = random_pyramid(config) if config.weights == "random" else build_pyramid(config, **kwargs)
+        asked[config] = model
+        return model
+
+    monkeypatch.setattr(cli, "build_pyramid", build)
+    return asked
 
 
 #: AppTest's wait for one run (the first run builds the model).

@@ -4,84 +4,29 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-from corpus import write_corpus
-from PIL import Image
 
-from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, build_pyramid, cli, load_image, run_pyramid
+from fpn_core import RESNET50_FEATURE_INFO, cli, load_image, run_pyramid
 from fpn_core.levels import stride_of
+from tests.conftest import run_cli, run_cli_process
+from tests.corpus import write_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
 SIZE = 192
 FAST = ["--weights", "random", "--no-download", "--size", str(SIZE), "--repeats", "1"]
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    """A bundled photo, else a generated one with an odd size."""
-    if SAMPLES:
-        return SAMPLES[0]
-    path = tmp_path_factory.mktemp("img") / "photo.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (301, 457, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_cache() -> dict[PyramidConfig, object]:
-    return {}
-
-
-@pytest.fixture
-def cached_models(monkeypatch, model_cache):
-    """The CLI's build_pyramid, remembering each model per configuration for this module."""
-
-    def build(config: PyramidConfig, **kwargs):
-        if config not in model_cache:
-            model_cache[config] = build_pyramid(config, **kwargs)
-        return model_cache[config]
-
-    monkeypatch.setattr(cli, "build_pyramid", build)
-    return model_cache
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def run_subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fpn_core", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # --------------------------------------------------------------------------- inspect
 
 
 @pytest.mark.parametrize("width", [16, 128, 512])
-def test_inspect_json_shapes_are_the_real_tensors(capsys, cached_models, sample, width):
-    code, out, err = run_main(capsys, "inspect", sample, "--width", width, "--json", *FAST)
+def test_inspect_json_shapes_are_the_real_tensors(capsys, cli_models, sample, width):
+    code, out, err = run_cli(capsys, "inspect", sample, "--width", width, "--json", *FAST)
     assert code == 0, err
     report = json.loads(out)
 
-    config = next(c for c in cached_models if c.out_channels == width)
-    result = run_pyramid(cached_models[config], load_image(sample), size=SIZE)
+    config = next(c for c in cli_models if c.out_channels == width)
+    result = run_pyramid(cli_models[config], load_image(sample), size=SIZE)
     h, w = result.image.shape[:2]
     assert report["image"]["input_hw"] == [h, w]
     assert max(h, w) == SIZE
@@ -98,11 +43,11 @@ def test_inspect_json_shapes_are_the_real_tensors(capsys, cached_models, sample,
     assert [row["name"] for row in report["levels"]] == ["p3", "p4", "p5", "p6"]
 
 
-def test_inspect_json_reports_costs_steps_and_provenance(capsys, cached_models, sample):
-    code, out, _ = run_main(capsys, "inspect", sample, "--width", 64, "--json", *FAST)
+def test_inspect_json_reports_costs_steps_and_provenance(capsys, cli_models, sample):
+    code, out, _ = run_cli(capsys, "inspect", sample, "--width", 64, "--json", *FAST)
     assert code == 0
     report = json.loads(out)
-    model = next(iter(m for c, m in cached_models.items() if c.out_channels == 64))
+    model = next(iter(m for c, m in cli_models.items() if c.out_channels == 64))
 
     assert report["weights"] == model.provenance.as_dict()
     assert report["config"] == model.config.as_dict()
@@ -123,8 +68,8 @@ def test_inspect_json_reports_costs_steps_and_provenance(capsys, cached_models, 
     assert report["levels"][0]["params"] == sum(p.numel() for p in p3_convs) == (512 * 64 + 64) + (9 * 64 * 64 + 64)
 
 
-def test_inspect_table_is_aligned_and_complete(capsys, cached_models, sample):
-    code, out, err = run_main(capsys, "inspect", sample, "--width", 128, *FAST)
+def test_inspect_table_is_aligned_and_complete(capsys, cli_models, sample):
+    code, out, err = run_cli(capsys, "inspect", sample, "--width", 128, *FAST)
     assert code == 0, err
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("name "))
@@ -144,7 +89,7 @@ def test_inspect_table_is_aligned_and_complete(capsys, cached_models, sample):
 
 
 def test_inspect_runs_as_a_module(test_env, sample):
-    done = run_subprocess(test_env, "inspect", sample, "--width", 16, "--json", *FAST)
+    done = run_cli_process(test_env, "inspect", sample, "--width", 16, "--json", *FAST)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["levels"][0]["shape"][1] == 16
     assert done.stderr == ""
@@ -156,7 +101,7 @@ def test_inspect_runs_as_a_module(test_env, sample):
 def test_bad_image_exits_2_with_one_line(test_env, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image at all")
-    done = run_subprocess(test_env, "inspect", bad, *FAST)
+    done = run_cli_process(test_env, "inspect", bad, *FAST)
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1
@@ -164,7 +109,7 @@ def test_bad_image_exits_2_with_one_line(test_env, tmp_path):
 
 
 def test_bad_width_exits_2_with_one_line(test_env, sample):
-    done = run_subprocess(test_env, "inspect", sample, "--width", 100, *FAST)
+    done = run_cli_process(test_env, "inspect", sample, "--width", 100, *FAST)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert "--width" in done.stderr and "100" in done.stderr and "Traceback" not in done.stderr
@@ -182,7 +127,7 @@ def test_bad_width_exits_2_with_one_line(test_env, sample):
     ],
 )
 def test_bad_option_values_exit_2_naming_the_value(capsys, sample, args, named):
-    code, out, err = run_main(capsys, "inspect", sample, *FAST, *args)
+    code, out, err = run_cli(capsys, "inspect", sample, *FAST, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and named in err
 
@@ -193,13 +138,13 @@ def test_bad_option_values_exit_2_naming_the_value(capsys, sample, args, named):
 )
 def test_argparse_errors_exit_2(capsys, sample, args):
     argv = ["inspect", sample, *args] if args else ["inspect"]
-    code, _, err = run_main(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "error:" in err
 
 
 def test_export_bad_settings_fail_before_any_work(capsys, sample, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad setting"))
-    code, _, err = run_main(capsys, "export", sample, "--out", tmp_path, "--cmap", "nope", *FAST)
+    code, _, err = run_cli(capsys, "export", sample, "--out", tmp_path, "--cmap", "nope", *FAST)
     assert code == 2 and "nope" in err
     assert not any(tmp_path.iterdir())
 
@@ -213,15 +158,15 @@ def test_corpus_bad_files_exit_2_with_one_line(capsys, corpus):
     bad = [(case, path) for case, path in corpus if case.expect == "error"]
     assert bad
     for case, path in bad:
-        code, out, err = run_main(capsys, "inspect", path, *FAST)
+        code, out, err = run_cli(capsys, "inspect", path, *FAST)
         assert code == 2 and out == "", case.name
         assert err.count("\n") == 1 and err.startswith("error: "), (case.name, err)
 
 
-def test_corpus_odd_but_good_files_inspect(capsys, cached_models, corpus):
+def test_corpus_odd_but_good_files_inspect(capsys, cli_models, corpus):
     for case, path in corpus:
         if case.expect == "ok":
-            code, out, err = run_main(capsys, "inspect", path, "--json", "--width", 16, *FAST, "--size", 64)
+            code, out, err = run_cli(capsys, "inspect", path, "--json", "--width", 16, *FAST, "--size", 64)
             assert code == 0, (case.name, err)
             assert max(json.loads(out)["image"]["input_hw"]) == 64, case.name
 
@@ -229,9 +174,9 @@ def test_corpus_odd_but_good_files_inspect(capsys, cached_models, corpus):
 # --------------------------------------------------------------------------- weights
 
 
-def test_missing_weights_file_falls_back_and_says_so(capsys, sample, tmp_path, cached_models):
+def test_missing_weights_file_falls_back_and_says_so(capsys, sample, tmp_path, cli_models):
     missing = tmp_path / "no_such_weights.pth"
-    code, out, err = run_main(capsys, "inspect", sample, "--json", *FAST, "--weights", missing)
+    code, out, err = run_cli(capsys, "inspect", sample, "--json", *FAST, "--weights", missing)
     assert code == 0, err
     weights = json.loads(out)["weights"]
     assert weights["requested"] == str(missing)
@@ -242,9 +187,9 @@ def test_missing_weights_file_falls_back_and_says_so(capsys, sample, tmp_path, c
     assert all(line.startswith("warning: ") and len(line) <= 220 for line in warnings)
 
 
-def test_table_explains_fallbacks_in_plain_words(capsys, sample, tmp_path, cached_models):
+def test_table_explains_fallbacks_in_plain_words(capsys, sample, tmp_path, cli_models):
     missing = tmp_path / "gone.pth"
-    code, out, _ = run_main(capsys, "inspect", sample, *FAST, "--weights", missing)
+    code, out, _ = run_cli(capsys, "inspect", sample, *FAST, "--weights", missing)
     assert code == 0
     assert "fell back 2 time(s), because:" in out
     assert f"1. weights file {missing} does not exist" in out

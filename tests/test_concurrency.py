@@ -5,15 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 import torch
 
-from fpn_core import PyramidConfig, assemble_pyramid, build_backbone, run_pyramid
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("random", allow_download=False)
+from fpn_core import run_pyramid
 
 
 def _image(seed: int) -> np.ndarray:
@@ -22,9 +16,10 @@ def _image(seed: int) -> np.ndarray:
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def test_concurrent_analyses_equal_the_same_analysis_run_alone(backbone):
+def test_concurrent_analyses_equal_the_same_analysis_run_alone(random_pyramid):
     jobs = [(16 * (i + 1), _image(i)) for i in range(8)]  # a different width and image each
-    models = {w: assemble_pyramid(backbone, PyramidConfig(out_channels=w, weights="random")) for w, _ in jobs}
+    models = {w: random_pyramid(out_channels=w) for w, _ in jobs}
+    backbone = models[16].backbone  # every width's model runs on this one
     alone = [run_pyramid(models[w], img, size=128) for w, img in jobs]
     state_before = {k: v.clone() for k, v in backbone.state_dict().items()}
 
@@ -46,7 +41,7 @@ def test_concurrent_analyses_equal_the_same_analysis_run_alone(backbone):
     assert not backbone.training
 
 
-def test_cpu_analyses_are_serialized_by_the_device_slot(backbone, monkeypatch):
+def test_cpu_analyses_are_serialized_by_the_device_slot(random_pyramid, monkeypatch):
     """At most one analysis runs on the CPU at a time, so timings stay honest and memory bounded."""
     import threading
     import time
@@ -70,7 +65,7 @@ def test_cpu_analyses_are_serialized_by_the_device_slot(backbone, monkeypatch):
                 active -= 1
 
     monkeypatch.setattr(pyramid, "_repeat", spying_repeat)
-    model = assemble_pyramid(backbone, PyramidConfig(out_channels=16, weights="random"))
+    model = random_pyramid(out_channels=16)
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda i: run_pyramid(model, _image(i), size=64), range(4)))
     assert peak == 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, build_pyramid, run_pyramid
+from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, run_pyramid
 from fpn_core.contributions import composite_map, describe_shares, overlay_composite, stage_contributions
 from fpn_core.fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, PyramidFPN, build_extra_block
 from fpn_core.levels import STAGE_COLORS, stride_of, torchvision_key_to_level
@@ -141,8 +141,8 @@ def test_sentence_reads_the_shares():
     assert "only its bias" in describe_shares("p5", {})
 
 
-def test_contributions_of_a_real_model_add_up():
-    model = build_pyramid(PyramidConfig(out_channels=16, weights="random", upsample="bilinear"), allow_download=False)
+def test_contributions_of_a_real_model_add_up(random_pyramid):
+    model = random_pyramid(out_channels=16, upsample="bilinear")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (90, 133, 3), dtype=np.uint8)
     out = run_pyramid(model, image, size=133)

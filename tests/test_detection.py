@@ -11,10 +11,7 @@ import dataclasses
 import io
 import json
 import math
-import os
 import pickle
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -40,7 +37,7 @@ from fpn_core.detection import (
 )
 from fpn_core.export import build_export
 from fpn_core.weights import WeightFile
-from tests.conftest import named_by_hash
+from tests.conftest import malicious_checkpoint, named_by_hash, run_cli_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 320  # network input long side in these tests (torchvision's default is 800)
@@ -49,16 +46,6 @@ BUILDERS = {"faster-rcnn": fasterrcnn_resnet50_fpn, "retinanet": retinanet_resne
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-class _Payload:
-    """Unpickling this would create the marker file: the proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _randomize(model: torch.nn.Module, name: str, seed: int = 1) -> torch.nn.Module:
@@ -487,9 +474,7 @@ def test_hash_mismatch_and_wrong_layout_are_refused(hub, tmp_path):
 @pytest.mark.parametrize("where", ["path", "operator file", "hub cache"])
 def test_malicious_checkpoint_is_refused_and_never_runs(where, hub, tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    with path.open("wb") as fh:
-        pickle.dump({"backbone.body.conv1.weight": _Payload(marker)}, fh, protocol=2)
+    path = malicious_checkpoint(tmp_path / "evil.pth", marker, "backbone.body.conv1.weight")
     requested, operator_file = "coco", None
     if where == "path":
         requested = str(path)
@@ -524,10 +509,10 @@ def test_random_is_seeded_and_leaves_the_global_rng_alone():
 # --------------------------------------------------------------------------- export
 
 
-def test_export_adds_detections_and_changes_nothing_else(ours, image):
-    from fpn_core import PyramidConfig, build_pyramid, run_pyramid
+def test_export_adds_detections_and_changes_nothing_else(ours, image, random_pyramid):
+    from fpn_core import run_pyramid
 
-    model = build_pyramid(PyramidConfig(out_channels=32, weights="random"), allow_download=False)
+    model = random_pyramid(out_channels=32)
     out = run_pyramid(model, image, size=128)
     dets = detect(ours("faster-rcnn"), image, 0.3, size=SIZE)
     plain = build_export(out, timings=False)
@@ -586,14 +571,7 @@ def test_cli_detect_bad_input_exits_2_with_one_line(capsys, args, named):
 def test_cli_detect_bad_image_as_a_process(test_env, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    done = subprocess.run(
-        [sys.executable, "-m", "fpn_core", "detect", str(bad)],
-        cwd=ROOT,
-        env=test_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli_process(test_env, "detect", bad)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 

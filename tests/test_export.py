@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -13,18 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fpn_core import PyramidConfig, build_pyramid, run_pyramid
+from fpn_core import run_pyramid
 from fpn_core.export import METADATA_NAME, build_export, write_export, zip_export
 from fpn_core.images import load_image, make_scales_image
+from tests.conftest import run_cli_process
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
 SIZE = 128
 
 
 @pytest.fixture(scope="module")
-def output():
-    model = build_pyramid(PyramidConfig(out_channels=32, weights="random"), allow_download=False)
+def output(random_pyramid):
+    model = random_pyramid(out_channels=32)
     return run_pyramid(model, make_scales_image(384, 256, sizes=(16, 32, 64, 128)).image, size=SIZE)
 
 
@@ -131,33 +128,9 @@ def test_build_export_refuses_bad_settings(output, kwargs, match):
 # --------------------------------------------------------------------------- the CLI, twice
 
 
-def _sample(tmp_path_factory) -> Path:
-    if SAMPLES:
-        return SAMPLES[0]
-    path = tmp_path_factory.mktemp("img") / "scales.png"
-    Image.fromarray(make_scales_image().image).save(path)
-    return path
-
-
 def _export(image: Path, out: Path, env: dict[str, str], *extra: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "fpn_core",
-        "export",
-        str(image),
-        "--out",
-        str(out),
-        "--weights",
-        "random",
-        "--size",
-        str(SIZE),
-        "--repeats",
-        "1",
-        "--no-download",
-        *extra,
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    args = ["--weights", "random", "--size", SIZE, "--repeats", "1", "--no-download", *extra]
+    done = run_cli_process(env, "export", image, "--out", out, *args)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
 
@@ -173,12 +146,11 @@ def _without_timings(metadata: bytes) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cli_bundles(tmp_path_factory, test_env):
-    image = _sample(tmp_path_factory)
+def cli_bundles(tmp_path_factory, test_env, sample):
     root = tmp_path_factory.mktemp("exports")
-    _export(image, root / "a", test_env)
-    _export(image, root / "b", test_env, "--zip")
-    return image, _read_tree(root / "a"), (root / "b" / "fpn_export.zip").read_bytes()
+    _export(sample, root / "a", test_env)
+    _export(sample, root / "b", test_env, "--zip")
+    return sample, _read_tree(root / "a"), (root / "b" / "fpn_export.zip").read_bytes()
 
 
 def test_cli_export_writes_every_file(cli_bundles):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fpn_core import PyramidConfig, build_pyramid, run_pyramid
+from fpn_core import run_pyramid
 from fpn_core.images import Box, make_scales_image
 from fpn_core.probe import (
     assign_level,
@@ -29,9 +29,8 @@ def scales():
 
 
 @pytest.fixture(scope="module")
-def output(scales):
-    config = PyramidConfig(out_channels=64, stages=("c2", "c3", "c4", "c5"), weights="random")
-    model = build_pyramid(config, allow_download=False)
+def output(random_pyramid, scales):
+    model = random_pyramid(out_channels=64, stages=("c2", "c3", "c4", "c5"))
     return run_pyramid(model, scales.image, size=SIZE)
 
 

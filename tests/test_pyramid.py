@@ -18,7 +18,6 @@ from fpn_core import (
     FPN_STAGES,
     PyramidConfig,
     PyramidFPN,
-    assemble_pyramid,
     build_backbone,
     build_pyramid,
     count_flops,
@@ -40,27 +39,22 @@ STAGE_SETS = [
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("random", allow_download=False)
-
-
-@pytest.fixture(scope="module")
 def image():
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (150, 210, 3), dtype=np.uint8)  # odd size on purpose
 
 
 @pytest.fixture(scope="module")
-def stages(backbone, image):
-    return run_backbone(backbone, image, size=200)
+def stages(random_backbone, image):
+    return run_backbone(random_backbone, image, size=200)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:
     return (a - b).abs().max().item() <= rel * max(b.abs().max().item(), 1e-6)
 
 
-def test_backbone_metadata_matches_real_tensors(backbone, stages):
-    info = backbone.feature_info
+def test_backbone_metadata_matches_real_tensors(random_backbone, stages):
+    info = random_backbone.feature_info
     assert info.names() == ["c1", "c2", "c3", "c4", "c5"]
     h, w = stages.image.shape[:2]
     for spec in info:
@@ -71,9 +65,9 @@ def test_backbone_metadata_matches_real_tensors(backbone, stages):
 
 @pytest.mark.parametrize("width", [16, 64, 256])
 @pytest.mark.parametrize("stage_set", STAGE_SETS)
-def test_levels_have_declared_channels_and_strides(backbone, stages, width, stage_set):
+def test_levels_have_declared_channels_and_strides(random_pyramid, stages, width, stage_set):
     config = PyramidConfig(out_channels=width, stages=stage_set, weights="random")
-    model = assemble_pyramid(backbone, config)
+    model = random_pyramid(config)
     fp = run_fpn(model.fpn, stages.stages, config)
     assert list(fp.levels) == config.level_names == model.level_info.names()
     h, w = stages.image.shape[:2]
@@ -84,9 +78,9 @@ def test_levels_have_declared_channels_and_strides(backbone, stages, width, stag
     assert isinstance(model.fpn, FeaturePyramidNetwork)
 
 
-def test_default_output_equals_torchvision_fpn(backbone, stages):
+def test_default_output_equals_torchvision_fpn(random_pyramid, stages):
     config = PyramidConfig(stages=FPN_STAGES, weights="random")
-    model = assemble_pyramid(backbone, config)
+    model = random_pyramid(config)
     fp = run_fpn(model.fpn, stages.stages, config)
     tv = FeaturePyramidNetwork([256, 512, 1024, 2048], 256, LastLevelMaxPool()).eval()
     tv.load_state_dict(model.fpn.state_dict(), strict=True)  # interchangeable state dicts
@@ -147,9 +141,9 @@ def test_same_config_gives_same_weights_twice_and_in_a_fresh_process():
     assert not torch.equal(c.fpn.layer_blocks[0][0].weight, a.fpn.layer_blocks[0][0].weight)
 
 
-def test_steps_are_recorded_and_consistent(backbone, stages):
+def test_steps_are_recorded_and_consistent(random_pyramid, stages):
     config = PyramidConfig(out_channels=32, weights="random")
-    model = assemble_pyramid(backbone, config)
+    model = random_pyramid(config)
     fp = run_fpn(model.fpn, stages.stages, config)
     assert list(fp.steps) == ["p3", "p4", "p5"]
     top = fp.steps["p5"]
@@ -162,9 +156,9 @@ def test_steps_are_recorded_and_consistent(backbone, stages):
 
 
 @pytest.mark.parametrize("ablation", list(ABLATIONS))
-def test_ablations_change_the_computation(backbone, stages, ablation):
+def test_ablations_change_the_computation(random_pyramid, stages, ablation):
     config = PyramidConfig(out_channels=32, weights="random", ablation=ablation)
-    model = assemble_pyramid(backbone, config)
+    model = random_pyramid(config)
     fp = run_fpn(model.fpn, stages.stages, config)
     fpn = model.fpn
     with torch.inference_mode():
@@ -183,7 +177,7 @@ def test_ablations_change_the_computation(backbone, stages, ablation):
         else:
             assert list(fp.levels) == ["p3", "p4", "p5", "p6"]
     full = run_fpn(
-        assemble_pyramid(backbone, PyramidConfig(out_channels=32, weights="random")).fpn,
+        random_pyramid(out_channels=32).fpn,
         stages.stages,
         PyramidConfig(out_channels=32, weights="random"),
     )
@@ -194,9 +188,9 @@ def test_ablations_change_the_computation(backbone, stages, ablation):
 
 
 @pytest.mark.parametrize(("option", "value"), [("upsample", "bilinear"), ("merge", "mean")])
-def test_upsample_and_merge_options(backbone, stages, option, value):
+def test_upsample_and_merge_options(random_pyramid, stages, option, value):
     config = PyramidConfig(out_channels=32, weights="random", **{option: value})
-    fp = run_fpn(assemble_pyramid(backbone, config).fpn, stages.stages, config)
+    fp = run_fpn(random_pyramid(config).fpn, stages.stages, config)
     st = fp.steps["p3"]
     if option == "merge":
         assert torch.allclose(st.merged, (st.lateral + st.top_down) / 2, atol=1e-5)
@@ -230,8 +224,8 @@ def test_validate_stages_accepts_every_contiguous_run():
         assert validate_stages(run) == run
 
 
-def test_timings_are_complete_positive_and_add_up(image):
-    model = build_pyramid(PyramidConfig(out_channels=64, stages=FPN_STAGES, weights="random"), allow_download=False)
+def test_timings_are_complete_positive_and_add_up(random_pyramid, image):
+    model = random_pyramid(out_channels=64, stages=FPN_STAGES)
     out = run_pyramid(model, image, size=160, repeats=3, warmup=1)
     expected = {"c1", "c2", "c3", "c4", "c5", "p6.pool"}
     for level in ("p2", "p3", "p4", "p5"):
@@ -245,8 +239,8 @@ def test_timings_are_complete_positive_and_add_up(image):
     assert out.repeats == 3
 
 
-def test_flops_and_parameters_per_step(backbone, image):
-    model = assemble_pyramid(backbone, PyramidConfig(out_channels=256, stages=FPN_STAGES, weights="random"))
+def test_flops_and_parameters_per_step(random_pyramid, image):
+    model = random_pyramid(out_channels=256, stages=FPN_STAGES)
     flops = count_flops(model, image, size=224)
     assert set(flops) >= {"c1", "c5", "p2.lateral", "p2.output"}
     assert flops["c4"] > flops["c1"] > 0 and flops["p2.top_down"] == 0
@@ -256,19 +250,20 @@ def test_flops_and_parameters_per_step(backbone, image):
     assert fpn_params == 36 * d * d + 3848 * d  # FPN_FACTS.md: 3,344,384 at d=256
 
 
-def test_tiny_and_extreme_images_work(backbone):
-    model = assemble_pyramid(backbone, PyramidConfig(out_channels=16, weights="random"))
+def test_tiny_and_extreme_images_work(random_pyramid):
+    model = random_pyramid(out_channels=16)
     for shape in [(1, 1, 3), (8, 8, 3), (12, 4000, 3)]:
         out = run_pyramid(model, np.full(shape, 128, np.uint8), size=256)
         assert min(out.image.shape[:2]) >= 32
         assert all(t.shape[-1] >= 1 and t.shape[-2] >= 1 for t in out.levels.values())
 
 
-def test_device_error_falls_back_to_cpu(monkeypatch, backbone, image):
+def test_device_error_falls_back_to_cpu(monkeypatch, random_pyramid, image):
     """An accelerator failure reruns on the CPU with a notice (injected: the backbone claims cuda)."""
     import fpn_core.pyramid as pyr
 
-    model = assemble_pyramid(backbone, PyramidConfig(out_channels=16, weights="random"))
+    model = random_pyramid(out_channels=16)
+    backbone = model.backbone
     calls = {"n": 0}
     real_forward = type(backbone).forward
 

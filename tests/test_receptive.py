@@ -8,7 +8,6 @@ import io
 import itertools
 import json
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,30 +21,25 @@ from fpn_core.export import METADATA_NAME, build_export
 from fpn_core.levels import stride_of
 from fpn_core.point import analyse_point
 from fpn_core.receptive import cell_at, erf_maps, level_sources, map_point, theoretical_rf
+from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "chelsea.jpg"
 SIZE = 256
 ALL = ("c1", "c2", "c3", "c4", "c5")
 
 
 @pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    if SAMPLE.exists():
-        return load_image(SAMPLE)
-    rng = np.random.default_rng(0)  # a textured stand-in with the sample's odd size
-    return cv2.GaussianBlur(rng.integers(0, 256, (300, 451, 3), dtype=np.uint8), (5, 5), 0)
+def image(sample) -> np.ndarray:
+    return load_image(sample)
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_pyramid(PyramidConfig(out_channels=16, weights="random"), allow_download=False)
+def model(random_pyramid):
+    return random_pyramid(out_channels=16)
 
 
 @pytest.fixture(scope="module")
-def model_c2_no_top_down():
-    config = PyramidConfig(out_channels=16, weights="random", stages=("c2", "c3", "c4", "c5"), ablation="no-top-down")
-    return build_pyramid(config, allow_download=False)
+def model_c2_no_top_down(random_pyramid):
+    return random_pyramid(out_channels=16, stages=("c2", "c3", "c4", "c5"), ablation="no-top-down")
 
 
 @pytest.fixture(scope="module")
@@ -263,26 +257,8 @@ def test_threads_give_identical_results(model, image):
 FAST = ["--weights", "random", "--no-download", "--size", str(SIZE), "--repeats", "1", "--width", "16"]
 
 
-def _run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture(scope="module")
-def sample_path(tmp_path_factory, image) -> Path:
-    if SAMPLE.exists():
-        return SAMPLE
-    path = tmp_path_factory.mktemp("img") / "photo.png"
-    Image.fromarray(image).save(path)
-    return path
-
-
-def test_inspect_point_json(capsys, sample_path, model):
-    code, out, err = _run(capsys, "inspect", sample_path, "--point", "250,150", "--json", *FAST)
+def test_inspect_point_json(capsys, sample, model, cli_models):
+    code, out, err = run_cli(capsys, "inspect", sample, "--point", "250,150", "--json", *FAST)
     assert code == 0, err
     report = json.loads(out)
     rf = theoretical_rf(model)
@@ -301,16 +277,16 @@ def test_inspect_point_json(capsys, sample_path, model):
     assert report["point"]["sentences"]["p3"].startswith("At this point ")
 
 
-def test_inspect_without_point_adds_nothing(capsys, sample_path):
-    code, out, _ = _run(capsys, "inspect", sample_path, "--json", *FAST)
+def test_inspect_without_point_adds_nothing(capsys, sample, cli_models):
+    code, out, _ = run_cli(capsys, "inspect", sample, "--json", *FAST)
     assert code == 0
     report = json.loads(out)
     assert "point" not in report
     assert not any("theoretical_rf_px" in row for row in [*report["stages"], *report["levels"]])
 
 
-def test_inspect_point_table(capsys, sample_path):
-    code, out, err = _run(capsys, "inspect", sample_path, "--point", "250,150", *FAST)
+def test_inspect_point_table(capsys, sample, cli_models):
+    code, out, err = run_cli(capsys, "inspect", sample, "--point", "250,150", *FAST)
     assert code == 0, err
     assert "Receptive fields at point (250, 150)" in out
     header = next(line for line in out.splitlines() if line.startswith("name  cell"))
@@ -320,9 +296,9 @@ def test_inspect_point_table(capsys, sample_path):
 
 
 @pytest.mark.parametrize("bad", ["abc", "1,2,3", "1;2", "-5,10", "10,99999", "nan,3", ""])
-def test_bad_point_exits_2_with_one_line(capsys, sample_path, bad, monkeypatch):
+def test_bad_point_exits_2_with_one_line(capsys, sample, bad, monkeypatch):
     monkeypatch.setattr(cli, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad --point"))
-    code, out, err = _run(capsys, "inspect", sample_path, f"--point={bad}", *FAST)
+    code, out, err = run_cli(capsys, "inspect", sample, f"--point={bad}", *FAST)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and "point" in err
 

@@ -6,7 +6,6 @@ No test here skips the load: each one runs the real loading code on a real file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import time
 from pathlib import Path
@@ -20,17 +19,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 import fpn_core.weights as weights
 from fpn_core import PyramidConfig, assemble_pyramid, build_backbone
 from fpn_core.weights import WeightFile, WeightsError, load_state_dict_file
-from tests.conftest import named_by_hash
-
-
-class _Payload:
-    """Unpickling this would create the marker file: the proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from tests.conftest import malicious_checkpoint, named_by_hash
 
 
 @pytest.fixture
@@ -58,12 +47,6 @@ def _resnet_state(seed: int = 7) -> dict[str, torch.Tensor]:
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
     return model.state_dict()
-
-
-def _malicious_file(path: Path, marker: Path) -> Path:
-    with path.open("wb") as fh:
-        pickle.dump({"conv1.weight": _Payload(marker)}, fh, protocol=2)  # torch.save's protocol
-    return path
 
 
 def test_cache_file_loads_without_network(hub, monkeypatch):
@@ -149,14 +132,14 @@ def test_wrong_shapes_give_clear_message(hub, tmp_path):
 def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
     marker = tmp_path / "pwned"
     if where == "hub cache":
-        path = named_by_hash(_malicious_file(hub / "x.pth", marker), "resnet50")  # passes the hash check
+        path = named_by_hash(malicious_checkpoint(hub / "x.pth", marker), "resnet50")  # passes the hash check
         _use_record(monkeypatch, "imagenet", path.name)
         requested, operator_file = "imagenet", None
     elif where == "operator file":
-        path = _malicious_file(tmp_path / "operator.pth", marker)
+        path = malicious_checkpoint(tmp_path / "operator.pth", marker)
         requested, operator_file = "imagenet", str(path)
     else:
-        path = named_by_hash(_malicious_file(hub / "x.pth", marker), "fasterrcnn_resnet50_fpn_coco")
+        path = named_by_hash(malicious_checkpoint(hub / "x.pth", marker), "fasterrcnn_resnet50_fpn_coco")
         _use_record(monkeypatch, "coco-fpn", path.name)
         requested, operator_file = "coco-fpn", None
     bb = build_backbone(requested, allow_download=False, operator_file=operator_file)
@@ -178,6 +161,14 @@ def test_operator_file_comes_first(hub, tmp_path, monkeypatch):
     assert torch.equal(bb.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
 
+def _detector_file(hub: Path, state: dict[str, torch.Tensor], stem: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A detector checkpoint in the hub cache under its torchvision name; returns it and its FPN tensors."""
+    path = hub / "detector.pth"
+    torch.save(state, path)
+    fpn = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
+    return named_by_hash(path, stem), fpn
+
+
 def _coco_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     body = {k: v for k, v in _resnet_state(seed=5).items() if not k.startswith("fc.")}
     body = {k: v for k, v in body.items() if not k.endswith("num_batches_tracked")}  # FrozenBatchNorm has none
@@ -185,9 +176,7 @@ def _coco_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     fpn = FeaturePyramidNetwork([256, 512, 1024, 2048], 256, LastLevelMaxPool()).state_dict()
     state = {**{f"backbone.body.{k}": v for k, v in body.items()}, **{f"backbone.fpn.{k}": v for k, v in fpn.items()}}
     state["rpn.head.conv.0.0.weight"] = torch.zeros(1)  # the rest of a detector is ignored
-    path = hub / "coco.pth"
-    torch.save(state, path)
-    return named_by_hash(path, "fasterrcnn_resnet50_fpn_coco"), fpn
+    return _detector_file(hub, state, "fasterrcnn_resnet50_fpn_coco")
 
 
 def test_coco_weights_give_a_trained_fpn_at_width_256_only(hub, monkeypatch):
@@ -217,10 +206,7 @@ def _retinanet_file(hub: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
     torch.manual_seed(8)
     state = retinanet_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
-    path = hub / "retina.pth"
-    torch.save(state, path)
-    fpn = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
-    return named_by_hash(path, "retinanet_resnet50_fpn_coco"), fpn
+    return _detector_file(hub, state, "retinanet_resnet50_fpn_coco")
 
 
 def test_retinanet_weights_give_every_page_a_trained_c3_c5_fpn(hub, monkeypatch):

@@ -1,0 +1,1 @@
+"""The test suite (a package, so each test module and conftest.py is imported once, under tests.)."""
