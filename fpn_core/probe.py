@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
-from .images import Box
 from .levels import stage_index, stride_of
 from .maps import reduce_channels
+from .scales import Box
 
 __all__ = [
     "CANONICAL_SIZE",

@@ -15,7 +15,8 @@ from PIL import Image
 
 from fpn_core import PyramidConfig, build_pyramid, run_pyramid
 from fpn_core.export import METADATA_NAME, build_export, write_export, zip_export
-from fpn_core.images import load_image, make_scales_image
+from fpn_core.images import load_image
+from fpn_core.scales import make_scales_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))

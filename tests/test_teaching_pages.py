@@ -21,9 +21,9 @@ from streamlit.testing.v1 import AppTest
 
 from fpn_core import ABLATIONS, PyramidConfig, stride_of
 from fpn_core.compare import PRESETS
-from fpn_core.images import make_scales_image
 from fpn_core.maps import MapStyle
 from fpn_core.probe import stride_grid
+from fpn_core.scales import make_scales_image
 from fpn_core.weights import COCO
 from tests.conftest import SMALL, open_page
 from ui import ab_page, cache, export_page, panels, probe_page, teaching

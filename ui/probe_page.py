@@ -9,9 +9,9 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from fpn_core.figures import line_figure
-from fpn_core.images import Box
 from fpn_core.levels import hex_color, stride_of
 from fpn_core.probe import assign_level_k, box_responses, scale_boxes, stride_grid
+from fpn_core.scales import Box
 from ui import cache, panels, views
 from ui import settings as S
 
