@@ -57,6 +57,7 @@ from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, resolve_device
 from .fpn import PyramidFPN
+from .images import check_rgb
 from .levels import level_name, stage_index, torchvision_key_to_level
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
@@ -563,10 +564,7 @@ class Detections:
 
 def _image_tensor(image: np.ndarray) -> Tensor:
     """An RGB uint8 (H, W, 3) array as torchvision's detectors take it: float (3, H, W) in [0, 1]."""
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"image must be an RGB (H, W, 3) array, got shape {np.shape(image)}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB, got {image.dtype}")
+    check_rgb(image)
     if not image.flags.writeable:  # shared, read-only arrays (the UI's caches): torch wants a writable buffer
         image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)

@@ -45,7 +45,7 @@ from .detection import Detections
 from .detection_figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
-from .maps import COLORMAPS, REDUCTIONS, SCOPES, MapRange, map_ranges, map_stats, reduce_channels
+from .maps import REDUCTIONS, SCOPES, MapRange, check_colormap, map_ranges, map_stats, reduce_channels
 from .point import PointAnalysis, point_figures
 from .pyramid import PyramidOutput
 
@@ -197,8 +197,7 @@ def check_export_settings(*, cmap: str, alpha: float, reduction: str, scope: str
     Raises:
         ValueError: naming the bad setting and its value.
     """
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"cmap must be a matplotlib colour map (e.g. {', '.join(COLORMAPS)}), got {cmap!r}")
+    check_colormap(cmap)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     if reduction not in REDUCTIONS:

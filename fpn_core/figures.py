@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from fpn_core.maps import MapRange, map_range, overlay
+from fpn_core.maps import MapRange, check_colormap, map_range, overlay
 
 __all__ = [
     "bar_figure",
@@ -66,11 +66,6 @@ def _image_axes(ax: Axes) -> None:
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-
-
-def _check_colormap(cmap: str) -> None:
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"unknown colour map {cmap!r}")
 
 
 def _size_label(map_: np.ndarray) -> str:
@@ -147,7 +142,7 @@ def map_figure(
     Returns:
         The figure.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     values = np.asarray(map_, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"map_ must be 2-D, got shape {values.shape}")
@@ -190,7 +185,7 @@ def maps_row_figure(
     Raises:
         ValueError: If ``maps`` is empty or the number of ranges does not match.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     if not maps:
         raise ValueError("maps_row_figure needs at least one map, got none")
     shared = isinstance(rngs, MapRange)
@@ -241,7 +236,7 @@ def grid_figure(
     Raises:
         ValueError: If the mosaic's shape does not fit ``cols`` and ``len(indices)``.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     values = np.asarray(mosaic, dtype=np.float32)
     if values.ndim != 2 or not indices or cols < 1:
         raise ValueError(
@@ -308,7 +303,7 @@ def slide_figure(
     Raises:
         ValueError: If the number of ranges does not match the number of overlays.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     shared = isinstance(rng, MapRange)
     ranges = [rng] * len(overlays) if shared else list(rng)
     if len(ranges) != len(overlays):

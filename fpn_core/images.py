@@ -37,6 +37,7 @@ __all__ = [
     "MIN_SIDE",
     "SAMPLES_DIR",
     "ImageError",
+    "check_rgb",
     "list_samples",
     "load_image",
     "resize_long_side",
@@ -351,7 +352,7 @@ def resize_long_side(image: np.ndarray, long_side: int, *, min_side: int = MIN_S
     Raises:
         ValueError: If ``image`` is not ``(H, W, 3)`` uint8, or a size is not positive.
     """
-    _check_rgb(image)
+    check_rgb(image)
     if long_side < 1:
         raise ValueError(f"long_side must be positive, got {long_side}")
     if min_side < 1:
@@ -388,7 +389,7 @@ def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     """
     import torch  # here, not at the top: loading images should not need torch
 
-    _check_rgb(image)
+    check_rgb(image)
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values each, got {tuple(mean)} and {tuple(std)}")
     if any(not s > 0 for s in std):
@@ -399,7 +400,12 @@ def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     return ((pixels - mean_t) / std_t).unsqueeze(0).contiguous()
 
 
-def _check_rgb(image: np.ndarray) -> None:
+def check_rgb(image: np.ndarray) -> None:
+    """Refuses anything but a non-empty ``uint8`` RGB array of shape ``(H, W, 3)``.
+
+    Raises:
+        ValueError: naming the array's type, dtype or shape.
+    """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

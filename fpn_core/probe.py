@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
+from .images import check_rgb
 from .levels import stage_index, stride_of
 from .maps import reduce_channels
 from .scales import Box
@@ -319,8 +320,7 @@ def stride_grid(
         ValueError: If ``image`` is not ``(H, W, 3)`` uint8, ``stride`` is not positive,
             ``alpha`` is outside ``[0, 1]`` or the map has more cells than the image pixels.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {getattr(image, 'shape', image)!r}")
+    check_rgb(image)
     if not (isinstance(stride, (int, np.integer)) and stride > 0):
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     if not 0.0 <= alpha <= 1.0:

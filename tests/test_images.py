@@ -26,6 +26,7 @@ from fpn_core.images import (
     MAX_UPLOAD_BYTES,
     MIN_SIDE,
     ImageError,
+    check_rgb,
     list_samples,
     load_image,
     resize_long_side,
@@ -450,6 +451,23 @@ def test_resize_long_side_rejects_bad_input() -> None:
         resize_long_side(np.zeros((8, 8, 3), np.uint8), 0)
     with pytest.raises(ValueError, match="float32"):
         resize_long_side(np.zeros((8, 8, 3), np.float32), 64)
+
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        ([[[0, 0, 0]]], "numpy array, got list"),
+        (np.zeros((4, 4, 3), np.float64), r"uint8 array of shape \(H, W, 3\), got float64"),
+        (np.zeros((4, 4, 4), np.uint8), r"\(4, 4, 4\)"),
+        (np.zeros((4, 4), np.uint8), r"\(4, 4\)"),
+        (np.zeros((0, 4, 3), np.uint8), "at least one pixel"),
+    ],
+)
+def test_check_rgb_names_what_is_wrong(image: object, match: str) -> None:
+    check_rgb(np.zeros((1, 1, 3), np.uint8))  # the smallest image passes
+    with pytest.raises(ValueError, match=match):
+        check_rgb(image)  # type: ignore[arg-type]
 
 
 def test_to_tensor_normalises_with_mean_and_std() -> None:
