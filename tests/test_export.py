@@ -69,6 +69,9 @@ def test_metadata_matches_the_tensors(output, files):
     assert meta["device"] == output.device
     assert (meta["input"]["height"], meta["input"]["width"]) == output.image.shape[:2]
     assert set(meta["versions"]) >= {"torch", "torchvision", "fpn_core"}
+    # from a source checkout too: the version pyproject.toml gives the package
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'\nversion = "{meta["versions"]["fpn_core"]}"\n' in pyproject
     assert meta["export"]["cmap"] == "jet" and meta["export"]["scale"] == 1.0
     assert meta["timings_ms"] is None  # timings=False
 
