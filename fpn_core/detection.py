@@ -59,6 +59,7 @@ from .device import device_slot, resolve_device
 from .fpn import PyramidFPN
 from .images import check_rgb
 from .levels import level_name, stage_index, torchvision_key_to_level
+from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
     FASTER_RCNN_COCO,
@@ -189,15 +190,15 @@ def how_to_get_weights(name: str) -> str:
 
 
 def paper_level(width: float, height: float) -> int:
-    """The FPN paper's level for a box: k = floor(4 + log2(sqrt(wh) / 224)), clamped to 2..5.
+    """The FPN paper's level for a box (eq. (1), :mod:`fpn_core.paper`), clamped to 2..5.
 
-    This is torchvision's ``LevelMapper`` (canonical size 224 at level 4) for one box, as a plain
+    This is torchvision's ``LevelMapper`` for one box, its small epsilon included, as a plain
     number for tables and plots.
     """
     size = math.sqrt(max(width, 0.0) * max(height, 0.0))
     if size <= 0:
         return 2
-    return int(min(5, max(2, math.floor(4 + math.log2(size / 224) + 1e-6))))
+    return int(min(5, max(2, math.floor(CANONICAL_LEVEL + math.log2(size / CANONICAL_SIZE) + 1e-6))))
 
 
 # --------------------------------------------------------------------------- the model

@@ -453,7 +453,6 @@ def test_resize_long_side_rejects_bad_input() -> None:
         resize_long_side(np.zeros((8, 8, 3), np.float32), 64)
 
 
-
 @pytest.mark.parametrize(
     ("image", "match"),
     [
