@@ -228,7 +228,8 @@ def matmul_gflops(device: torch.device, n: int = 2048) -> Callable[[], float]:
 
 def sample_images() -> list[np.ndarray]:
     """The bundled sample photos as RGB uint8 (or a drawn test image when none is present)."""
-    from fpn_core.images import load_image, make_scales_image
+    from fpn_core.images import load_image
+    from fpn_core.scales import make_scales_image
 
     images = []
     for name in ("astronaut.jpg", "chelsea.jpg", "coffee.jpg"):

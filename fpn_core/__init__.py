@@ -11,22 +11,11 @@ Typical use::
 __version__ = "0.1.0"
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone
-from .detection import (
-    DETECTOR_NAMES,
-    DETECTORS,
-    Detections,
-    build_detector,
-    detect,
-    filter_detections,
-    run_detector_features,
-    run_heads,
-)
-from .device import available_devices, resolve_device
-from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN
+from .device import available_devices
+from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, PyramidFPN
 from .images import ImageError, load_image
-from .levels import DEFAULT_STAGES, FPN_STAGES, FeatureInfo, level_of, stage_of, stride_of
+from .levels import DEFAULT_STAGES, FPN_STAGES, FeatureInfo, stride_of
 from .pyramid import (
-    DEFAULT_SIZE,
     BackboneResult,
     FpnResult,
     Pyramid,
@@ -47,21 +36,16 @@ from .weights import WEIGHT_CHOICES, Provenance, WeightsError
 
 __all__ = [
     "ABLATIONS",
-    "DEFAULT_SIZE",
     "DEFAULT_STAGES",
-    "DETECTORS",
-    "DETECTOR_NAMES",
     "FPN_STAGES",
     "MERGE_MODES",
     "RESNET50_FEATURE_INFO",
     "UPSAMPLE_MODES",
     "WEIGHT_CHOICES",
     "BackboneResult",
-    "Detections",
     "FeatureInfo",
     "FpnResult",
     "ImageError",
-    "LevelSteps",
     "Provenance",
     "Pyramid",
     "PyramidConfig",
@@ -72,22 +56,14 @@ __all__ = [
     "assemble_pyramid",
     "available_devices",
     "build_backbone",
-    "build_detector",
     "build_fpn",
     "build_pyramid",
     "count_flops",
     "count_parameters",
-    "detect",
-    "filter_detections",
-    "level_of",
     "load_image",
-    "resolve_device",
     "run_backbone",
-    "run_detector_features",
     "run_fpn",
-    "run_heads",
     "run_pyramid",
-    "stage_of",
     "stride_of",
     "with_fpn",
 ]

@@ -58,7 +58,9 @@ from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, resolve_device
 from .fpn import PyramidFPN
+from .images import check_rgb
 from .levels import level_name, stage_index, torchvision_key_to_level
+from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
     COCO,
@@ -190,15 +192,15 @@ def how_to_get_weights(name: str) -> str:
 
 
 def paper_level(width: float, height: float) -> int:
-    """The FPN paper's level for a box: k = floor(4 + log2(sqrt(wh) / 224)), clamped to 2..5.
+    """The FPN paper's level for a box (eq. (1), :mod:`fpn_core.paper`), clamped to 2..5.
 
-    This is torchvision's ``LevelMapper`` (canonical size 224 at level 4) for one box, as a plain
+    This is torchvision's ``LevelMapper`` for one box, its small epsilon included, as a plain
     number for tables and plots.
     """
     size = math.sqrt(max(width, 0.0) * max(height, 0.0))
     if size <= 0:
         return 2
-    return int(min(5, max(2, math.floor(4 + math.log2(size / 224) + 1e-6))))
+    return int(min(5, max(2, math.floor(CANONICAL_LEVEL + math.log2(size / CANONICAL_SIZE) + 1e-6))))
 
 
 # --------------------------------------------------------------------------- the model
@@ -568,10 +570,7 @@ class Detections:
 
 def _image_tensor(image: np.ndarray) -> Tensor:
     """An RGB uint8 (H, W, 3) array as torchvision's detectors take it: float (3, H, W) in [0, 1]."""
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"image must be an RGB (H, W, 3) array, got shape {np.shape(image)}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB, got {image.dtype}")
+    check_rgb(image)
     if not image.flags.writeable:  # shared, read-only arrays (the UI's caches): torch wants a writable buffer
         image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)

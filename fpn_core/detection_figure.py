@@ -12,6 +12,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from .detection import Detections
 from .figures import LABEL_PT, TICK_PT, TITLE_PT, _image_axes, _new_figure, _panel_size
+from .images import check_rgb
 from .levels import hex_color, stride_of
 
 __all__ = ["detection_figure"]
@@ -32,8 +33,7 @@ def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None =
     Raises:
         ValueError: if ``image`` is not RGB or its aspect ratio is not the detections' image's.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be an (H, W, 3) array, got shape {np.shape(image)}")
+    check_rgb(image)
     h, w = image.shape[:2]
     dh, dw = dets.image_hw
     sx, sy = w / dw, h / dh

@@ -30,7 +30,6 @@ import json
 import math
 import zipfile
 from collections.abc import Mapping
-from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
 
 import matplotlib
@@ -41,11 +40,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from . import __version__
 from .detection import Detections
 from .detection_figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
-from .maps import COLORMAPS, REDUCTIONS, SCOPES, MapRange, map_ranges, map_stats, reduce_channels
+from .maps import REDUCTIONS, SCOPES, MapRange, check_colormap, map_ranges, map_stats, reduce_channels
 from .point import PointAnalysis, point_figures
 from .pyramid import PyramidOutput
 
@@ -54,7 +54,6 @@ __all__ = [
     "METADATA_NAME",
     "build_export",
     "check_export_settings",
-    "fpn_core_version",
     "write_export",
     "zip_export",
 ]
@@ -65,19 +64,6 @@ EXPORT_SCALES: tuple[int, ...] = (1, 2, 3)
 _DPI = 100
 #: Any date before 1980 is invalid in a zip; this fixed one makes archives reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def fpn_core_version() -> str:
-    """The installed project's version, or ``"unknown"`` when it runs from a source tree."""
-    import fpn_core
-
-    version = getattr(fpn_core, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return importlib_metadata.version("fpn-explorer")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def build_export(
@@ -197,8 +183,7 @@ def check_export_settings(*, cmap: str, alpha: float, reduction: str, scope: str
     Raises:
         ValueError: naming the bad setting and its value.
     """
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"cmap must be a matplotlib colour map (e.g. {', '.join(COLORMAPS)}), got {cmap!r}")
+    check_colormap(cmap)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     if reduction not in REDUCTIONS:
@@ -244,7 +229,7 @@ def _metadata(
         "notices": list(out.notices),
         "export": settings,
         "versions": {
-            "fpn_core": fpn_core_version(),
+            "fpn_core": __version__,
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "numpy": np.__version__,

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from fpn_core.maps import MapRange, map_range, overlay
+from fpn_core.maps import MapRange, check_colormap, map_range, overlay
 
 __all__ = [
     "bar_figure",
@@ -37,12 +37,14 @@ __all__ = [
     "overlay_figure",
     "shares_figure",
     "slide_figure",
+    "step_row_figure",
 ]
 
 TITLE_PT = 14
 LABEL_PT = 12
 TICK_PT = 11
 PANEL_TITLE_PT = 13
+STEP_PT = 12
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -66,11 +68,6 @@ def _image_axes(ax: Axes) -> None:
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-
-
-def _check_colormap(cmap: str) -> None:
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"unknown colour map {cmap!r}")
 
 
 def _size_label(map_: np.ndarray) -> str:
@@ -147,7 +144,7 @@ def map_figure(
     Returns:
         The figure.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     values = np.asarray(map_, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"map_ must be 2-D, got shape {values.shape}")
@@ -190,7 +187,7 @@ def maps_row_figure(
     Raises:
         ValueError: If ``maps`` is empty or the number of ranges does not match.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     if not maps:
         raise ValueError("maps_row_figure needs at least one map, got none")
     shared = isinstance(rngs, MapRange)
@@ -218,6 +215,73 @@ def maps_row_figure(
     return fig
 
 
+def step_row_figure(
+    panels: Sequence[tuple[str, np.ndarray | None, str]],
+    *,
+    rngs: MapRange | Sequence[MapRange | None],
+    cmap: str,
+    suptitle: str,
+    colorbar_label: str,
+) -> Figure:
+    """One pyramid level's pipeline as panels; a missing step shows its explanation as text.
+
+    Args:
+        panels: ``(title, map or None, text for a missing map)`` per panel, left to right.
+        rngs: one range for all panels (one colour bar, colours compare across the row) or
+            one per panel (None for a missing map).
+        cmap: matplotlib colour map name.
+        suptitle: title over the row.
+        colorbar_label: what the shared colour bar measures.
+
+    Returns:
+        The figure (``matplotlib.figure.Figure``, no pyplot).
+    """
+    check_colormap(cmap)
+    shared = isinstance(rngs, MapRange)
+    ranges = [rngs] * len(panels) if shared else list(rngs)
+    shapes = [np.shape(m) for _, m, _ in panels if m is not None]
+    aspect = max((w / h for h, w in shapes), default=1.0)
+    panel_w = 3.0
+    fig = Figure(figsize=(panel_w * len(panels) + (1.0 if shared else 0.3), panel_w / aspect + 1.5), facecolor="white")
+    fig.set_layout_engine("constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, map_, missing), rng in zip(axes, panels, ranges, strict=True):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=STEP_PT + 1)
+        if map_ is None or rng is None:
+            ax.set_facecolor("#F1F4F8")
+            for spine in ax.spines.values():
+                spine.set_edgecolor("#C5CCD6")
+                spine.set_linestyle("--")
+            ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=STEP_PT, wrap=True, color="#1F2933")
+            ax.set_box_aspect(1 / aspect)
+            continue
+        ax.imshow(map_, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+        h, w = np.shape(map_)
+        ax.set_xlabel(f"{w} × {h} cells", fontsize=STEP_PT - 1)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if not shared:
+            bar = fig.colorbar(
+                ScalarMappable(norm=Normalize(rng.vmin, rng.vmax), cmap=cmap), ax=ax, orientation="horizontal", pad=0.03
+            )
+            bar.ax.tick_params(labelsize=STEP_PT - 2)
+            bar.ax.xaxis.set_major_locator(MaxNLocator(3))
+    if shared:
+        bar = fig.colorbar(
+            ScalarMappable(norm=Normalize(rngs.vmin, rngs.vmax), cmap=cmap),  # type: ignore[union-attr]
+            ax=list(axes),
+            shrink=0.85,
+            pad=0.01,
+        )
+        bar.set_label(colorbar_label, fontsize=STEP_PT)
+        bar.ax.tick_params(labelsize=STEP_PT - 1)
+    fig.suptitle(suptitle, fontsize=STEP_PT + 3)
+    return fig
+
+
 def grid_figure(
     mosaic: np.ndarray,
     indices: list[int],
@@ -241,7 +305,7 @@ def grid_figure(
     Raises:
         ValueError: If the mosaic's shape does not fit ``cols`` and ``len(indices)``.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     values = np.asarray(mosaic, dtype=np.float32)
     if values.ndim != 2 or not indices or cols < 1:
         raise ValueError(
@@ -308,7 +372,7 @@ def slide_figure(
     Raises:
         ValueError: If the number of ranges does not match the number of overlays.
     """
-    _check_colormap(cmap)
+    check_colormap(cmap)
     shared = isinstance(rng, MapRange)
     ranges = [rng] * len(overlays) if shared else list(rng)
     if len(ranges) != len(overlays):

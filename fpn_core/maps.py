@@ -16,6 +16,8 @@ import matplotlib
 import numpy as np
 import torch
 
+from .images import check_rgb
+
 __all__ = [
     "COLORMAPS",
     "REDUCTIONS",
@@ -23,6 +25,7 @@ __all__ = [
     "MapRange",
     "MapStyle",
     "channel_grid",
+    "check_colormap",
     "colorize",
     "map_range",
     "map_ranges",
@@ -282,7 +285,8 @@ def colorize(map01: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     Raises:
         ValueError: If ``cmap`` is unknown or ``map01`` is not 2-D.
     """
-    colormap = _colormap(cmap)
+    check_colormap(cmap)
+    colormap = matplotlib.colormaps[cmap]
     values = np.asarray(map01, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"map01 must be 2-D, got shape {values.shape}")
@@ -290,11 +294,14 @@ def colorize(map01: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     return np.ascontiguousarray(rgba[..., :3])
 
 
-def _colormap(cmap: str) -> matplotlib.colors.Colormap:
-    try:
-        return matplotlib.colormaps[cmap]
-    except KeyError:
-        raise ValueError(f"unknown colour map {cmap!r}; use one of {COLORMAPS} or another matplotlib name") from None
+def check_colormap(cmap: str) -> None:
+    """Refuses a name matplotlib has no colour map for.
+
+    Raises:
+        ValueError: naming ``cmap`` and a few colour maps that exist.
+    """
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"cmap must be a matplotlib colour map (e.g. {', '.join(COLORMAPS)}), got {cmap!r}")
 
 
 def upsample_map(map_: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -350,10 +357,7 @@ def overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be an (H, W, 3) array, got shape {np.shape(image)}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB, got {image.dtype}")
+    check_rgb(image)
     height, width = image.shape[:2]
     big = upsample_map(map_, (height, width))
     rng = map_range([big]) if rng is None else rng

@@ -21,9 +21,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
-from .images import Box
+from .images import check_rgb
 from .levels import stage_index, stride_of
 from .maps import reduce_channels
+from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
+from .scales import Box
 
 __all__ = [
     "CANONICAL_SIZE",
@@ -36,8 +38,6 @@ __all__ = [
     "stride_grid",
 ]
 
-#: The ImageNet pre-training size the paper's rule is centred on.
-CANONICAL_SIZE = 224
 #: The levels the paper's RoI rule assigns to (p6 only serves the RPN's largest anchors).
 RULE_LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
 
@@ -45,17 +45,17 @@ RULE_LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
 # --------------------------------------------------------------------------- the paper's rule
 
 
-def assign_level_k(w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: int = 4) -> int:
+def assign_level_k(w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: int = CANONICAL_LEVEL) -> int:
     """The unclamped pyramid index of a ``w`` x ``h`` region, by the FPN paper's eq. (1).
 
     ``k = floor(k0 + log2(sqrt(w * h) / canonical))``: a region of the pre-training size
-    (224 x 224) goes to ``k0``; each halving of its side moves it one level finer.
+    goes to ``k0``; each halving of its side moves it one level finer.
 
     Args:
         w: Region width in input pixels.
         h: Region height in input pixels.
-        canonical: The size mapped to ``k0`` (224, ImageNet's pre-training size).
-        k0: The level a ``canonical``-sized region is assigned to (4 in the paper).
+        canonical: The size mapped to ``k0`` (the paper's, :data:`fpn_core.paper.CANONICAL_SIZE`).
+        k0: The level a ``canonical``-sized region is assigned to (:data:`fpn_core.paper.CANONICAL_LEVEL`).
 
     Returns:
         ``k``, possibly outside the levels a model has (e.g. 7 for a 2000 px region).
@@ -74,19 +74,14 @@ def assign_level(
     h: float,
     levels: Sequence[str] = RULE_LEVELS,
     canonical: int = CANONICAL_SIZE,
-    k0: int = 4,
+    k0: int = CANONICAL_LEVEL,
 ) -> str:
     """The pyramid level the FPN paper assigns a ``w`` x ``h`` region to.
 
-    Lin, Dollár, Girshick, He, Hariharan and Belongie, "Feature Pyramid Networks for Object
-    Detection", CVPR 2017 (arXiv 1612.03144), section 4.2, eq. (1)::
-
-        k = floor(k0 + log2(sqrt(w * h) / 224)),  k0 = 4
-
-    ``k`` is then clamped to the levels present: a tiny region goes to the finest level,
-    a huge one to the coarsest. Examples with the default ``p2..p5``: 224 x 224 -> p4,
-    112 x 112 -> p3, 448 x 448 -> p5, 10 x 10 -> p2 (k = -1, clamped), 2000 x 2000 -> p5
-    (k = 7, clamped).
+    :func:`assign_level_k` (the paper's eq. (1), constants in :mod:`fpn_core.paper`), then
+    clamped to the levels present: a tiny region goes to the finest level, a huge one to the
+    coarsest. With the default ``p2..p5``, a canonical-sized region goes to p4, one of half
+    its side to p3, and anything from twice its side up to p5.
 
     Args:
         w: Region width in input pixels.
@@ -319,8 +314,7 @@ def stride_grid(
         ValueError: If ``image`` is not ``(H, W, 3)`` uint8, ``stride`` is not positive,
             ``alpha`` is outside ``[0, 1]`` or the map has more cells than the image pixels.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {getattr(image, 'shape', image)!r}")
+    check_rgb(image)
     if not (isinstance(stride, (int, np.integer)) and stride > 0):
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     if not 0.0 <= alpha <= 1.0:

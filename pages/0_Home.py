@@ -6,6 +6,7 @@ import streamlit as st
 
 from fpn_core import count_parameters
 from fpn_core.diagram import DiagramShapes, architecture_dot
+from fpn_core.paper import CHANNELS, LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE3_AP
 from fpn_core.report import step_table
 from ui import cache, captions, frame, loading
 
@@ -22,8 +23,9 @@ out = cache.pyramid_output(analysis) if analysis is not None else None
 left, right = st.columns([5, 6], gap="large")
 with left:
     st.subheader("What an FPN is")
+    fpn = TABLE1["full"]
     st.markdown(
-        """
+        f"""
 A convolutional network such as **ResNet-50** shrinks the image step by step. Its stages
 **c2, c3, c4, c5** have strides **4, 8, 16, 32** (one cell per 4 … 32 pixels) and 256, 512,
 1024 and 2048 channels. Fine stages see small details but little meaning; coarse stages know
@@ -32,7 +34,7 @@ A convolutional network such as **ResNet-50** shrinks the image step by step. It
 An FPN (Lin et al., *Feature Pyramid Networks for Object Detection*, CVPR 2017) gives every
 level both:
 
-1. **Lateral 1×1 convs** bring each stage c_k to the same width *d* (the paper uses d = 256).
+1. **Lateral 1×1 convs** bring each stage c_k to the same width *d* (the paper uses d = {CHANNELS}).
 2. A **top-down path** starts at the coarsest level, **upsamples 2× (nearest neighbour)** and
    **adds** the lateral of the next finer stage.
 3. A **3×3 conv** on each merged map gives **p_k**; the paper says it "reduces the aliasing
@@ -41,13 +43,13 @@ level both:
    `max_pool2d(kernel_size=1, stride=2)`: with a 1×1 kernel that is subsampling, not pooling.
 
 **What it buys** (paper, ResNet-50, COCO minival): region-proposal average recall AR1k rises
-from **48.3** with a single c4 map to **56.3** with the FPN, and for small objects from
-**32.0** to **44.9** (Table 1). Faster R-CNN improves from 31.6 to **33.9 AP** (Table 3).
+from **{TABLE1_BASELINE.ar}** with a single c4 map to **{fpn.ar}** with the FPN, and for small objects from
+**{TABLE1_BASELINE.ar_small}** to **{fpn.ar_small}** (Table 1). Faster R-CNN improves from {TABLE3_AP["c4"]} to
+**{TABLE3_AP["fpn"]} AP** (Table 3).
 """
     )
     st.caption(
-        "Small objects are assigned to fine levels: a box of size w × h goes to level "
-        "k = ⌊4 + log2(√(wh) / 224)⌋ (paper, eq. 1)."
+        f"Small objects are assigned to fine levels: a box of size w × h goes to level {LEVEL_RULE} (paper, eq. 1)."
     )
 
 with right:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui import frame, teaching
+from ui import frame, step_page
 
 settings = frame.settings()
 frame.header(
@@ -11,4 +11,4 @@ frame.header(
     "**lateral 1×1** conv, the **upsampled map from the level above**, the **merged** map and the **3×3** output "
     "**p_k**. Pick an ablation of the FPN paper's Table 1 to see which steps it removes.",
 )
-teaching.show_step_by_step_page(settings)
+step_page.show_step_by_step_page(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fpn_core.paper import LEVEL_RULE
 from ui import detection_page, frame
 
 settings = frame.settings()
@@ -9,6 +10,6 @@ frame.header(
     "Detection",
     "What the pyramid is for: torchvision's COCO detectors run on the same ResNet-50 + FPN, and every box is "
     "coloured by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
-    "ones from coarse levels, as the FPN paper's rule k = ⌊4 + log2(√(wh)/224)⌋ says.",
+    f"ones from coarse levels, as the FPN paper's rule {LEVEL_RULE} says.",
 )
 detection_page.show_detection_page(settings)

@@ -13,8 +13,9 @@ from PIL import Image
 
 from fpn_core import run_pyramid
 from fpn_core.export import METADATA_NAME, build_export, write_export, zip_export
-from fpn_core.images import load_image, make_scales_image
-from tests.conftest import run_cli_process
+from fpn_core.images import load_image
+from fpn_core.scales import make_scales_image
+from tests.conftest import ROOT, run_cli_process
 
 SIZE = 128
 
@@ -65,6 +66,9 @@ def test_metadata_matches_the_tensors(output, files):
     assert meta["device"] == output.device
     assert (meta["input"]["height"], meta["input"]["width"]) == output.image.shape[:2]
     assert set(meta["versions"]) >= {"torch", "torchvision", "fpn_core"}
+    # from a source checkout too: the version pyproject.toml gives the package
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'\nversion = "{meta["versions"]["fpn_core"]}"\n' in pyproject
     assert meta["export"]["cmap"] == "jet" and meta["export"]["scale"] == 1.0
     assert meta["timings_ms"] is None  # timings=False
 

@@ -22,6 +22,7 @@ from fpn_core.figures import (
     maps_row_figure,
     overlay_figure,
     slide_figure,
+    step_row_figure,
 )
 from fpn_core.maps import MapRange, channel_grid, map_range
 
@@ -88,6 +89,25 @@ def test_maps_row_figure_shared_range_has_one_colorbar(levels: list[tuple[str, n
     assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 3
     with pytest.raises(ValueError, match="2 ranges for 3 maps"):
         maps_row_figure(levels, rngs=per_level[:2])
+
+
+def test_step_row_figure_explains_a_missing_step_in_its_panel(levels: list[tuple[str, np.ndarray]]) -> None:
+    (_, p2), (_, p3), _ = levels
+    panels = [("lateral 1×1", p2, ""), ("top-down input", None, "no top-down input"), ("merged", p3, "")]
+    shared = map_range([p2, p3])
+    fig = step_row_figure(panels, rngs=shared, cmap="viridis", suptitle="p2", colorbar_label="mean")
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in axes] == ["lateral 1×1", "top-down input", "merged"]
+    assert [t.get_text() for t in axes[1].texts] == ["no top-down input"]
+    assert len(axes[1].images) == 0 and len(axes[0].images) == 1
+    assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 1
+    png_size(figure_to_png(fig))
+
+    per_panel = [map_range([p2]), None, map_range([p3])]
+    fig = step_row_figure(panels, rngs=per_panel, cmap="viridis", suptitle="p2", colorbar_label="mean")
+    assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 2
+    with pytest.raises(ValueError, match="'nope'"):
+        step_row_figure(panels, rngs=shared, cmap="nope", suptitle="p2", colorbar_label="mean")
 
 
 def test_grid_figure_numbers_each_channel() -> None:

@@ -11,6 +11,7 @@ from fpn_core.maps import (
     REDUCTIONS,
     MapRange,
     channel_grid,
+    check_colormap,
     colorize,
     map_range,
     map_ranges,
@@ -251,3 +252,10 @@ def test_map_stats_reports_sparsity() -> None:
     assert stats == pytest.approx({"mean": 2.0, "std": np.std([0, 0, 2, 6]), "min": 0.0, "max": 6.0, "sparsity": 0.5})
     assert all(isinstance(v, float) for v in stats.values())
     assert map_stats(feature.numpy())["sparsity"] == 0.5
+
+
+def test_check_colormap_accepts_matplotlib_names_and_names_a_bad_one() -> None:
+    for name in (*COLORMAPS, "cividis", "viridis_r"):
+        check_colormap(name)
+    with pytest.raises(ValueError, match=r"cmap must be a matplotlib colour map \(e.g. viridis.*got 'nope'"):
+        check_colormap("nope")

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from fpn_core import run_pyramid
-from fpn_core.images import Box, make_scales_image
 from fpn_core.probe import (
     assign_level,
     assign_level_k,
@@ -19,6 +18,7 @@ from fpn_core.probe import (
     scale_boxes,
     stride_grid,
 )
+from fpn_core.scales import Box, make_scales_image
 
 SIZE = 256
 

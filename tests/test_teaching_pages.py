@@ -21,12 +21,13 @@ from streamlit.testing.v1 import AppTest
 
 from fpn_core import ABLATIONS, PyramidConfig, stride_of
 from fpn_core.compare import PRESETS
-from fpn_core.images import make_scales_image
 from fpn_core.maps import MapStyle
+from fpn_core.paper import TABLE1
 from fpn_core.probe import stride_grid
+from fpn_core.scales import make_scales_image
 from fpn_core.weights import COCO
 from tests.conftest import SMALL, open_page
-from ui import ab_page, cache, export_page, panels, probe_page, teaching
+from ui import ab_page, cache, export_page, panels, probe_page
 from ui import settings as S
 
 STEP_PAGE = "pages/5_Step_by_step.py"
@@ -134,7 +135,7 @@ def test_ab_page_renders_every_preset_and_ablation() -> None:
     for ablation in ABLATIONS:
         at.selectbox(key=ab_page.ab_key("b", "ablation")).set_value(ablation).run()
         _ok(at)
-        assert f"AR1k **{teaching.PAPER_AR[ablation][1]}**" in _captions(at)
+        assert f"AR1k **{TABLE1[ablation].ar}**" in _captions(at)
 
 
 def test_ab_coco_preset_explains_the_missing_file() -> None:

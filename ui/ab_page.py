@@ -11,10 +11,10 @@ from fpn_core.figures import maps_row_figure
 from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
+from fpn_core.paper import TABLE1_SOURCE, ablation_label, ablation_note, table1_rows
 from fpn_core.weights import COCO, WEIGHT_LABELS, how_to_place
 from ui import cache, frame, loading, panels
 from ui import settings as S
-from ui.teaching import PAPER_SOURCE, ablation_label, ablation_note, paper_table
 
 SIDES: tuple[str, ...] = ("a", "b")
 NO_PRESET = "(none: set both sides yourself)"
@@ -138,8 +138,8 @@ def show_ab_page(settings: S.Settings) -> None:
         width=420,
     )
     with st.expander("What the paper measured for each ablation (Table 1)"):
-        st.dataframe(paper_table(), hide_index=True, width="content")
-        st.caption(PAPER_SOURCE + ". Higher is better. The maps here show what changes, not accuracy.")
+        st.dataframe(table1_rows(), hide_index=True, width="content")
+        st.caption(TABLE1_SOURCE + ". Higher is better. The maps here show what changes, not accuracy.")
     columns = st.columns(2, gap="large", border=True)
     configs: dict[str, PyramidConfig | None] = {}
     for side, col in zip(SIDES, columns, strict=True):

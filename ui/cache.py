@@ -56,10 +56,11 @@ from fpn_core.detection import (
     run_heads,
 )
 from fpn_core.export import build_export, zip_export
-from fpn_core.images import Box, list_samples, load_image, make_scales_image
+from fpn_core.images import list_samples, load_image
 from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
 from fpn_core.receptive import ErfResult, erf_maps
 from fpn_core.report import StepTable, step_table
+from fpn_core.scales import Box, make_scales_image
 from fpn_core.weights import Provenance, operator_file_from_env
 
 ANALYSIS_TTL_S = 3600

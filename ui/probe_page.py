@@ -9,9 +9,10 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from fpn_core.figures import line_figure
-from fpn_core.images import Box
 from fpn_core.levels import hex_color, stride_of
+from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_LATEX
 from fpn_core.probe import assign_level_k, box_responses, scale_boxes, stride_grid
+from fpn_core.scales import Box
 from ui import cache, loading, panels
 from ui import settings as S
 
@@ -165,7 +166,7 @@ def show_probe_page(settings: S.Settings) -> None:
     table = probe_table(rows, list(levels))
     nh, nw = net_image.shape[:2]
     st.subheader("Which level responds most strongly inside each object?")
-    st.latex(r"k = \left\lfloor 4 + \log_2\!\left(\sqrt{w h}\,/\,224\right) \right\rfloor")
+    st.latex(LEVEL_RULE_LATEX)
     st.caption(
         f"The paper's rule (eq. 1), clamped to the levels present among p2..p5. Sizes are in the pixels of the "
         f"network input ({nw} × {nh} px; the boxes were scaled from the image). Per-level columns: mean response "
@@ -187,8 +188,8 @@ def show_probe_page(settings: S.Settings) -> None:
         st.markdown(
             "**Reading the table:** *paper k* is the rule before clamping; *paper level* clamps it to the levels "
             "present. Small objects should peak on fine levels (p2, p3), large ones on coarse levels. "
-            "The paper's 224 refers to ImageNet images, so on a small network input most boxes fall to the "
-            "finest level."
+            f"The paper's {CANONICAL_SIZE} refers to ImageNet images, so on a small network input most boxes fall "
+            "to the finest level."
         )
         if not analysis.model.provenance.pretrained:
             st.caption("With random weights the responses reflect image statistics, not learned object features.")

@@ -1,75 +1,24 @@
-"""The FPN step-by-step page, and the FPN paper's ablation facts the A/B page shares.
+"""The FPN step-by-step page: each level's c_k -> lateral 1×1 -> top-down -> merge -> 3×3 -> p_k.
 
-The teaching pages are rendered by ``ui.teaching`` (step by step), ``ui.ab_page``,
-``ui.probe_page`` and ``ui.export_page``; the page files only call their ``show_*_page``. The
-models run through ``ui.cache`` (shared backbone, activations and FPN results), and every
+The models run through ``ui.cache`` (shared backbone, activations and FPN results), and every
 panel goes through ``ui.panels`` so it has a PNG download at the export resolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from fpn_core import ABLATIONS
-from fpn_core.figures import maps_row_figure
+from fpn_core.figures import maps_row_figure, step_row_figure
 from fpn_core.levels import level_above, level_below, level_of, stage_of, stride_of
 from fpn_core.maps import MapRange, MapStyle, map_range
+from fpn_core.paper import ANCHOR_SIZES, TABLE1, ablation_label, ablation_note
 from ui import cache, loading, panels
 from ui import settings as S
-
-# ---------------------------------------------------------------------------- paper facts
-
-#: FPN paper, Table 1 (ResNet-50, COCO minival, region proposals): AR with 1000 proposals,
-#: overall and for small objects, per ablation of ``fpn_core.fpn.ABLATIONS``.
-PAPER_AR: dict[str, tuple[str, float, float]] = {
-    "full": ("FPN", 56.3, 44.9),
-    "no-top-down": ("bottom-up pyramid only (no top-down)", 49.5, 30.5),
-    "no-lateral": ("top-down without lateral connections", 46.1, 26.5),
-    "finest-only": ("P2 only (finest level, no pyramid)", 51.3, 35.1),
-}
-#: The paper's single-map baseline, for context.
-PAPER_BASELINE = ("single c4 feature map", 48.3, 32.0)
-PAPER_SOURCE = "FPN paper (Lin et al., CVPR 2017), Table 1: ResNet-50 RPN on COCO minival, AR with 1000 proposals"
-
-
-def ablation_label(name: str) -> str:
-    """``"no-top-down — AR1k 49.5 (paper)"``: an ablation with its paper number."""
-    _, ar, _ = PAPER_AR[name]
-    return f"{name} — AR1k {ar} (paper)"
-
-
-def ablation_note(name: str) -> str:
-    """What an ablation does and what the paper measured for it."""
-    setting, ar, small = PAPER_AR[name]
-    return (
-        f"{ABLATIONS[name]}. Paper, Table 1 ({setting}): AR1k **{ar}**, small objects **{small}** "
-        f"(single c4 map: {PAPER_BASELINE[1]} / {PAPER_BASELINE[2]})."
-    )
-
-
-def paper_table() -> list[dict[str, object]]:
-    """Table 1 of the paper as rows, the ablations this app can run marked with their names."""
-    rows: list[dict[str, object]] = [
-        {"setting": PAPER_BASELINE[0], "ablation here": "—", "AR1k": PAPER_BASELINE[1], "AR1k small": PAPER_BASELINE[2]}
-    ]
-    for name, (setting, ar, small) in PAPER_AR.items():
-        rows.append({"setting": setting, "ablation here": name, "AR1k": ar, "AR1k small": small})
-    return rows
-
-
-# ------------------------------------------------------------------------- step by step
-
-STEP_PT = 12
 
 
 @dataclass(frozen=True)
@@ -87,72 +36,6 @@ class StepPanel:
     map: np.ndarray | None
     missing: str
     caption: str
-
-
-def step_row_figure(
-    panels: Sequence[tuple[str, np.ndarray | None, str]],
-    *,
-    rngs: MapRange | Sequence[MapRange | None],
-    cmap: str,
-    suptitle: str,
-    colorbar_label: str,
-) -> Figure:
-    """One pyramid level's pipeline as panels; a missing step shows its explanation as text.
-
-    Args:
-        panels: ``(title, map or None, text for a missing map)`` per panel, left to right.
-        rngs: one range for all panels (one colour bar, colours compare across the row) or
-            one per panel (None for a missing map).
-        cmap: matplotlib colour map name.
-        suptitle: title over the row.
-        colorbar_label: what the shared colour bar measures.
-
-    Returns:
-        The figure (``matplotlib.figure.Figure``, no pyplot).
-    """
-    shared = isinstance(rngs, MapRange)
-    ranges = [rngs] * len(panels) if shared else list(rngs)
-    shapes = [np.shape(m) for _, m, _ in panels if m is not None]
-    aspect = max((w / h for h, w in shapes), default=1.0)
-    panel_w = 3.0
-    fig = Figure(figsize=(panel_w * len(panels) + (1.0 if shared else 0.3), panel_w / aspect + 1.5), facecolor="white")
-    fig.set_layout_engine("constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, map_, missing), rng in zip(axes, panels, ranges, strict=True):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title, fontsize=STEP_PT + 1)
-        if map_ is None or rng is None:
-            ax.set_facecolor("#F1F4F8")
-            for spine in ax.spines.values():
-                spine.set_edgecolor("#C5CCD6")
-                spine.set_linestyle("--")
-            ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=STEP_PT, wrap=True, color="#1F2933")
-            ax.set_box_aspect(1 / aspect)
-            continue
-        ax.imshow(map_, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
-        h, w = np.shape(map_)
-        ax.set_xlabel(f"{w} × {h} cells", fontsize=STEP_PT - 1)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        if not shared:
-            bar = fig.colorbar(
-                ScalarMappable(norm=Normalize(rng.vmin, rng.vmax), cmap=cmap), ax=ax, orientation="horizontal", pad=0.03
-            )
-            bar.ax.tick_params(labelsize=STEP_PT - 2)
-            bar.ax.xaxis.set_major_locator(MaxNLocator(3))
-    if shared:
-        bar = fig.colorbar(
-            ScalarMappable(norm=Normalize(rngs.vmin, rngs.vmax), cmap=cmap),  # type: ignore[union-attr]
-            ax=list(axes),
-            shrink=0.85,
-            pad=0.01,
-        )
-        bar.set_label(colorbar_label, fontsize=STEP_PT)
-        bar.ax.tick_params(labelsize=STEP_PT - 1)
-    fig.suptitle(suptitle, fontsize=STEP_PT + 3)
-    return fig
 
 
 def _shape_line(name: str, tensor: torch.Tensor, stride: int) -> str:
@@ -208,7 +91,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
                 None,
                 "no lateral:\nthe ablation drops\nthe 1×1 connection",
                 f"**lateral** · none: with *no-lateral*, {stage} never enters; the level only receives the upsampled "
-                "map from above, so fine detail is lost (paper: AR1k 46.1).",
+                f"map from above, so fine detail is lost (paper: AR1k {TABLE1['no-lateral'].ar}).",
             )
         )
     if step.top_down is not None:
@@ -239,7 +122,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
                 None,
                 "no top-down input:\nthe ablation removes\nthe top-down path",
                 "**top-down** · no top-down input: the ablation removes the top-down path, so every level is "
-                "a bottom-up feature on its own (paper: AR1k 49.5).",
+                f"a bottom-up feature on its own (paper: AR1k {TABLE1['no-top-down'].ar}).",
             )
         )
     merged_what = (
@@ -274,7 +157,7 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
                 None,
                 "no output:\nonly the finest level\nis kept",
                 f"**{level}** · none: *finest-only* keeps the top-down path but outputs only the finest level "
-                "(paper, P2 only: AR1k 51.3).",
+                f"(paper, P2 only: AR1k {TABLE1['finest-only'].ar}).",
             )
         )
     return panels
@@ -379,7 +262,7 @@ def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
     name, below, exact = found
     st.markdown(
         f"**{name}** is not computed by a convolution: it is a stride-2 **subsampling** of {below}, used only by "
-        "the region proposal network for the largest anchors (512²). torchvision writes it as "
+        f"the region proposal network for the largest anchors ({ANCHOR_SIZES[-1]}²). torchvision writes it as "
         '`F.max_pool2d(x, kernel_size=1, stride=2)`; with a 1×1 window the "max" is over a single value, so it '
         "just keeps every second row and column. "
         + (
