@@ -115,7 +115,8 @@ def random_pyramid() -> Callable[..., Pyramid]:
 
     The models are shared: a test must not change them (one that does builds its own).
     """
-    from fpn_core import PyramidConfig, assemble_pyramid, build_backbone, resolve_device
+    from fpn_core import PyramidConfig, assemble_pyramid, build_backbone
+    from fpn_core.device import resolve_device
 
     backbones: dict[tuple, ResNetBackbone] = {}
     models: dict[PyramidConfig, Pyramid] = {}
