@@ -64,7 +64,8 @@ def memory(args: argparse.Namespace) -> dict:
     after_import = _rss_mb()
     stages = tuple(args.stages.split(","))
     model = build_pyramid(
-        PyramidConfig(weights="random", stages=stages, out_channels=args.width, device="cpu"), allow_download=False
+        PyramidConfig(weights="random", stages=stages, out_channels=args.out_channels, device="cpu"),
+        allow_download=False,
     )
     image = _image(args.size)
     after_build = _rss_mb()
@@ -76,7 +77,7 @@ def memory(args: argparse.Namespace) -> dict:
     return {
         "size": args.size,
         "stages": args.stages,
-        "width": args.width,
+        "out_channels": args.out_channels,
         "rss_after_import_mb": after_import,
         "rss_after_build_mb": after_build,
         "peak_before_analysis_mb": peak_before,
@@ -154,7 +155,7 @@ def contention(args: argparse.Namespace) -> dict:
 def serve(args: argparse.Namespace) -> None:
     """Run streamlit in this process with class-level counters on the model's build and forward."""
     from fpn_core.backbone import ResNetBackbone
-    from fpn_core.fpn import PyramidFPN
+    from fpn_core.fpn import FPN
 
     counts = {"backbone_builds": 0, "fpn_builds": 0, "backbone_forwards": 0, "fpn_forwards": 0}
 
@@ -175,9 +176,9 @@ def serve(args: argparse.Namespace) -> None:
         setattr(cls, name, wrapper)
 
     counting(ResNetBackbone, "__init__", "backbone_builds")
-    counting(PyramidFPN, "__init__", "fpn_builds")
+    counting(FPN, "__init__", "fpn_builds")
     counting(ResNetBackbone, "forward", "backbone_forwards")
-    counting(PyramidFPN, "forward_steps", "fpn_forwards")
+    counting(FPN, "forward_steps", "fpn_forwards")
     dump()
     from streamlit.web import cli
 
@@ -191,7 +192,7 @@ def main() -> None:
     mem = sub.add_parser("memory")
     mem.add_argument("--size", type=int, default=1024)
     mem.add_argument("--stages", default="c3,c4,c5")
-    mem.add_argument("--width", type=int, default=256)
+    mem.add_argument("--width", dest="out_channels", type=int, default=256)
     cold = sub.add_parser("coldstart")
     cold.add_argument("--size", type=int, default=512)
     con = sub.add_parser("contention")

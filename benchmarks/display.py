@@ -1,7 +1,7 @@
 """Section 4: display-only changes run no forward pass, and overlays render fast.
 
 Forward passes are counted by wrapping ``ResNetBackbone.forward`` and
-``PyramidFPN.forward_steps`` on their classes, so every route into the network is seen
+``FPN.forward_steps`` on their classes, so every route into the network is seen
 (``run_backbone``, ``run_fpn``, ``run_pyramid``, ``Pyramid.forward``, ``count_flops``)
 whatever names a page imported. The dashboard is driven with streamlit's ``AppTest`` when
 ``pages/3_Overlays.py`` exists; otherwise its caching is simulated with the engine's own
@@ -27,8 +27,8 @@ OVERLAYS_PAGE = ROOT / "pages" / "3_Overlays.py"
 #: Words that identify the display widgets by key or label.
 DISPLAY_WIDGETS: dict[str, tuple[str, ...]] = {
     "alpha": ("alpha", "opacity", "blend"),
-    "colormap": ("cmap", "colormap", "colour map", "color map"),
-    "reduction": ("reduction", "reduce", "channel summary", "aggregat"),
+    "colormap": ("colormap", "colormap", "color map", "color map"),
+    "aggregation": ("aggregation", "reduce", "channel summary", "aggregat"),
 }
 
 
@@ -45,9 +45,9 @@ class ForwardCounter:
     @contextmanager
     def active(self) -> Iterator[ForwardCounter]:
         from fpn_core.backbone import ResNetBackbone
-        from fpn_core.fpn import PyramidFPN
+        from fpn_core.fpn import FPN
 
-        bb_forward, fpn_steps = ResNetBackbone.forward, PyramidFPN.forward_steps
+        bb_forward, fpn_steps = ResNetBackbone.forward, FPN.forward_steps
 
         def counted_backbone(module, *args, **kwargs):
             self.backbone += 1
@@ -58,12 +58,12 @@ class ForwardCounter:
             return fpn_steps(module, *args, **kwargs)
 
         ResNetBackbone.forward = counted_backbone  # type: ignore[method-assign]
-        PyramidFPN.forward_steps = counted_fpn  # type: ignore[method-assign]
+        FPN.forward_steps = counted_fpn  # type: ignore[method-assign]
         try:
             yield self
         finally:
             ResNetBackbone.forward = bb_forward  # type: ignore[method-assign]
-            PyramidFPN.forward_steps = fpn_steps  # type: ignore[method-assign]
+            FPN.forward_steps = fpn_steps  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------ driving the real page
@@ -145,7 +145,7 @@ def _drive_page(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, i
         rows = [(f"first render ({how})", first[0], first[1], "")]
         changes = _widget_changes(at)
         if not changes:
-            return f"{how}: no alpha / colormap / reduction widget found by key or label"
+            return f"{how}: no alpha / colormap / aggregation widget found by key or label"
         for category, desc, change, read in changes:
             before = counter.snapshot()
             old = read()
@@ -166,13 +166,13 @@ def _drive_page(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, i
 def _simulate(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, int, str]]:
     """The caching the dashboard is meant to have, with the engine's split of backbone and FPN."""
     from fpn_core import PyramidConfig, run_backbone, run_fpn
-    from fpn_core.maps import overlay, reduce_channels
+    from fpn_core.maps import aggregate_channels, overlay
 
     backbone_cache: dict = {}
     fpn_cache: dict = {}
     image = square_image(512)
 
-    def render(size: int, width: int, alpha: float, cmap: str, reduction: str) -> None:
+    def render(size: int, width: int, alpha: float, colormap: str, aggregation: str) -> None:
         model = pyramid_for(ctx, C3_C5, width)
         bb_key = ("astronaut", size)
         if bb_key not in backbone_cache:
@@ -182,15 +182,18 @@ def _simulate(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, int
         if fpn_key not in fpn_cache:
             fpn_cache[fpn_key] = run_fpn(model.fpn, bb.stages, model.config)
         for level in fpn_cache[fpn_key].levels.values():
-            overlay(bb.image, reduce_channels(level, reduction), alpha=alpha, cmap=cmap)
+            overlay(bb.image, aggregate_channels(level, aggregation), alpha=alpha, colormap=colormap)
 
     assert PyramidConfig  # the cache keys are PyramidConfig instances (frozen, hashable)
     steps = [
-        ("first render", dict(size=512, width=256, alpha=0.5, cmap="jet", reduction="mean")),
-        ("alpha", dict(size=512, width=256, alpha=0.8, cmap="jet", reduction="mean")),
-        ("colormap", dict(size=512, width=256, alpha=0.8, cmap="viridis", reduction="mean")),
-        ("reduction", dict(size=512, width=256, alpha=0.8, cmap="viridis", reduction="l2")),
-        ("width 256 -> 64 (control: FPN only)", dict(size=512, width=64, alpha=0.8, cmap="viridis", reduction="l2")),
+        ("first render", dict(size=512, width=256, alpha=0.5, colormap="jet", aggregation="mean")),
+        ("alpha", dict(size=512, width=256, alpha=0.8, colormap="jet", aggregation="mean")),
+        ("colormap", dict(size=512, width=256, alpha=0.8, colormap="viridis", aggregation="mean")),
+        ("aggregation", dict(size=512, width=256, alpha=0.8, colormap="viridis", aggregation="l2")),
+        (
+            "width 256 -> 64 (control: FPN only)",
+            dict(size=512, width=64, alpha=0.8, colormap="viridis", aggregation="l2"),
+        ),
     ]
     rows = []
     for name, kwargs in steps:
@@ -225,7 +228,7 @@ def run(ctx: Context) -> None:
             result = _simulate(ctx, counter)
     rep.note(
         SECTION,
-        f"forward counting: class-level wrappers on ResNetBackbone.forward and PyramidFPN.forward_steps; mode: {mode}",
+        f"forward counting: class-level wrappers on ResNetBackbone.forward and FPN.forward_steps; mode: {mode}",
     )
     table = Table(SECTION, "forward passes per change", ["change", "backbone forwards", "FPN forwards", "note"])
     for name, bb, fp, note in result:
@@ -243,7 +246,7 @@ def _render_times(ctx: Context) -> None:
     """Overlay arrays for every level (< 100 ms), and the matplotlib figure route to PNG."""
     from fpn_core import run_pyramid
     from fpn_core.figures import figure_to_png, overlay_figure
-    from fpn_core.maps import overlay, reduce_channels
+    from fpn_core.maps import aggregate_channels, overlay
 
     rep = ctx.report
     size = 512
@@ -256,7 +259,8 @@ def _render_times(ctx: Context) -> None:
 
         def overlays(out=out):
             return [
-                overlay(out.image, reduce_channels(lv, "mean"), alpha=0.5, cmap="jet") for lv in out.levels.values()
+                overlay(out.image, aggregate_channels(lv, "mean"), alpha=0.5, colormap="jet")
+                for lv in out.levels.values()
             ]
 
         times = repeat_ms(overlays, repeats=reps, warmup=1, device=ctx.device)
@@ -268,7 +272,7 @@ def _render_times(ctx: Context) -> None:
                 " ms",
                 100.0,
                 "<",
-                f"reduce_channels(mean) + overlay per level, median of {reps} (min {fmt(min(times))}, max "
+                f"aggregate_channels(mean) + overlay per level, median of {reps} (min {fmt(min(times))}, max "
                 f"{fmt(max(times))})",
             )
         )
@@ -276,7 +280,7 @@ def _render_times(ctx: Context) -> None:
     # The figure route (c2..c5: five levels), as a download draws it: build, then PNG.
     model = pyramid_for(ctx, C2_C5, 256)
     out = run_pyramid(model, image, size=size)
-    maps = {k: reduce_channels(v, "mean") for k, v in out.levels.items()}
+    maps = {k: aggregate_channels(v, "mean") for k, v in out.levels.items()}
 
     def engine_png(fig, dpi):
         return figure_to_png(fig, dpi=dpi)

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone
 from .device import available_devices
-from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, PyramidFPN
+from .fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
 from .levels import DEFAULT_STAGES, FPN_STAGES, FeatureInfo, stride_of
 from .pyramid import (
@@ -37,6 +37,7 @@ from .weights import WEIGHT_CHOICES, Provenance, WeightsError
 __all__ = [
     "ABLATIONS",
     "DEFAULT_STAGES",
+    "FPN",
     "FPN_STAGES",
     "MERGE_MODES",
     "RESNET50_FEATURE_INFO",
@@ -49,7 +50,6 @@ __all__ = [
     "Provenance",
     "Pyramid",
     "PyramidConfig",
-    "PyramidFPN",
     "PyramidOutput",
     "ResNetBackbone",
     "WeightsError",

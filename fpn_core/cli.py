@@ -38,7 +38,7 @@ from .export import EXPORT_SCALES, build_export, check_export_settings, write_ex
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
 from .levels import DEFAULT_STAGES
-from .maps import COLORMAPS, REDUCTIONS, SCOPES
+from .maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
 from .pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m fpn_core`` parser with its ``inspect`` and ``export`` commands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("image", help="image file (JPEG, PNG, WebP, BMP or TIFF)")
-    common.add_argument("--width", type=int, default=256, help="FPN width d, a multiple of 8 from 16 to 512")
+    common.add_argument(
+        "--width", dest="out_channels", type=int, default=256, help="FPN width d, a multiple of 8 from 16 to 512"
+    )
     common.add_argument(
         "--stages", default=",".join(DEFAULT_STAGES), help="contiguous backbone stages, e.g. c2,c3,c4,c5"
     )
@@ -110,10 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="folder to write into (created if needed)")
     export.add_argument("--scale", type=int, choices=EXPORT_SCALES, default=1, help="PNG resolution multiplier")
     export.add_argument("--zip", action="store_true", help=f"write one {ZIP_NAME} into --out instead of files")
-    export.add_argument("--cmap", default="jet", help=f"colour map, e.g. {', '.join(COLORMAPS)}")
-    export.add_argument("--alpha", type=float, default=0.5, help="colour weight of overlays, 0 to 1")
-    export.add_argument("--reduction", choices=REDUCTIONS, default="mean", help="how channels become one map")
-    export.add_argument("--scope", choices=SCOPES, default="per-level", help="colour range per map or shared")
+    export.add_argument("--cmap", dest="colormap", default="jet", help=f"color map, e.g. {', '.join(COLORMAPS)}")
+    export.add_argument("--alpha", type=float, default=0.5, help="color weight of overlays, 0 to 1")
+    export.add_argument(
+        "--reduction",
+        dest="aggregation",
+        choices=CHANNEL_AGGREGATIONS,
+        default="mean",
+        help="how channels become one map",
+    )
+    export.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
     export.add_argument(
         "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
     )
@@ -135,7 +143,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PyramidConfig, list[str
     device, notice = resolve_device(args.device)
     try:
         config = PyramidConfig(
-            out_channels=args.width,
+            out_channels=args.out_channels,
             stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
             upsample=args.upsample,
             merge=args.merge,
@@ -363,9 +371,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 def _run_export(args: argparse.Namespace) -> int:
     settings = {
-        "cmap": args.cmap,
+        "colormap": args.colormap,
         "alpha": args.alpha,
-        "reduction": args.reduction,
+        "aggregation": args.aggregation,
         "scope": args.scope,
         "scale": float(args.scale),
     }

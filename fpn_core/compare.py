@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .maps import reduce_channels, upsample_map
+from .maps import aggregate_channels, upsample_map
 
 #: Natural A/B pairs: (label, changes to side A, changes to side B), as PyramidConfig fields.
 PRESETS: dict[str, tuple[dict, dict]] = {
@@ -52,7 +52,7 @@ def compare_levels(
     levels_a: Mapping[str, torch.Tensor],
     levels_b: Mapping[str, torch.Tensor],
     *,
-    reduction: str = "mean",
+    aggregation: str = "mean",
 ) -> list[LevelComparison]:
     """Compare the levels both sides have, fine to coarse.
 
@@ -64,8 +64,8 @@ def compare_levels(
     """
     out = []
     for level in [name for name in levels_a if name in levels_b]:
-        a = reduce_channels(levels_a[level], reduction)
-        b = reduce_channels(levels_b[level], reduction)
+        a = aggregate_channels(levels_a[level], aggregation)
+        b = aggregate_channels(levels_b[level], aggregation)
         if b.shape != a.shape:
             b = upsample_map(b, a.shape)
         za, zb = _standardize(a), _standardize(b)

@@ -107,7 +107,7 @@ def stage_contributions(
     """Split every level of ``fpn`` into one exact contribution per input stage plus a bias term.
 
     Args:
-        fpn: the model's FPN (``PyramidFPN`` with any upsample, merge, ablation, p6); read-only.
+        fpn: the model's FPN (``FPN`` with any upsample, merge, ablation, p6); read-only.
         stages: backbone maps by name (e.g. ``PyramidOutput.stages``); those in ``config.stages`` are used.
         config: the ``PyramidConfig`` the FPN was built for (its ``stages`` name the inputs).
         keep_tensors: keep the per-channel ``parts`` and ``bias`` tensors (False: only strengths,
@@ -159,7 +159,7 @@ def stage_contributions(
 def composite_map(strength: Mapping[str, np.ndarray], *, gamma: float = 0.5) -> np.ndarray:
     """One RGB map showing where each stage dominates a level.
 
-    Each cell's colour is the stages' app-wide colours (``levels.STAGE_COLORS``) blended by
+    Each cell's color is the stages' app-wide colors (``levels.STAGE_COLORS``) blended by
     their shares at that cell, so a cell that is 90% c3 looks almost pure c3; its brightness is
     the cell's total strength relative to the level's strongest cell, raised to ``gamma`` (so
     weak cells are dark but not invisible).
@@ -176,10 +176,10 @@ def composite_map(strength: Mapping[str, np.ndarray], *, gamma: float = 0.5) -> 
     if not 0 < gamma <= 1:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     stack = np.stack([np.asarray(m, dtype=np.float64) for m in strength.values()])  # (n, h, w)
-    colours = np.array([STAGE_COLORS[s] for s in strength], dtype=np.float64)  # (n, 3)
+    colors = np.array([STAGE_COLORS[s] for s in strength], dtype=np.float64)  # (n, 3)
     total = stack.sum(axis=0)
     weights = np.divide(stack, total, out=np.zeros_like(stack), where=total > 0)
-    rgb = np.einsum("nhw,nc->hwc", weights, colours)
+    rgb = np.einsum("nhw,nc->hwc", weights, colors)
     peak = total.max()
     brightness = (total / peak) ** gamma if peak > 0 else np.zeros_like(total)
     return np.clip(np.rint(rgb * brightness[..., None]), 0, 255).astype(np.uint8)

@@ -1,7 +1,7 @@
 """Object detection on the pyramid, every detection traced to the level that found it.
 
 The two detectors are torchvision's own ``FasterRCNN`` and ``RetinaNet`` classes, built on
-fpn_core's ``ResNetBackbone`` and ``PyramidFPN`` (a ``FeaturePyramidNetwork`` subclass). Their
+fpn_core's ``ResNetBackbone`` and ``FPN`` (a ``FeaturePyramidNetwork`` subclass). Their
 state dicts are torchvision's, key for key, so torchvision's COCO checkpoints load strictly and
 the outputs equal torchvision's.
 
@@ -57,7 +57,7 @@ from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, resolve_device
-from .fpn import PyramidFPN
+from .fpn import FPN
 from .images import check_rgb
 from .levels import level_name, stage_index, torchvision_key_to_level
 from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
@@ -214,7 +214,7 @@ class DetectorBackbone(nn.Module):
     (``'0'..'3'`` then ``'pool'``, or ``'0'..'2'`` then ``'p6'``, ``'p7'``).
     """
 
-    def __init__(self, body: ResNetBackbone, fpn: PyramidFPN, stages: Sequence[str]) -> None:
+    def __init__(self, body: ResNetBackbone, fpn: FPN, stages: Sequence[str]) -> None:
         super().__init__()
         self.body = body
         self.fpn = fpn
@@ -238,10 +238,10 @@ def _assemble(spec: DetectorSpec, seed: int) -> nn.Module:
         in_channels = RESNET50_FEATURE_INFO.channels(spec.stages)
         kw = {"image_mean": list(spec.weights.mean), "image_std": list(spec.weights.std)}
         if spec.name == "faster-rcnn":
-            fpn = PyramidFPN(in_channels, 256, LastLevelMaxPool())
+            fpn = FPN(in_channels, 256, LastLevelMaxPool())
             det = FasterRCNN(DetectorBackbone(body, fpn, spec.stages), num_classes=len(spec.categories), **kw)
         else:
-            fpn = PyramidFPN(in_channels, 256, LastLevelP6P7(256, 256))
+            fpn = FPN(in_channels, 256, LastLevelP6P7(256, 256))
             det = RetinaNet(DetectorBackbone(body, fpn, spec.stages), num_classes=len(spec.categories), **kw)
     return det
 
@@ -904,7 +904,7 @@ def detector_pyramid(det: nn.Module, config: PyramidConfig | None = None) -> Pyr
 
     A trained detector carries a COCO-trained ResNet-50 and FPN; this hands them to the pages
     that teach the pyramid. The backbone module is shared (read-only, no copy). The FPN is a new
-    ``PyramidFPN`` for ``config`` (its upsampling, merge, ablation and p6 options) whose lateral
+    ``FPN`` for ``config`` (its upsampling, merge, ablation and p6 options) whose lateral
     and output convolutions are the detector's for the chosen stages. RetinaNet's p6/p7 are convs
     of its own that only its head uses; with ``config.p6`` the pyramid's p6 is the usual stride-2
     subsampling of the top level.
@@ -925,8 +925,8 @@ def detector_pyramid(det: nn.Module, config: PyramidConfig | None = None) -> Pyr
     if missing:
         raise ValueError(f"{spec.title}'s FPN has no lateral for {', '.join(missing)}; use {', '.join(spec.stages)}")
     body: ResNetBackbone = det.backbone.body
-    source: PyramidFPN = det.backbone.fpn
-    fpn = PyramidFPN(
+    source: FPN = det.backbone.fpn
+    fpn = FPN(
         RESNET50_FEATURE_INFO.channels(config.stages),
         256,
         LastLevelMaxPool() if config.p6 else None,

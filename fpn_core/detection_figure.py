@@ -1,7 +1,7 @@
-"""The detection figure: boxes on the image, coloured by the pyramid level that found them.
+"""The detection figure: boxes on the image, colored by the pyramid level that found them.
 
 A matplotlib ``Figure`` built without ``pyplot`` (see ``figures.py``), used by the export
-bundle and the dashboard's download. Each level has its app-wide colour (``levels.LEVEL_COLORS``).
+bundle and the dashboard's download. Each level has its app-wide color (``levels.LEVEL_COLORS``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["detection_figure"]
 
 
 def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None = None) -> Figure:
-    """The image with every detection's box, class and score, coloured by its level, and a legend.
+    """The image with every detection's box, class and score, colored by its level, and a legend.
 
     Args:
         image: ``uint8`` RGB ``(H, W, 3)``: the image the detections were made on, or a resized
@@ -46,8 +46,8 @@ def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None =
     boxes = dets.boxes.numpy() * np.array([sx, sy, sx, sy], dtype=np.float32)
     for i in range(len(dets) - 1, -1, -1):  # best score drawn last, on top
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        colour = hex_color(dets.levels[i])
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2.0))
+        color = hex_color(dets.levels[i])
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2.0))
         inside = y1 < 0.06 * h  # no room above the box: put the label inside its top edge
         ax.text(
             x1,
@@ -57,7 +57,7 @@ def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None =
             color="white",
             va="top" if inside else "bottom",
             ha="left",
-            bbox={"facecolor": colour, "edgecolor": "none", "pad": 1.5, "alpha": 0.9},
+            bbox={"facecolor": color, "edgecolor": "none", "pad": 1.5, "alpha": 0.9},
             clip_on=True,
         )
     counts = dets.count_per_level()
@@ -80,5 +80,5 @@ def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None =
             "" if trained else " (untrained detector: noise)"
         )
     ax.set_title(title, fontsize=TITLE_PT)
-    ax.set_xlabel(f"{w} × {h} px; box colour = pyramid level that found it", fontsize=LABEL_PT - 1)
+    ax.set_xlabel(f"{w} × {h} px; box color = pyramid level that found it", fontsize=LABEL_PT - 1)
     return fig

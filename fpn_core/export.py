@@ -15,7 +15,7 @@ Layout::
     maps/<name>.png     the channel-reduced map of every stage (c1..c5) and level (p*)
     overlays/<name>.png each map blended over the input
     slide.png           a 16:9 slide: the input and one overlay per pyramid level
-    detections.png      only when detections are given: boxes coloured by the level that found them
+    detections.png      only when detections are given: boxes colored by the level that found them
     metadata.json       configuration, weights, shapes, statistics, timings, versions
                         (and ``"detections"`` when given)
     receptive/, contributions/  only when a point is given: ERF per stage and level, radii,
@@ -45,7 +45,7 @@ from .detection import Detections
 from .detection_figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
-from .maps import REDUCTIONS, SCOPES, MapRange, check_colormap, map_ranges, map_stats, reduce_channels
+from .maps import CHANNEL_AGGREGATIONS, SCOPES, MapRange, aggregate_channels, check_colormap, map_ranges, map_stats
 from .point import PointAnalysis, point_figures
 from .pyramid import PyramidOutput
 
@@ -69,9 +69,9 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 def build_export(
     out: PyramidOutput,
     *,
-    cmap: str = "jet",
+    colormap: str = "jet",
     alpha: float = 0.5,
-    reduction: str = "mean",
+    aggregation: str = "mean",
     scope: str = "per-level",
     scale: float = 1.0,
     timings: bool = True,
@@ -83,10 +83,10 @@ def build_export(
 
     Args:
         out: The analysis, from ``run_pyramid``.
-        cmap: Matplotlib colour map of maps, overlays and slide.
-        alpha: Weight of the colour over the image in overlays, in ``[0, 1]``.
-        reduction: How channels are collapsed into one map, one of ``maps.REDUCTIONS``.
-        scope: ``"per-level"`` (each map its own colour range) or ``"shared"`` (one range
+        colormap: Matplotlib color map of maps, overlays and slide.
+        alpha: Weight of the color over the image in overlays, in ``[0, 1]``.
+        aggregation: How channels are collapsed into one map, one of ``maps.CHANNEL_AGGREGATIONS``.
+        scope: ``"per-level"`` (each map its own color range) or ``"shared"`` (one range
             for all stages and one for all levels, so their strengths compare).
         scale: Resolution multiplier of the PNGs (1 = 100 dpi).
         timings: Include the measured milliseconds in ``metadata.json``. Timings change
@@ -106,15 +106,15 @@ def build_export(
     Raises:
         ValueError: If a setting is out of range, naming it.
     """
-    check_export_settings(cmap=cmap, alpha=alpha, reduction=reduction, scope=scope, scale=scale)
+    check_export_settings(colormap=colormap, alpha=alpha, aggregation=aggregation, scope=scope, scale=scale)
     features = {**out.stages, **out.levels}
-    reduced = {name: reduce_channels(t, reduction) for name, t in features.items()}
+    reduced = {name: aggregate_channels(t, aggregation) for name, t in features.items()}
     ranges = {
         **map_ranges({n: reduced[n] for n in out.stages}, scope),
         **map_ranges({n: reduced[n] for n in out.levels}, scope),
     }
     weights = out.provenance.summary()
-    bar_label = f"channel {reduction} activation"
+    bar_label = f"channel {aggregation} activation"
 
     files: dict[str, bytes] = {"input.png": _array_png(out.image)}
     for name, tensor in features.items():
@@ -122,9 +122,9 @@ def build_export(
         files[f"maps/{name}.png"] = _figure_png(
             map_figure(
                 reduced[name],
-                title=f"{caption}\nchannel {reduction}",
+                title=f"{caption}\nchannel {aggregation}",
                 rng=ranges[name],
-                cmap=cmap,
+                colormap=colormap,
                 colorbar_label=bar_label,
             ),
             scale,
@@ -136,7 +136,7 @@ def build_export(
                 title=f"{caption}\n{weights}",
                 rng=ranges[name],
                 alpha=alpha,
-                cmap=cmap,
+                colormap=colormap,
                 colorbar_label=bar_label,
             ),
             scale,
@@ -151,16 +151,16 @@ def build_export(
             [(f"{n} (stride {stride_of(n)})", reduced[n]) for n in level_names],
             rng=slide_rng,
             alpha=alpha,
-            cmap=cmap,
-            suptitle=f"FPN levels, width {out.config.out_channels}, channel {reduction}: {weights}",
+            colormap=colormap,
+            suptitle=f"FPN levels, width {out.config.out_channels}, channel {aggregation}: {weights}",
             colorbar_label=bar_label,
         ),
         scale,
     )
     settings = {
-        "cmap": cmap,
+        "colormap": colormap,
         "alpha": alpha,
-        "reduction": reduction,
+        "aggregation": aggregation,
         "scope": scope,
         "scale": scale,
         "dpi": _DPI * scale,
@@ -177,17 +177,17 @@ def build_export(
     return dict(sorted(files.items()))
 
 
-def check_export_settings(*, cmap: str, alpha: float, reduction: str, scope: str, scale: float) -> None:
+def check_export_settings(*, colormap: str, alpha: float, aggregation: str, scope: str, scale: float) -> None:
     """Refuse export settings :func:`build_export` cannot use, before any work is done.
 
     Raises:
         ValueError: naming the bad setting and its value.
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if aggregation not in CHANNEL_AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {aggregation!r}")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= max(EXPORT_SCALES)):

@@ -3,7 +3,7 @@
 Every maker returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (pyplot
 keeps each figure alive in a global list, which leaks in a long-running server). Fonts
 are sized for a projector (11-14 pt), layouts are ``"constrained"`` so labels are not
-clipped, and every colour bar is labelled in the map's real units.
+clipped, and every color bar is labelled in the map's real units.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _mappable(rng: MapRange, cmap: str) -> ScalarMappable:
-    return ScalarMappable(norm=Normalize(vmin=rng.vmin, vmax=rng.vmax), cmap=cmap)
+def _mappable(rng: MapRange, colormap: str) -> ScalarMappable:
+    return ScalarMappable(norm=Normalize(vmin=rng.vmin, vmax=rng.vmax), cmap=colormap)
 
 
-def _colorbar(fig: Figure, rng: MapRange, cmap: str, ax: Axes | list[Axes], label: str) -> None:
-    bar = fig.colorbar(_mappable(rng, cmap), ax=ax, shrink=0.9, pad=0.02)
+def _colorbar(fig: Figure, rng: MapRange, colormap: str, ax: Axes | list[Axes], label: str) -> None:
+    bar = fig.colorbar(_mappable(rng, colormap), ax=ax, shrink=0.9, pad=0.02)
     bar.set_label(label, fontsize=LABEL_PT)
     bar.ax.tick_params(labelsize=TICK_PT)
 
@@ -82,25 +82,25 @@ def overlay_figure(
     title: str,
     rng: MapRange | None = None,
     alpha: float = 0.5,
-    cmap: str = "jet",
+    colormap: str = "jet",
     colorbar_label: str = "channel mean activation",
 ) -> Figure:
-    """The image with a coloured map blended over it and a colour bar in map units.
+    """The image with a colored map blended over it and a color bar in map units.
 
     Args:
         image: ``uint8`` RGB array ``(H, W, 3)``.
         map_: 2-D map at any resolution; it is upsampled to the image.
         title: What the map is, e.g. ``"p4 (stride 16): channel mean"``.
-        rng: Range of the colour map ends; ``None`` for the map's own min..max.
-        alpha: Weight of the colour over the image, in ``[0, 1]``.
-        cmap: Matplotlib colour map name.
-        colorbar_label: What the colour bar measures.
+        rng: Range of the color map ends; ``None`` for the map's own min..max.
+        alpha: Weight of the color over the image, in ``[0, 1]``.
+        colormap: Matplotlib color map name.
+        colorbar_label: What the color bar measures.
 
     Returns:
         The figure.
     """
     rng = map_range([map_]) if rng is None else rng
-    blended = overlay(image, map_, rng=rng, alpha=alpha, cmap=cmap)
+    blended = overlay(image, map_, rng=rng, alpha=alpha, colormap=colormap)
     h, w = image.shape[:2]
     fig = _new_figure(*_panel_size(w, h, base=7.0, extra_w=1.4, extra_h=0.8))
     ax = fig.add_subplot()
@@ -108,7 +108,7 @@ def overlay_figure(
     _image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_xlabel(f"map {_size_label(map_)}, shown at {w} × {h} px", fontsize=TICK_PT)
-    _colorbar(fig, rng, cmap, ax, colorbar_label)
+    _colorbar(fig, rng, colormap, ax, colorbar_label)
     return fig
 
 
@@ -116,7 +116,7 @@ def _panel_size(w: int, h: int, *, base: float, extra_w: float, extra_h: float) 
     """Figure inches for one image panel of aspect ``w:h`` plus room for labels.
 
     Neither side drops below 3 inches, so a thin strip still leaves room for the title
-    and a readable colour bar.
+    and a readable color bar.
     """
     aspect = w / h
     if aspect >= 1:
@@ -129,22 +129,22 @@ def map_figure(
     *,
     title: str,
     rng: MapRange | None = None,
-    cmap: str = "viridis",
+    colormap: str = "viridis",
     colorbar_label: str = "channel mean activation",
 ) -> Figure:
-    """One heat map at its own resolution (one square per cell) with a colour bar.
+    """One heat map at its own resolution (one square per cell) with a color bar.
 
     Args:
         map_: 2-D map.
         title: What the map is.
-        rng: Range of the colour map ends; ``None`` for the map's own min..max.
-        cmap: Matplotlib colour map name.
-        colorbar_label: What the colour bar measures.
+        rng: Range of the color map ends; ``None`` for the map's own min..max.
+        colormap: Matplotlib color map name.
+        colorbar_label: What the color bar measures.
 
     Returns:
         The figure.
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     values = np.asarray(map_, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"map_ must be 2-D, got shape {values.shape}")
@@ -152,11 +152,11 @@ def map_figure(
     h, w = values.shape
     fig = _new_figure(*_panel_size(w, h, base=6.0, extra_w=1.6, extra_h=0.9))
     ax = fig.add_subplot()
-    ax.imshow(values, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+    ax.imshow(values, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
     _image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_xlabel(_size_label(values), fontsize=TICK_PT)
-    _colorbar(fig, rng, cmap, ax, colorbar_label)
+    _colorbar(fig, rng, colormap, ax, colorbar_label)
     return fig
 
 
@@ -164,7 +164,7 @@ def maps_row_figure(
     maps: Sequence[tuple[str, np.ndarray]],
     *,
     rngs: Sequence[MapRange] | MapRange,
-    cmap: str = "viridis",
+    colormap: str = "viridis",
     suptitle: str | None = None,
     colorbar_label: str = "activation",
 ) -> Figure:
@@ -175,11 +175,11 @@ def maps_row_figure(
 
     Args:
         maps: ``(label, 2-D map)`` per panel, left to right.
-        rngs: One :class:`MapRange` for all panels (one shared colour bar, so colours
-            compare across panels) or one per panel (a colour bar under each).
-        cmap: Matplotlib colour map name.
+        rngs: One :class:`MapRange` for all panels (one shared color bar, so colors
+            compare across panels) or one per panel (a color bar under each).
+        colormap: Matplotlib color map name.
         suptitle: Title over the whole row.
-        colorbar_label: What the colour bars measure.
+        colorbar_label: What the color bars measure.
 
     Returns:
         The figure.
@@ -187,7 +187,7 @@ def maps_row_figure(
     Raises:
         ValueError: If ``maps`` is empty or the number of ranges does not match.
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     if not maps:
         raise ValueError("maps_row_figure needs at least one map, got none")
     shared = isinstance(rngs, MapRange)
@@ -200,16 +200,16 @@ def maps_row_figure(
     fig = _new_figure(panel_w * n + 1.2, panel_w / aspect + (1.1 if shared else 1.5))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (label, map_), rng in zip(axes, maps, ranges, strict=True):
-        ax.imshow(map_, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+        ax.imshow(map_, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
         _image_axes(ax)
         ax.set_title(label, fontsize=PANEL_TITLE_PT)
         ax.set_xlabel(_size_label(map_), fontsize=TICK_PT)
         if not shared:
-            bar = fig.colorbar(_mappable(rng, cmap), ax=ax, orientation="horizontal", pad=0.02)
+            bar = fig.colorbar(_mappable(rng, colormap), ax=ax, orientation="horizontal", pad=0.02)
             bar.ax.tick_params(labelsize=TICK_PT - 1)
             bar.ax.xaxis.set_major_locator(MaxNLocator(3))
     if shared:
-        _colorbar(fig, ranges[0], cmap, list(axes), colorbar_label)
+        _colorbar(fig, ranges[0], colormap, list(axes), colorbar_label)
     if suptitle:
         fig.suptitle(suptitle, fontsize=TITLE_PT)
     return fig
@@ -219,7 +219,7 @@ def step_row_figure(
     panels: Sequence[tuple[str, np.ndarray | None, str]],
     *,
     rngs: MapRange | Sequence[MapRange | None],
-    cmap: str,
+    colormap: str,
     suptitle: str,
     colorbar_label: str,
 ) -> Figure:
@@ -227,16 +227,16 @@ def step_row_figure(
 
     Args:
         panels: ``(title, map or None, text for a missing map)`` per panel, left to right.
-        rngs: one range for all panels (one colour bar, colours compare across the row) or
+        rngs: one range for all panels (one color bar, colors compare across the row) or
             one per panel (None for a missing map).
-        cmap: matplotlib colour map name.
+        colormap: matplotlib color map name.
         suptitle: title over the row.
-        colorbar_label: what the shared colour bar measures.
+        colorbar_label: what the shared color bar measures.
 
     Returns:
         The figure (``matplotlib.figure.Figure``, no pyplot).
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     shared = isinstance(rngs, MapRange)
     ranges = [rngs] * len(panels) if shared else list(rngs)
     shapes = [np.shape(m) for _, m, _ in panels if m is not None]
@@ -258,20 +258,23 @@ def step_row_figure(
             ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=STEP_PT, wrap=True, color="#1F2933")
             ax.set_box_aspect(1 / aspect)
             continue
-        ax.imshow(map_, cmap=cmap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
+        ax.imshow(map_, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
         h, w = np.shape(map_)
         ax.set_xlabel(f"{w} × {h} cells", fontsize=STEP_PT - 1)
         for spine in ax.spines.values():
             spine.set_visible(False)
         if not shared:
             bar = fig.colorbar(
-                ScalarMappable(norm=Normalize(rng.vmin, rng.vmax), cmap=cmap), ax=ax, orientation="horizontal", pad=0.03
+                ScalarMappable(norm=Normalize(rng.vmin, rng.vmax), cmap=colormap),
+                ax=ax,
+                orientation="horizontal",
+                pad=0.03,
             )
             bar.ax.tick_params(labelsize=STEP_PT - 2)
             bar.ax.xaxis.set_major_locator(MaxNLocator(3))
     if shared:
         bar = fig.colorbar(
-            ScalarMappable(norm=Normalize(rngs.vmin, rngs.vmax), cmap=cmap),  # type: ignore[union-attr]
+            ScalarMappable(norm=Normalize(rngs.vmin, rngs.vmax), cmap=colormap),  # type: ignore[union-attr]
             ax=list(axes),
             shrink=0.85,
             pad=0.01,
@@ -288,7 +291,7 @@ def grid_figure(
     *,
     title: str,
     cols: int,
-    cmap: str = "viridis",
+    colormap: str = "viridis",
 ) -> Figure:
     """The top-k channel mosaic from :func:`fpn_core.maps.channel_grid`, tiles numbered.
 
@@ -297,7 +300,7 @@ def grid_figure(
         indices: Channel number of each tile, row-major.
         title: What the grid shows.
         cols: Tiles per row used to build the mosaic.
-        cmap: Matplotlib colour map name.
+        colormap: Matplotlib color map name.
 
     Returns:
         The figure.
@@ -305,7 +308,7 @@ def grid_figure(
     Raises:
         ValueError: If the mosaic's shape does not fit ``cols`` and ``len(indices)``.
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     values = np.asarray(mosaic, dtype=np.float32)
     if values.ndim != 2 or not indices or cols < 1:
         raise ValueError(
@@ -318,10 +321,10 @@ def grid_figure(
     tile_h, rem_h = divmod(values.shape[0] - (rows - 1), rows)
     if rem_w or rem_h or tile_w < 1 or tile_h < 1:
         raise ValueError(f"a {values.shape} mosaic does not split into {rows} x {cols} tiles with 1-px gaps")
-    colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    lookup = matplotlib.colormaps[colormap].with_extremes(bad="white")
     fig = _new_figure(*_panel_size(values.shape[1], values.shape[0], base=8.0, extra_w=1.4, extra_h=0.8))
     ax = fig.add_subplot()
-    ax.imshow(values, cmap=colormap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(values, cmap=lookup, vmin=0.0, vmax=1.0, interpolation="nearest")
     _image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     label_pt = 11 if cols <= 4 else 9
@@ -337,7 +340,7 @@ def grid_figure(
             color="black",
             bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5},
         )
-    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=colormap), ax=ax, shrink=0.9, pad=0.02)
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=lookup), ax=ax, shrink=0.9, pad=0.02)
     bar.set_label("activation, each tile scaled to its own 0–1", fontsize=LABEL_PT)
     bar.ax.tick_params(labelsize=TICK_PT)
     return fig
@@ -349,7 +352,7 @@ def slide_figure(
     *,
     rng: MapRange | Sequence[MapRange],
     alpha: float,
-    cmap: str,
+    colormap: str,
     suptitle: str,
     colorbar_label: str = "activation",
 ) -> Figure:
@@ -359,12 +362,12 @@ def slide_figure(
         image: ``uint8`` RGB input ``(H, W, 3)``.
         overlays: ``(label, 2-D map)`` per level, fine to coarse; each map is upsampled
             to the image and blended over it.
-        rng: One shared range (one colour bar for the slide, so levels compare) or one
-            range per level (a colour bar under each overlay).
-        alpha: Weight of the colour over the image, in ``[0, 1]``.
-        cmap: Matplotlib colour map name.
+        rng: One shared range (one color bar for the slide, so levels compare) or one
+            range per level (a color bar under each overlay).
+        alpha: Weight of the color over the image, in ``[0, 1]``.
+        colormap: Matplotlib color map name.
         suptitle: Title of the slide.
-        colorbar_label: What the colour bar measures.
+        colorbar_label: What the color bar measures.
 
     Returns:
         The figure, 16 x 9 inches.
@@ -372,7 +375,7 @@ def slide_figure(
     Raises:
         ValueError: If the number of ranges does not match the number of overlays.
     """
-    check_colormap(cmap)
+    check_colormap(colormap)
     shared = isinstance(rng, MapRange)
     ranges = [rng] * len(overlays) if shared else list(rng)
     if len(ranges) != len(overlays):
@@ -381,7 +384,7 @@ def slide_figure(
     cols = panels if panels <= 3 else math.ceil(panels / 2)
     rows = math.ceil(panels / cols)
     fig = _new_figure(16.0, 9.0)
-    if not shared:  # room between rows for the colour bars under the panels
+    if not shared:  # room between rows for the color bars under the panels
         fig.get_layout_engine().set(hspace=0.12)
     axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
     h, w = image.shape[:2]
@@ -389,10 +392,10 @@ def slide_figure(
     axes[0].imshow(image)
     axes[0].set_title(f"input\n{w} × {h} px", fontsize=PANEL_TITLE_PT)
     for ax, (label, map_), level_rng in zip(axes[1:], overlays, ranges, strict=False):
-        ax.imshow(overlay(image, map_, rng=level_rng, alpha=alpha, cmap=cmap))
+        ax.imshow(overlay(image, map_, rng=level_rng, alpha=alpha, colormap=colormap))
         ax.set_title(f"{label}\nmap {_size_label(map_)}", fontsize=PANEL_TITLE_PT)
         if not shared:
-            bar = fig.colorbar(_mappable(level_rng, cmap), ax=ax, orientation="horizontal", shrink=0.8, pad=0.02)
+            bar = fig.colorbar(_mappable(level_rng, colormap), ax=ax, orientation="horizontal", shrink=0.8, pad=0.02)
             bar.ax.tick_params(labelsize=TICK_PT - 1)
             bar.ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes:
@@ -400,7 +403,7 @@ def slide_figure(
     for ax in axes[panels:]:
         ax.set_visible(False)
     if shared and overlays:
-        _colorbar(fig, ranges[0], cmap, axes[:panels], colorbar_label)
+        _colorbar(fig, ranges[0], colormap, axes[:panels], colorbar_label)
     fig.suptitle(suptitle, fontsize=TITLE_PT + 4)
     return fig
 
@@ -421,7 +424,7 @@ def bar_figure(
         title: What is measured.
         xlabel: The value axis label, with units.
         groups: Optional group per bar (e.g. ``"backbone"``, ``"fpn"``); each group gets
-            a colour and a legend entry.
+            a color and a legend entry.
 
     Returns:
         The figure.
@@ -436,11 +439,11 @@ def bar_figure(
         raise ValueError(f"need one group per label, got {len(groups)} groups for {len(labels)}")
     palette = matplotlib.colormaps["tab10"]
     group_names = list(dict.fromkeys(groups)) if groups is not None else []
-    colours = [palette(group_names.index(g) % 10) for g in groups] if groups is not None else None
+    colors = [palette(group_names.index(g) % 10) for g in groups] if groups is not None else None
     fig = _new_figure(8.5, 1.4 + 0.45 * len(labels))
     ax = fig.add_subplot()
     positions = np.arange(len(labels))
-    bars = ax.barh(positions, [float(v) for v in values], color=colours or palette(0))
+    bars = ax.barh(positions, [float(v) for v in values], color=colors or palette(0))
     ax.set_yticks(positions, [str(label) for label in labels])
     ax.invert_yaxis()  # first label on top
     ax.bar_label(bars, fmt="%.3g", padding=4, fontsize=TICK_PT)
@@ -542,7 +545,7 @@ def erf_figure(
     cell_square: tuple[int, int, int, int] | None = None,
     center: tuple[float, float] | None = None,
     alpha: float = 0.6,
-    cmap: str = "inferno",
+    colormap: str = "inferno",
 ) -> Figure:
     """An effective receptive field over the image, normalised to its peak, with its theoretical square.
 
@@ -553,8 +556,8 @@ def erf_figure(
         box: the cell's theoretical RF ``(x0, y0, x1, y1)``, half-open, in image pixels (drawn dashed).
         cell_square: the cell's stride-grid square ``(x0, y0, x1, y1)`` (drawn solid).
         center: ``(x, y)`` of the RF centre (marked with a cross).
-        alpha: weight of the colour over the image.
-        cmap: colour map of the ERF.
+        alpha: weight of the color over the image.
+        colormap: color map of the ERF.
 
     Returns:
         The figure.
@@ -571,7 +574,7 @@ def erf_figure(
         title=title,
         rng=rng,
         alpha=alpha,
-        cmap=cmap,
+        colormap=colormap,
         colorbar_label="|gradient| of the cell's activation",
     )
     ax = fig.axes[0]
@@ -641,7 +644,7 @@ def erf_radius_figure(
 
 
 def shares_figure(shares: Mapping[str, Mapping[str, float]], *, title: str) -> Figure:
-    """Stacked horizontal bars: each level's split into stages, in the app-wide stage colours.
+    """Stacked horizontal bars: each level's split into stages, in the app-wide stage colors.
 
     Args:
         shares: row label (e.g. ``"p3"`` or ``"p3 at point"``) -> stage -> share (summing to 1).

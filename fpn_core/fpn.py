@@ -1,6 +1,6 @@
 """The Feature Pyramid Network: torchvision's module, with the steps recorded for teaching.
 
-``PyramidFPN`` subclasses ``torchvision.ops.FeaturePyramidNetwork`` and adds no parameters,
+``FPN`` subclasses ``torchvision.ops.FeaturePyramidNetwork`` and adds no parameters,
 so its state dict is interchangeable with torchvision's (COCO-trained Faster R-CNN FPN weights
 load as they are). With default options its forward is exactly torchvision's.
 """
@@ -29,17 +29,21 @@ ABLATIONS: dict[str, str] = {
     "no-lateral": "Top-down path without lateral connections: only the top level enters through a 1x1",
     "finest-only": "Single finest level only: the full top-down path, output at the finest level alone",
 }
-MIN_WIDTH, MAX_WIDTH = 16, 512
+MIN_OUT_CHANNELS, MAX_OUT_CHANNELS = 16, 512
 
 
-def validate_width(out_channels: int) -> int:
+def validate_out_channels(out_channels: int) -> int:
     """Check an FPN width: a multiple of 8 from 16 to 512.
 
     Raises:
         ValueError: naming the bad value.
     """
-    if not (isinstance(out_channels, int) and MIN_WIDTH <= out_channels <= MAX_WIDTH and out_channels % 8 == 0):
-        raise ValueError(f"out_channels must be a multiple of 8 from {MIN_WIDTH} to {MAX_WIDTH}, got {out_channels!r}")
+    if not (
+        isinstance(out_channels, int) and MIN_OUT_CHANNELS <= out_channels <= MAX_OUT_CHANNELS and out_channels % 8 == 0
+    ):
+        raise ValueError(
+            f"out_channels must be a multiple of 8 from {MIN_OUT_CHANNELS} to {MAX_OUT_CHANNELS}, got {out_channels!r}"
+        )
     return out_channels
 
 
@@ -66,7 +70,7 @@ class LevelSteps:
     output: Tensor | None
 
 
-class PyramidFPN(FeaturePyramidNetwork):
+class FPN(FeaturePyramidNetwork):
     """torchvision's FPN with upsampling, merge and ablation options and recorded steps.
 
     Args:

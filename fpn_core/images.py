@@ -98,7 +98,7 @@ def load_image(
     is parsed and ``width * height`` is checked against ``max_pixels`` before any pixel
     is decoded; JPEGs larger than ``max_side`` are decoded at a reduced DCT scale
     (``Image.draft``); the first frame is used for multi-frame files (TIFF pages,
-    animated GIF); the EXIF orientation is applied; the colour mode is converted to RGB
+    animated GIF); the EXIF orientation is applied; the color mode is converted to RGB
     (transparency is composited on white, 16-bit data is scaled by its full range);
     finally the long side is reduced to ``max_side`` with a high-quality filter.
 
@@ -247,10 +247,10 @@ def _decode(img: Image.Image, *, max_pixels: int, max_side: int | None) -> np.nd
     return np.ascontiguousarray(np.array(rgb, dtype=np.uint8))
 
 
-def _fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(w, h) scaled so the longer side equals ``long_side``, each side at least 1."""
-    w, h = size
-    scale = long_side / max(w, h)
+def _fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:
+    """(w, h) scaled so the longer side equals ``size``, each side at least 1."""
+    w, h = wh
+    scale = size / max(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
@@ -297,7 +297,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return img.convert("RGB")
     except ValueError as exc:  # e.g. LAB or HSV, which Pillow cannot convert directly
         raise ImageError(
-            f"Images in the {mode} colour mode are not supported. Save it as an RGB image first. {_SUPPORTED}"
+            f"Images in the {mode} color mode are not supported. Save it as an RGB image first. {_SUPPORTED}"
         ) from exc
 
 
@@ -327,18 +327,18 @@ def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
 # ------------------------------------------------------------------ resize / tensor
 
 
-def resize_long_side(image: np.ndarray, long_side: int, *, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Resizes an RGB image so its longer side is ``long_side``, keeping the aspect ratio.
+def resize_long_side(image: np.ndarray, size: int, *, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Resizes an RGB image so its longer side is ``size``, keeping the aspect ratio.
 
     Shrinking uses ``INTER_AREA`` (no aliasing), growing uses ``INTER_CUBIC``; when one
     side shrinks and the other grows each axis gets its own filter. Afterwards any side
     shorter than ``min_side`` is raised to ``min_side``, so extreme aspect ratios are
-    stretched (4000 x 12 at ``long_side=512`` becomes 512 x 32) and the coarsest stride
+    stretched (4000 x 12 at ``size=512`` becomes 512 x 32) and the coarsest stride
     of the network still sees at least one cell.
 
     Args:
         image: ``uint8`` array of shape ``(H, W, 3)``.
-        long_side: Target length of the longer side, in pixels.
+        size: Target length of the longer side, in pixels.
         min_side: Smallest allowed length of either side, in pixels.
 
     Returns:
@@ -348,12 +348,12 @@ def resize_long_side(image: np.ndarray, long_side: int, *, min_side: int = MIN_S
         ValueError: If ``image`` is not ``(H, W, 3)`` uint8, or a size is not positive.
     """
     check_rgb(image)
-    if long_side < 1:
-        raise ValueError(f"long_side must be positive, got {long_side}")
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
     if min_side < 1:
         raise ValueError(f"min_side must be positive, got {min_side}")
     h, w = image.shape[:2]
-    new_w, new_h = _fit_long_side((w, h), long_side)
+    new_w, new_h = _fit_long_side((w, h), size)
     new_w, new_h = max(new_w, min_side), max(new_h, min_side)
 
     out = image

@@ -15,7 +15,7 @@ FPN_STAGES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
 #: The early/middle/late stages of the original design.
 DEFAULT_STAGES: tuple[str, ...] = ("c3", "c4", "c5")
 
-#: One RGB colour per pyramid level, used wherever a level is named (boxes, bars, legends).
+#: One RGB color per pyramid level, used wherever a level is named (boxes, bars, legends).
 LEVEL_COLORS: dict[str, tuple[int, int, int]] = {
     "p2": (230, 75, 53),  # red: finest, smallest objects
     "p3": (245, 160, 30),  # orange
@@ -24,7 +24,7 @@ LEVEL_COLORS: dict[str, tuple[int, int, int]] = {
     "p6": (140, 80, 180),  # purple
     "p7": (120, 120, 120),  # grey: coarsest
 }
-#: One RGB colour per backbone stage, used wherever a stage is named (contributions, legends).
+#: One RGB color per backbone stage, used wherever a stage is named (contributions, legends).
 STAGE_COLORS: dict[str, tuple[int, int, int]] = {
     "c1": (150, 150, 150),
     "c2": (214, 39, 40),
@@ -35,15 +35,15 @@ STAGE_COLORS: dict[str, tuple[int, int, int]] = {
 
 
 def color_of(name: str) -> tuple[int, int, int]:
-    """The app-wide RGB colour of a level ``p2..p7`` or a stage ``c1..c5``."""
+    """The app-wide RGB color of a level ``p2..p7`` or a stage ``c1..c5``."""
     table = LEVEL_COLORS if name.startswith("p") else STAGE_COLORS
     if name not in table:
-        raise ValueError(f"no colour for {name!r}; expected one of {', '.join([*STAGE_COLORS, *LEVEL_COLORS])}")
+        raise ValueError(f"no color for {name!r}; expected one of {', '.join([*STAGE_COLORS, *LEVEL_COLORS])}")
     return table[name]
 
 
 def hex_color(name: str) -> str:
-    """The colour of a level or stage as ``"#rrggbb"`` (for matplotlib and markdown)."""
+    """The color of a level or stage as ``"#rrggbb"`` (for matplotlib and markdown)."""
     return "#{:02x}{:02x}{:02x}".format(*color_of(name))
 
 

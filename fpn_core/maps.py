@@ -1,4 +1,4 @@
-"""Feature maps to pictures: channel reductions, value ranges, colour maps and overlays.
+"""Feature maps to pictures: channel aggregations, value ranges, color maps and overlays.
 
 Pure numpy / OpenCV / matplotlib-colormap code: no figures and no streamlit. Feature
 tensors may live on any device; they are reduced there and only the small 2-D result is
@@ -19,11 +19,12 @@ import torch
 from .images import check_rgb
 
 __all__ = [
+    "CHANNEL_AGGREGATIONS",
     "COLORMAPS",
-    "REDUCTIONS",
     "SCOPES",
     "MapRange",
     "MapStyle",
+    "aggregate_channels",
     "channel_grid",
     "check_colormap",
     "colorize",
@@ -32,12 +33,11 @@ __all__ = [
     "map_stats",
     "normalize",
     "overlay",
-    "reduce_channels",
     "top_channels",
     "upsample_map",
 ]
 
-REDUCTIONS = ("mean", "max", "l2", "std", "pc1")
+CHANNEL_AGGREGATIONS = ("mean", "max", "l2", "std", "pc1")
 SCOPES = ("per-level", "shared")
 COLORMAPS = ("viridis", "magma", "inferno", "plasma", "turbo", "jet", "gray")
 TOP_BY = ("mean", "max")
@@ -50,21 +50,21 @@ class MapStyle:
     """How feature maps become pictures: frozen and hashable, so it keys the screen caches.
 
     Attributes:
-        reduction: how channels collapse into one map, one of :data:`REDUCTIONS`.
-        cmap: matplotlib colour map name, one of :data:`COLORMAPS`.
+        aggregation: how channels collapse into one map, one of :data:`CHANNEL_AGGREGATIONS`.
+        colormap: matplotlib color map name, one of :data:`COLORMAPS`.
         alpha: overlay opacity in ``[0, 1]``.
-        scope: ``"per-level"`` (each map its own colour scale) or ``"shared"``.
+        scope: ``"per-level"`` (each map its own color scale) or ``"shared"``.
     """
 
-    reduction: str = "mean"
-    cmap: str = "viridis"
+    aggregation: str = "mean"
+    colormap: str = "viridis"
     alpha: float = 0.5
     scope: str = "per-level"
 
     def __post_init__(self) -> None:
         for name, value, choices in (
-            ("reduction", self.reduction, REDUCTIONS),
-            ("cmap", self.cmap, COLORMAPS),
+            ("aggregation", self.aggregation, CHANNEL_AGGREGATIONS),
+            ("colormap", self.colormap, COLORMAPS),
             ("scope", self.scope, SCOPES),
         ):
             if value not in choices:
@@ -85,7 +85,7 @@ def _as_float_tensor(feature: Feature) -> torch.Tensor:
 def _as_chw(feature: Feature) -> torch.Tensor:
     """A float32 ``(C, H, W)`` view of a ``(C, H, W)`` or ``(1, C, H, W)`` feature.
 
-    Torch tensors stay on their device (so reductions run there); numpy arrays are
+    Torch tensors stay on their device (so aggregations run there); numpy arrays are
     wrapped without a copy where possible.
     """
     tensor = _as_float_tensor(feature)
@@ -100,7 +100,7 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.cpu().numpy(), dtype=np.float32)
 
 
-def reduce_channels(feature: Feature, how: str = "mean") -> np.ndarray:
+def aggregate_channels(feature: Feature, how: str = "mean") -> np.ndarray:
     """Collapses the channels of a feature map into one 2-D map.
 
     Args:
@@ -117,10 +117,10 @@ def reduce_channels(feature: Feature, how: str = "mean") -> np.ndarray:
         A ``float32`` array of shape ``(H, W)``.
 
     Raises:
-        ValueError: If ``how`` is not one of :data:`REDUCTIONS` or the shape is wrong.
+        ValueError: If ``how`` is not one of :data:`CHANNEL_AGGREGATIONS` or the shape is wrong.
     """
-    if how not in REDUCTIONS:
-        raise ValueError(f"how must be one of {REDUCTIONS}, got {how!r}")
+    if how not in CHANNEL_AGGREGATIONS:
+        raise ValueError(f"how must be one of {CHANNEL_AGGREGATIONS}, got {how!r}")
     chw = _as_chw(feature)
     if how == "mean":
         reduced = chw.mean(dim=0)
@@ -165,14 +165,14 @@ def _first_component(chw: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class MapRange:
-    """The value range mapped onto a colour map's ends.
+    """The value range mapped onto a color map's ends.
 
     ``vmax > vmin`` always holds (a flat map gets a tiny span), so normalising by this
     range never divides by zero.
 
     Attributes:
-        vmin: Value shown with the lowest colour.
-        vmax: Value shown with the highest colour.
+        vmin: Value shown with the lowest color.
+        vmax: Value shown with the highest color.
     """
 
     vmin: float
@@ -272,36 +272,36 @@ def normalize(map_: np.ndarray, rng: MapRange) -> np.ndarray:
     return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def colorize(map01: np.ndarray, cmap: str = "viridis") -> np.ndarray:
-    """Colours a ``[0, 1]`` map with a matplotlib colour map.
+def colorize(map01: np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """Colors a ``[0, 1]`` map with a matplotlib color map.
 
     Args:
         map01: 2-D map with values in ``[0, 1]``.
-        cmap: Name of a matplotlib colour map, e.g. one of :data:`COLORMAPS`.
+        colormap: Name of a matplotlib color map, e.g. one of :data:`COLORMAPS`.
 
     Returns:
         ``uint8`` RGB array of shape ``(H, W, 3)``.
 
     Raises:
-        ValueError: If ``cmap`` is unknown or ``map01`` is not 2-D.
+        ValueError: If ``colormap`` is unknown or ``map01`` is not 2-D.
     """
-    check_colormap(cmap)
-    colormap = matplotlib.colormaps[cmap]
+    check_colormap(colormap)
+    lookup = matplotlib.colormaps[colormap]
     values = np.asarray(map01, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"map01 must be 2-D, got shape {values.shape}")
-    rgba = colormap(np.clip(values, 0.0, 1.0), bytes=True)
+    rgba = lookup(np.clip(values, 0.0, 1.0), bytes=True)
     return np.ascontiguousarray(rgba[..., :3])
 
 
-def check_colormap(cmap: str) -> None:
-    """Refuses a name matplotlib has no colour map for.
+def check_colormap(colormap: str) -> None:
+    """Refuses a name matplotlib has no color map for.
 
     Raises:
-        ValueError: naming ``cmap`` and a few colour maps that exist.
+        ValueError: naming ``colormap`` and a few color maps that exist.
     """
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"cmap must be a matplotlib colour map (e.g. {', '.join(COLORMAPS)}), got {cmap!r}")
+    if colormap not in matplotlib.colormaps:
+        raise ValueError(f"colormap must be a matplotlib color map (e.g. {', '.join(COLORMAPS)}), got {colormap!r}")
 
 
 def upsample_map(map_: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -334,26 +334,26 @@ def overlay(
     *,
     rng: MapRange | None = None,
     alpha: float = 0.5,
-    cmap: str = "jet",
+    colormap: str = "jet",
 ) -> np.ndarray:
-    """Blends a coloured map over an image at the image's resolution.
+    """Blends a colored map over an image at the image's resolution.
 
-    The map is upsampled to the image size, normalised by ``rng``, coloured, and
-    blended: ``(1 - alpha) * image + alpha * colour``.
+    The map is upsampled to the image size, normalised by ``rng``, colored, and
+    blended: ``(1 - alpha) * image + alpha * color``.
 
     Args:
         image: ``uint8`` RGB array ``(H, W, 3)``.
         map_: 2-D map, any resolution (typically the image size divided by the stride).
-        rng: Range for the colour map ends; ``None`` uses this map's own min..max.
-        alpha: Weight of the colour, ``0`` (image only) to ``1`` (colour only).
-        cmap: Matplotlib colour map name.
+        rng: Range for the color map ends; ``None`` uses this map's own min..max.
+        alpha: Weight of the color, ``0`` (image only) to ``1`` (color only).
+        colormap: Matplotlib color map name.
 
     Returns:
         ``uint8`` RGB array with the image's shape.
 
     Raises:
         ValueError: If ``alpha`` is outside ``[0, 1]``, ``image`` is not ``(H, W, 3)``
-            uint8, or ``cmap`` is unknown.
+            uint8, or ``colormap`` is unknown.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -361,8 +361,8 @@ def overlay(
     height, width = image.shape[:2]
     big = upsample_map(map_, (height, width))
     rng = map_range([big]) if rng is None else rng
-    colour = colorize(normalize(big, rng), cmap)
-    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colour.astype(np.float32)
+    color = colorize(normalize(big, rng), colormap)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
@@ -400,7 +400,7 @@ def channel_grid(feature: Feature, k: int = 16, cols: int | None = None) -> tupl
     Each tile is scaled to ``[0, 1]`` on its own (a flat channel is all 0), so the grid
     shows where each channel fires, not how strongly compared to the others. Tiles are
     separated by 1-pixel lines of NaN, and unused slots in the last row are NaN too:
-    plotting code can show NaN in a neutral "bad" colour.
+    plotting code can show NaN in a neutral "bad" color.
 
     Args:
         feature: ``(C, H, W)`` or ``(1, C, H, W)`` tensor or array.

@@ -110,7 +110,7 @@ def analyse_point(
         names: stages and levels for the ERF (default ``c2..c5`` and the model's levels; the
             levels are always added, since the shares at the point need their cells).
         channel: differentiate one channel instead of the sum over channels.
-        magnitude: ``"abs"`` or ``"squared"`` reduction of the gradient's colours.
+        magnitude: ``"abs"`` or ``"squared"`` aggregation of the gradient's colors.
         keep_tensors: keep the contributions' per-channel tensors (False for a page cache:
             shares, strengths and composites stay; see ``Contributions.without_tensors``).
 
@@ -127,7 +127,7 @@ def analyse_point(
     return PointAnalysis(erf, contributions)
 
 
-def point_figures(analysis: PointAnalysis, *, alpha: float = 0.6, cmap: str = "inferno") -> dict[str, Figure]:
+def point_figures(analysis: PointAnalysis, *, alpha: float = 0.6, colormap: str = "inferno") -> dict[str, Figure]:
     """Every figure of one point, by bundle file name (the export writes them; a page can offer each).
 
     Files: ``receptive/erf_<name>.png`` (the ERF over the image with its theoretical square and
@@ -153,7 +153,7 @@ def point_figures(analysis: PointAnalysis, *, alpha: float = 0.6, cmap: str = "i
             cell_square=(c * s, r * s, (c + 1) * s, (r + 1) * s),
             center=(box.cx, box.cy),
             alpha=alpha,
-            cmap=cmap,
+            colormap=colormap,
         )
     figures["receptive/erf_radii.png"] = erf_radius_figure(
         erf.names,

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .images import check_rgb
 from .levels import stage_index, stride_of
-from .maps import reduce_channels
+from .maps import aggregate_channels
 from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
 from .scales import Box
 
@@ -176,11 +176,11 @@ def box_responses(
     levels: Mapping[str, Tensor],
     boxes: Sequence[Box],
     image_hw: tuple[int, int],
-    reduction: str = "mean",
+    aggregation: str = "mean",
 ) -> list[dict]:
     """How strongly each pyramid level responds inside each box.
 
-    For each level the channels are reduced to one map (:func:`fpn_core.maps.reduce_channels`)
+    For each level the channels are reduced to one map (:func:`fpn_core.maps.aggregate_channels`)
     and the box is mapped from image pixels to the cells it touches (by the level's stride,
     at least one cell). The raw ``response`` is the map's mean over those cells.
 
@@ -196,7 +196,7 @@ def box_responses(
             ``PyramidOutput.levels``.
         boxes: Boxes in the pixels of the image the network saw (see :func:`scale_boxes`).
         image_hw: ``(height, width)`` of that image; boxes are clipped to it.
-        reduction: How channels are reduced, one of ``fpn_core.maps.REDUCTIONS``.
+        aggregation: How channels are reduced, one of ``fpn_core.maps.CHANNEL_AGGREGATIONS``.
 
     Returns:
         One row per (box, level), boxes in the given order, levels in the mapping's order.
@@ -208,13 +208,13 @@ def box_responses(
         the box is empty).
 
     Raises:
-        ValueError: If ``levels`` is empty, ``image_hw`` is not positive or ``reduction`` is
+        ValueError: If ``levels`` is empty, ``image_hw`` is not positive or ``aggregation`` is
             unknown.
     """
     if not levels:
         raise ValueError("levels must hold at least one feature map, got none")
     height, width = _check_hw("image_hw", image_hw)
-    reduced = {name: reduce_channels(feature, reduction) for name, feature in levels.items()}
+    reduced = {name: aggregate_channels(feature, aggregation) for name, feature in levels.items()}
     summary = {name: (float(m.mean()), float(m.std())) for name, m in reduced.items()}
     rule_levels = [name for name in levels if name in RULE_LEVELS]
 
@@ -304,8 +304,8 @@ def stride_grid(
         stride: The level's nominal stride in pixels (e.g. 16 for p4).
         feature_hw: ``(height, width)`` of the real feature map; None derives it from the
             stride as ResNet does (``ceil(H / stride)``, ``ceil(W / stride)``).
-        color: RGB colour of the lines.
-        alpha: Weight of the line colour over the image, in ``[0, 1]``.
+        color: RGB color of the lines.
+        alpha: Weight of the line color over the image, in ``[0, 1]``.
 
     Returns:
         A new ``uint8`` RGB array with the image's shape.

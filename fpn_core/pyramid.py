@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from .device import device_slot, is_device_error, resolve_device, synchronize
-from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, PyramidFPN, build_extra_block, validate_width
+from .fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, build_extra_block, validate_out_channels
 from .images import resize_long_side, to_tensor
 from .levels import (
     DEFAULT_STAGES,
@@ -67,7 +67,7 @@ class PyramidConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", validate_stages(self.stages))
-        validate_width(self.out_channels)
+        validate_out_channels(self.out_channels)
         for name, value, choices in (
             ("upsample", self.upsample, UPSAMPLE_MODES),
             ("merge", self.merge, MERGE_MODES),
@@ -138,7 +138,7 @@ def build_backbone(
     return backbone
 
 
-def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[PyramidFPN, str, bool]:
+def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[FPN, str, bool]:
     """Build the FPN for ``config``; COCO-trained when the backbone carries COCO FPN tensors and d=256.
 
     Returns:
@@ -146,7 +146,7 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         whether they are trained.
     """
     in_channels = RESNET50_FEATURE_INFO.channels(config.stages)
-    fpn = PyramidFPN(
+    fpn = FPN(
         in_channels,
         config.out_channels,
         build_extra_block(config.p6),
@@ -177,7 +177,7 @@ class Pyramid(nn.Module):
         level_info: channels and strides of the output levels.
     """
 
-    def __init__(self, backbone: ResNetBackbone, fpn: PyramidFPN, config: PyramidConfig, provenance: Provenance):
+    def __init__(self, backbone: ResNetBackbone, fpn: FPN, config: PyramidConfig, provenance: Provenance):
         super().__init__()
         self.backbone = backbone
         self.fpn = fpn
@@ -207,7 +207,7 @@ def assemble_pyramid(backbone: ResNetBackbone, config: PyramidConfig) -> Pyramid
     return with_fpn(backbone, fpn, config, desc, trained)
 
 
-def with_fpn(backbone: ResNetBackbone, fpn: PyramidFPN, config: PyramidConfig, desc: str, trained: bool) -> Pyramid:
+def with_fpn(backbone: ResNetBackbone, fpn: FPN, config: PyramidConfig, desc: str, trained: bool) -> Pyramid:
     """Put a backbone and an already built FPN together (both may come from caches)."""
     assert backbone.provenance is not None
     provenance = dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
@@ -402,13 +402,13 @@ def run_backbone(
 
 
 def run_fpn(
-    fpn: PyramidFPN, stages: Mapping[str, Tensor], config: PyramidConfig, *, repeats: int = 1, warmup: int = 0
+    fpn: FPN, stages: Mapping[str, Tensor], config: PyramidConfig, *, repeats: int = 1, warmup: int = 0
 ) -> FpnResult:
     """Run the FPN on backbone stages, keeping every step, timing each (names ``p*.lateral`` ...)."""
     notices: list[str] = []
     names = config.recorded_levels
 
-    def go(model: PyramidFPN, feats: Mapping[str, Tensor]):
+    def go(model: FPN, feats: Mapping[str, Tensor]):
         device = next(model.parameters()).device
         inputs = OrderedDict((s, feats[s].to(device)) for s in config.stages)
         with device_slot(device), torch.inference_mode():

@@ -10,7 +10,7 @@ typed in: change a kernel and the numbers follow.
 The *effective* receptive field (ERF; Luo et al., "Understanding the Effective Receptive Field
 in Deep Convolutional Neural Networks", NeurIPS 2016) is how much each input pixel actually
 moves the cell: the gradient of the cell's activation with respect to the input, reduced over
-the colour channels. It fills only a roughly Gaussian blob in the middle of the theoretical
+the color channels. It fills only a roughly Gaussian blob in the middle of the theoretical
 square, because the many paths through a stack of convolutions overlap most at the centre.
 
 The shared model stays read-only here: only a private copy of the input requires a gradient,
@@ -60,7 +60,7 @@ __all__ = [
     "theoretical_rf",
 ]
 
-#: How the gradient's three colour channels become one map: sum of absolute values, or of squares.
+#: How the gradient's three color channels become one map: sum of absolute values, or of squares.
 MAGNITUDES: tuple[str, ...] = ("abs", "squared")
 #: The shares of gradient mass whose radius is reported ("50": half the mass lies within r50).
 ERF_MASSES: tuple[str, ...] = ("50", "90")
@@ -236,7 +236,7 @@ def _backbone_lines(backbone: nn.Module, length: int, axis: int) -> dict[str, _L
 
 
 def _fpn_lines(fpn: nn.Module, stage_lines: Mapping[str, _Line], axis: int) -> dict[str, _Line]:
-    """The FPN's levels, following ``PyramidFPN.forward_steps`` (its ablations, upsampling, p6)."""
+    """The FPN's levels, following ``FPN.forward_steps`` (its ablations, upsampling, p6)."""
     stages = list(stage_lines)
     feats = [dataclasses.replace(stage_lines[s], sources=frozenset({s})) for s in stages]
     n = len(feats)
@@ -394,7 +394,7 @@ class ErfResult:
         input_point: the same point in network-input pixels.
         scale: ``(sx, sy)``, image pixels per network-input pixel.
         channel: the channel whose activation was differentiated (None: the sum over channels).
-        magnitude: ``"abs"`` or ``"squared"``: how colour channels were reduced.
+        magnitude: ``"abs"`` or ``"squared"``: how color channels were reduced.
         names: the stages and levels, in order.
         maps: name -> ``(h, w)`` float32 gradient magnitude in network-input pixels (not normalised).
         cells: name -> ``(row, col)`` of the cell whose stride-grid square holds the point.
@@ -562,7 +562,7 @@ def erf_maps(
 
     For each name, the cell is the one whose stride-grid square holds the point; its
     activation (the sum over channels, or ``channel``) is differentiated with respect to the
-    input pixels, and the gradient's colour channels are reduced by ``magnitude``.
+    input pixels, and the gradient's color channels are reduced by ``magnitude``.
 
     Args:
         model: from ``build_pyramid``; used read-only (no parameter gets a gradient, no hook).
@@ -571,7 +571,7 @@ def erf_maps(
         size: the long side of the network input (64 to 1024).
         names: stages and levels (default ``c2..c5`` and the model's levels).
         channel: one channel's activation instead of the sum over channels.
-        magnitude: ``"abs"`` (sum of |gradient| over colours) or ``"squared"``.
+        magnitude: ``"abs"`` (sum of |gradient| over colors) or ``"squared"``.
 
     Returns:
         An :class:`ErfResult`.
@@ -616,7 +616,7 @@ def erf_overlay(
     *,
     box: RfBox | None = None,
     alpha: float = 0.6,
-    cmap: str = "inferno",
+    colormap: str = "inferno",
 ) -> np.ndarray:
     """An ERF over the image as a plain RGB array (no matplotlib: fast enough to redraw on every click).
 
@@ -627,8 +627,8 @@ def erf_overlay(
         image: ``(H, W, 3)`` uint8 network input (``ErfResult.image``).
         erf_map: ``(H, W)`` map (``ErfResult.maps[name]``).
         box: the cell's ``RfBox`` (``ErfResult.boxes[name]``).
-        alpha: weight of the colour over the image.
-        cmap: matplotlib colour map name.
+        alpha: weight of the color over the image.
+        colormap: matplotlib color map name.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -638,7 +638,7 @@ def erf_overlay(
     from .maps import MapRange, overlay
 
     peak = float(np.max(erf_map)) if np.size(erf_map) else 0.0
-    out = overlay(image, erf_map, rng=MapRange(0.0, peak if peak > 0 else 1.0), alpha=alpha, cmap=cmap)
+    out = overlay(image, erf_map, rng=MapRange(0.0, peak if peak > 0 else 1.0), alpha=alpha, colormap=colormap)
     if box is not None:
         out = np.ascontiguousarray(out)
         cv2.rectangle(out, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), (255, 255, 255), 1)

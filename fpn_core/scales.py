@@ -175,6 +175,6 @@ def _draw_target(image: np.ndarray, x0: int, y0: int, size: int) -> None:
         (np.minimum(bar, disc), _SHAPE_ACCENT),
     )
     patch = image[y0 : y0 + size, x0 : x0 + size]
-    for coverage, colour in layers:
+    for coverage, color in layers:
         patch *= 1.0 - coverage
-        patch += coverage * colour
+        patch += coverage * color

@@ -19,7 +19,7 @@ frame.header(
 )
 analysis = loading.load_backbone_pass(settings)
 if analysis is not None:
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     stages = analysis.backbone.stages
     info = analysis.model.feature_info
     maps, ranges = loading.stage_maps(analysis, style)
@@ -30,7 +30,7 @@ if analysis is not None:
         st.subheader(f"{name} · stride {stride_of(name)} · {c} channels")
         st.markdown(captions.feature_caption(name, tensor, what=captions.stage_description(name, info)))
         left, right = st.columns(2, gap="large")
-        scale = panels.ColorScale(style.cmap, ranges[name], label)
+        scale = panels.ColorScale(style.colormap, ranges[name], label)
         with left:
             panels.show_panel(
                 panels.map_image(maps[name], scale),
@@ -40,13 +40,18 @@ if analysis is not None:
                 download=panels.Download(
                     map_figure,
                     (maps[name],),
-                    {"title": f"{name}: {label}", "rng": ranges[name], "cmap": style.cmap, "colorbar_label": label},
+                    {
+                        "title": f"{name}: {label}",
+                        "rng": ranges[name],
+                        "colormap": style.colormap,
+                        "colorbar_label": label,
+                    },
                     file_name=f"stage_{name}_map.png",
                 ),
                 export_scale=settings.export_scale,
             )
         mosaic, indices = mosaics[name]
-        tiles = panels.ColorScale(style.cmap, loading.UNIT_RANGE, "each channel scaled to 0–1")
+        tiles = panels.ColorScale(style.colormap, loading.UNIT_RANGE, "each channel scaled to 0–1")
         with right:
             panels.show_panel(
                 panels.map_image(mosaic, tiles),
@@ -59,7 +64,7 @@ if analysis is not None:
                     {
                         "title": f"{name}: the {len(indices)} most active of {c} channels",
                         "cols": 4,
-                        "cmap": style.cmap,
+                        "colormap": style.colormap,
                     },
                     file_name=f"stage_{name}_top_channels.png",
                 ),

@@ -12,12 +12,12 @@ from ui import captions, frame, loading, panels
 settings = frame.settings()
 frame.header(
     "FPN outputs",
-    "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the colour scale "
+    "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the color scale "
     "in the sidebar to **shared across levels** to compare the levels on one scale.",
 )
 analysis = loading.load_analysis(settings)
 if analysis is not None:
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     levels, steps, stages = analysis.fpn.levels, analysis.fpn.steps, analysis.backbone.stages
     maps, ranges = loading.level_maps(analysis, style)
     stage_maps, _ = loading.stage_maps(analysis, style)
@@ -27,10 +27,10 @@ if analysis is not None:
     st.subheader(f"Pyramid levels at d = {d}, fine to coarse")
     st.caption(
         f"{label} of each level · "
-        + ("one shared colour scale" if shared else "each level on its own colour scale")
+        + ("one shared color scale" if shared else "each level on its own color scale")
         + f" · {captions.weights_line(analysis)}"
     )
-    scales = {name: panels.ColorScale(style.cmap, ranges[name], label) for name in maps}
+    scales = {name: panels.ColorScale(style.colormap, ranges[name], label) for name in maps}
     cols = st.columns(len(levels))
     weights = captions.weights_line(analysis)
     for col, (name, tensor) in zip(cols, levels.items(), strict=True):
@@ -51,9 +51,9 @@ if analysis is not None:
             ([(f"{name} (stride {stride_of(name)})", m) for name, m in maps.items()],),
             {
                 "rngs": next(iter(ranges.values())) if shared else list(ranges.values()),
-                "cmap": style.cmap,
+                "colormap": style.colormap,
                 "suptitle": f"{label} of each level · "
-                + ("one shared colour scale" if shared else "each level on its own colour scale"),
+                + ("one shared color scale" if shared else "each level on its own color scale"),
                 "colorbar_label": label,
             },
             file_name="fpn_levels.png",
@@ -66,18 +66,18 @@ if analysis is not None:
     st.markdown(
         "Each row follows one level: the backbone stage c_k, its **lateral 1×1** projection to d channels, "
         "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv. "
-        "Each panel has its own colour scale (their units differ)."
+        "Each panel has its own color scale (their units differ)."
     )
     for level in steps:
         stage = stage_of(level)
-        step_maps = loading.step_maps(analysis, level, style.reduction)
+        step_maps = loading.step_maps(analysis, level, style.aggregation)
         row = [(f"{stage} (input)", stage_maps[stage])]
         row += [
             (f"{level} (output)" if name == "output" else title, step_maps[name])
             for name, title in loading.STEP_TITLES.items()
             if name in step_maps
         ]
-        row_scales = [panels.ColorScale(style.cmap, map_range([m]), label) for _, m in row]
+        row_scales = [panels.ColorScale(style.colormap, map_range([m]), label) for _, m in row]
         st.markdown(f"#### {stage} → {level} · stride {stride_of(level)}")
         panels.show_row(
             [(title, panels.map_image(m, sc), "") for (title, m), sc in zip(row, row_scales, strict=True)],
@@ -93,7 +93,7 @@ if analysis is not None:
             panels.Download(
                 maps_row_figure,
                 (row,),
-                {"rngs": [sc.rng for sc in row_scales], "cmap": style.cmap, "suptitle": f"{stage} → {level}"},
+                {"rngs": [sc.rng for sc in row_scales], "colormap": style.colormap, "suptitle": f"{stage} → {level}"},
                 file_name=f"steps_{level}.png",
             ),
             settings.export_scale,

@@ -21,7 +21,7 @@ def show_overlays(settings: S.Settings) -> None:
         group = st.segmented_control("Show", S.OVERLAY_GROUPS, default=S.GROUP_LEVELS, key=S.KEY_OVERLAY_GROUP)
     with right:
         export_page.overlays_zip_button(settings, analysis)
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     if group == S.GROUP_STAGES:
         features, key = analysis.backbone.stages, analysis.key.backbone
         maps, ranges = loading.stage_maps(analysis, style)
@@ -41,7 +41,7 @@ def show_overlays(settings: S.Settings) -> None:
                 images[name],
                 title=title,
                 caption=f"{label} · alpha {style.alpha:g} · {weights}",
-                scale=panels.ColorScale(style.cmap, ranges[name], label),
+                scale=panels.ColorScale(style.colormap, ranges[name], label),
                 download=panels.Download(
                     overlay_figure,
                     (image, maps[name]),
@@ -49,7 +49,7 @@ def show_overlays(settings: S.Settings) -> None:
                         "title": f"{title}\n{label} · {weights}",
                         "rng": ranges[name],
                         "alpha": style.alpha,
-                        "cmap": style.cmap,
+                        "colormap": style.colormap,
                         "colorbar_label": label,
                     },
                     file_name=f"overlay_{name}_d{settings.config.out_channels}_{settings.size}px.png",
@@ -62,7 +62,7 @@ def show_overlays(settings: S.Settings) -> None:
 settings = frame.settings()
 frame.header(
     "Overlays",
-    "Each map is upsampled to the input and blended over it with the sidebar's colour map and alpha. "
+    "Each map is upsampled to the input and blended over it with the sidebar's color map and alpha. "
     "Titles carry the level, stride, shape, width and weights, so a screenshot or a downloaded PNG explains itself.",
 )
 show_overlays(settings)

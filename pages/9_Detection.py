@@ -9,7 +9,7 @@ settings = frame.settings()
 frame.header(
     "Detection",
     "What the pyramid is for: torchvision's COCO detectors run on the same ResNet-50 + FPN, and every box is "
-    "coloured by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
+    "colored by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
     f"ones from coarse levels, as the FPN paper's rule {LEVEL_RULE} says.",
 )
 detection_page.show_detection_page(settings)

@@ -79,7 +79,7 @@ def test_every_page_renders_without_exception(page: str) -> None:
     spec = next(s for s in frame.PAGES if s.file == page)
     assert [t.value for t in at.title] == [spec.title if page != HOME else "FPN Explorer"]
     # The sidebar is the frame's, with every widget found by its key.
-    assert at.slider(key=S.KEY_WIDTH).value == 256
+    assert at.slider(key=S.KEY_OUT_CHANNELS).value == 256
     assert at.multiselect(key=S.KEY_STAGES).value == ["c3", "c4", "c5"]
     # Tests run without weight files: the notice says so (in full on the first page), with Try again.
     assert any("random weights" in w.value for w in at.warning) or any(
@@ -91,7 +91,7 @@ def test_every_page_renders_without_exception(page: str) -> None:
 def test_width_slider_changes_the_shapes_shown() -> None:
     at = _app("pages/2_FPN_outputs.py")
     assert "**p3** · shape 256 × 16 × 16" in _text(at)
-    at.slider(key=S.KEY_WIDTH).set_value(64).run()
+    at.slider(key=S.KEY_OUT_CHANNELS).set_value(64).run()
     assert not at.exception
     text = _text(at)
     assert "**p3** · shape 64 × 16 × 16" in text
@@ -100,12 +100,12 @@ def test_width_slider_changes_the_shapes_shown() -> None:
 
 def test_width_persists_across_pages() -> None:
     at = _app(HOME)
-    at.slider(key=S.KEY_WIDTH).set_value(96).run()
+    at.slider(key=S.KEY_OUT_CHANNELS).set_value(96).run()
     assert "d = 96" in _text(at)
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, page
-        assert at.slider(key=S.KEY_WIDTH).value == 96, page
+        assert at.slider(key=S.KEY_OUT_CHANNELS).value == 96, page
     at.switch_page("pages/2_FPN_outputs.py").run()
     assert "**p4** · shape 96 × 8 × 8" in _text(at)
 

@@ -147,7 +147,7 @@ def test_url_with_query_params_opens_that_view(server: str, browser: object) -> 
         body = page.inner_text("body")
         assert "shape 64 × 64 × 64" in body
         assert "map_colormap=nope" in body and "not valid" in body
-        # The address bar now holds the whole view, the corrected colour map included.
+        # The address bar now holds the whole view, the corrected color map included.
         assert "fpn_width=64" in page.url and "map_colormap=viridis" in page.url
         page.screenshot(path=str(SHOTS / "FPN_outputs_from_link.png"), full_page=True)
     finally:

@@ -43,7 +43,7 @@ def test_detection_page_opens_by_url_in_the_frame(server: str, browser: object) 
         page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
         no_exception(page)
         body = page.inner_text("body")
-        assert "Box colour = level" in body and "label: class score" in body
+        assert "Box color = level" in body and "label: class score" in body
         # The detections table joins the anchors and rule tables (canvas grids: their text is not in the DOM).
         assert page.locator("[data-testid='stDataFrame']").count() == 3
         # Streamlit scrolls inside its own container: a tall window shows the whole page in one shot.

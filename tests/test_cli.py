@@ -19,13 +19,13 @@ FAST = ["--weights", "random", "--no-download", "--size", str(SIZE), "--repeats"
 # --------------------------------------------------------------------------- inspect
 
 
-@pytest.mark.parametrize("width", [16, 128, 512])
-def test_inspect_json_shapes_are_the_real_tensors(capsys, cli_models, sample, width):
-    code, out, err = run_cli(capsys, "inspect", sample, "--width", width, "--json", *FAST)
+@pytest.mark.parametrize("out_channels", [16, 128, 512])
+def test_inspect_json_shapes_are_the_real_tensors(capsys, cli_models, sample, out_channels):
+    code, out, err = run_cli(capsys, "inspect", sample, "--width", out_channels, "--json", *FAST)
     assert code == 0, err
     report = json.loads(out)
 
-    config = next(c for c in cli_models if c.out_channels == width)
+    config = next(c for c in cli_models if c.out_channels == out_channels)
     result = run_pyramid(cli_models[config], load_image(sample), size=SIZE)
     h, w = result.image.shape[:2]
     assert report["image"]["input_hw"] == [h, w]
@@ -35,7 +35,7 @@ def test_inspect_json_shapes_are_the_real_tensors(capsys, cli_models, sample, wi
         assert list(rows) == list(tensors)
         for name, tensor in tensors.items():
             stride = stride_of(name)
-            channels = width if kind == "levels" else RESNET50_FEATURE_INFO[name].num_chs
+            channels = out_channels if kind == "levels" else RESNET50_FEATURE_INFO[name].num_chs
             assert rows[name]["shape"] == list(tensor.shape)
             assert rows[name]["shape"] == [1, channels, math.ceil(h / stride), math.ceil(w / stride)]
             assert rows[name]["channels"] == channels and rows[name]["stride"] == stride

@@ -1,5 +1,5 @@
 """Stage contributions: exact (they add up to every level for every configuration), shares that sum to 1,
-the stages that reach each level, the composite map's colours, and the sentence."""
+the stages that reach each level, the composite map's colors, and the sentence."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, run_pyramid
 from fpn_core.contributions import composite_map, describe_shares, overlay_composite, stage_contributions
-from fpn_core.fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES, PyramidFPN, build_extra_block
+from fpn_core.fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, build_extra_block
 from fpn_core.levels import STAGE_COLORS, stride_of, torchvision_key_to_level
 from fpn_core.point import analyse_point
 
@@ -34,8 +34,8 @@ def _stages(stages: tuple[str, ...], seed: int = 0) -> OrderedDict[str, torch.Te
     return out
 
 
-def _fpn(config: PyramidConfig) -> PyramidFPN:
-    fpn = PyramidFPN(
+def _fpn(config: PyramidConfig) -> FPN:
+    fpn = FPN(
         RESNET50_FEATURE_INFO.channels(config.stages),
         config.out_channels,
         build_extra_block(config.p6),
@@ -115,7 +115,7 @@ def test_shares_at_a_cell_are_the_l1_split_there():
     assert parts.shares["p3"] == pytest.approx({s: v / sum(whole.values()) for s, v in whole.items()}, rel=1e-5)
 
 
-def test_composite_map_shows_the_dominant_stage_in_its_colour():
+def test_composite_map_shows_the_dominant_stage_in_its_color():
     strong, weak = np.zeros((2, 3)), np.zeros((2, 3))
     strong[0, 0], weak[1, 2] = 10.0, 10.0  # one cell all c3, one all c4
     strong[1, 1] = weak[1, 1] = 5.0  # half and half, half strength

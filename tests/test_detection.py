@@ -165,7 +165,7 @@ def test_state_dict_is_torchvisions_and_loads_strictly(name):
     assert set(det.state_dict()) == tv_keys
     det.load_state_dict(tv.state_dict(), strict=True)  # BatchNorm2d layout, num_batches_tracked included
     assert type(det).__name__ == type(tv).__name__  # torchvision's own class
-    assert isinstance(det.backbone.fpn, torch.nn.Module) and type(det.backbone.fpn).__name__ == "PyramidFPN"
+    assert isinstance(det.backbone.fpn, torch.nn.Module) and type(det.backbone.fpn).__name__ == "FPN"
     assert type(det.backbone.body).__name__ == "ResNetBackbone"
 
 

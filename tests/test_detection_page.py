@@ -88,7 +88,7 @@ def test_untrained_boxes_behind_the_noise_toggle() -> None:
     assert "noise" in _boxes_image(at).captions[0]
     legend = "\n".join(m.value for m in at.markdown)
     for level in ("p2", "p3", "p4", "p5", "p6"):
-        assert hex_color(level) in legend  # the legend's colour squares are the app-wide level colours
+        assert hex_color(level) in legend  # the legend's color squares are the app-wide level colors
 
 
 def test_threshold_only_refilters() -> None:
@@ -155,7 +155,7 @@ def test_export_adds_detections_only_once_boxes_were_drawn() -> None:
     assert "detections.png" in list(_table(at, "file")["file"])
 
 
-def test_screen_boxes_and_downloads_use_the_level_colours() -> None:
+def test_screen_boxes_and_downloads_use_the_level_colors() -> None:
     """What the page draws with PIL, and the PNG figures its download buttons render when pressed."""
     import numpy as np
 
@@ -171,8 +171,8 @@ def test_screen_boxes_and_downloads_use_the_level_colours() -> None:
     assert len(dets) > 0
     drawn = detection_page.draw_detections(image, dets)
     assert drawn.shape == image.shape and np.array_equal(image, before)  # a copy: the cached image stays as it was
-    colours = {tuple(int(c) for c in px) for px in drawn.reshape(-1, 3)}
-    assert {LEVEL_COLORS[level] for level in dets.levels} <= colours
+    colors = {tuple(int(c) for c in px) for px in drawn.reshape(-1, 3)}
+    assert {LEVEL_COLORS[level] for level in dets.levels} <= colors
     rows = detection_page.detection_rows(dets)
     sizes = [float(r["input size px"]) for r in rows]
     levels = [str(r["level"]) for r in rows]

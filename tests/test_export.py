@@ -69,7 +69,7 @@ def test_metadata_matches_the_tensors(output, files):
     # from a source checkout too: the version pyproject.toml gives the package
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'\nversion = "{meta["versions"]["fpn_core"]}"\n' in pyproject
-    assert meta["export"]["cmap"] == "jet" and meta["export"]["scale"] == 1.0
+    assert meta["export"]["colormap"] == "jet" and meta["export"]["scale"] == 1.0
     assert meta["timings_ms"] is None  # timings=False
 
 
@@ -117,9 +117,9 @@ def test_write_export_refuses_names_outside_the_folder(tmp_path, name):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"cmap": "nope"}, "cmap"),
+        ({"colormap": "nope"}, "colormap"),
         ({"alpha": 1.5}, "alpha"),
-        ({"reduction": "sum"}, "reduction"),
+        ({"aggregation": "sum"}, "aggregation"),
         ({"scope": "global"}, "scope"),
         ({"scale": 0}, "scale"),
     ],

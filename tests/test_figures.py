@@ -95,7 +95,7 @@ def test_step_row_figure_explains_a_missing_step_in_its_panel(levels: list[tuple
     (_, p2), (_, p3), _ = levels
     panels = [("lateral 1×1", p2, ""), ("top-down input", None, "no top-down input"), ("merged", p3, "")]
     shared = map_range([p2, p3])
-    fig = step_row_figure(panels, rngs=shared, cmap="viridis", suptitle="p2", colorbar_label="mean")
+    fig = step_row_figure(panels, rngs=shared, colormap="viridis", suptitle="p2", colorbar_label="mean")
     axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert [ax.get_title() for ax in axes] == ["lateral 1×1", "top-down input", "merged"]
     assert [t.get_text() for t in axes[1].texts] == ["no top-down input"]
@@ -104,10 +104,10 @@ def test_step_row_figure_explains_a_missing_step_in_its_panel(levels: list[tuple
     png_size(figure_to_png(fig))
 
     per_panel = [map_range([p2]), None, map_range([p3])]
-    fig = step_row_figure(panels, rngs=per_panel, cmap="viridis", suptitle="p2", colorbar_label="mean")
+    fig = step_row_figure(panels, rngs=per_panel, colormap="viridis", suptitle="p2", colorbar_label="mean")
     assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 2
     with pytest.raises(ValueError, match="'nope'"):
-        step_row_figure(panels, rngs=shared, cmap="nope", suptitle="p2", colorbar_label="mean")
+        step_row_figure(panels, rngs=shared, colormap="nope", suptitle="p2", colorbar_label="mean")
 
 
 def test_grid_figure_numbers_each_channel() -> None:
@@ -124,7 +124,7 @@ def test_grid_figure_numbers_each_channel() -> None:
 
 def test_slide_figure_is_16_by_9_with_every_level(image: np.ndarray, levels: list[tuple[str, np.ndarray]]) -> None:
     rng = map_range([m for _, m in levels])
-    fig = slide_figure(image, levels, rng=rng, alpha=0.5, cmap="jet", suptitle="FPN levels")
+    fig = slide_figure(image, levels, rng=rng, alpha=0.5, colormap="jet", suptitle="FPN levels")
     width, height = fig.get_size_inches()
     assert width / height == pytest.approx(16 / 9)
     titles = " ".join(ax.get_title() for ax in fig.axes)
@@ -137,12 +137,12 @@ def test_slide_figure_is_16_by_9_with_every_level(image: np.ndarray, levels: lis
     png_size(figure_to_png(fig))
 
     per_level = slide_figure(
-        image, levels, rng=[map_range([m]) for _, m in levels], alpha=0.4, cmap="viridis", suptitle="per level"
+        image, levels, rng=[map_range([m]) for _, m in levels], alpha=0.4, colormap="viridis", suptitle="per level"
     )
     assert len([ax for ax in per_level.axes if ax.get_label() == "<colorbar>"]) == 3
 
 
-def test_bar_figure_colours_groups_and_labels_values() -> None:
+def test_bar_figure_colors_groups_and_labels_values() -> None:
     fig = bar_figure(
         ["conv1", "layer1", "fpn"], [1.5, 12.25, 3.0], title="time", xlabel="ms", groups=["backbone", "backbone", "fpn"]
     )
@@ -206,7 +206,7 @@ def test_figures_never_import_pyplot() -> None:
 
 
 def test_screen_panels_are_arrays_sized_for_a_column_and_cheaper_than_figures() -> None:
-    """What replaced the screen figures: a coloured array, crisp when enlarged, shrunk when huge."""
+    """What replaced the screen figures: a colored array, crisp when enlarged, shrunk when huge."""
     from fpn_core.maps import MapRange, colorize, normalize
     from ui import panels
 

@@ -44,11 +44,11 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
-def solid(colour: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> Image.Image:
-    return Image.new("RGB", size, colour)
+def solid(color: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> Image.Image:
+    return Image.new("RGB", size, color)
 
 
-def assert_colour(pixel: np.ndarray, expected: tuple[int, ...], tol: int = 12) -> None:
+def assert_color(pixel: np.ndarray, expected: tuple[int, ...], tol: int = 12) -> None:
     diff = np.abs(pixel.astype(int) - np.array(expected))
     assert diff.max() <= tol, f"got {tuple(pixel)}, expected about {expected}"
 
@@ -84,7 +84,7 @@ def test_path_bytes_and_file_like_give_the_same_pixels(tmp_path: Path) -> None:
     assert from_path.flags.c_contiguous
     for other in (from_str, from_bytes, from_upload):
         np.testing.assert_array_equal(other, from_path)
-    assert_colour(from_path[0, 0], RED, tol=0)
+    assert_color(from_path[0, 0], RED, tol=0)
 
 
 def test_missing_file_and_folder_are_image_errors(tmp_path: Path) -> None:
@@ -185,8 +185,8 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # display = stored rotated 90 degrees clockwise
     image = load_image(encode(stored, "JPEG", quality=95, exif=exif.tobytes()))
     assert image.shape == (40, 20, 3)  # upright: 20 wide, 40 tall
-    assert_colour(image[5, 10], RED, tol=30)  # stored left is now on top
-    assert_colour(image[35, 10], BLUE, tol=30)
+    assert_color(image[5, 10], RED, tol=30)  # stored left is now on top
+    assert_color(image[35, 10], BLUE, tol=30)
 
 
 def test_multi_page_tiff_uses_the_first_page() -> None:
@@ -195,7 +195,7 @@ def test_multi_page_tiff_uses_the_first_page() -> None:
     assert Image.open(io.BytesIO(data)).n_frames == 2
     image = load_image(data)
     assert image.shape == (32, 48, 3)
-    assert_colour(image[10, 10], RED, tol=0)
+    assert_color(image[10, 10], RED, tol=0)
 
 
 def test_animated_gif_uses_the_first_frame() -> None:
@@ -203,7 +203,7 @@ def test_animated_gif_uses_the_first_frame() -> None:
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
     assert Image.open(io.BytesIO(data)).n_frames == 3
     image = load_image(data)
-    assert_colour(image[10, 10], RED, tol=8)
+    assert_color(image[10, 10], RED, tol=8)
 
 
 def test_16_bit_grey_is_scaled_by_its_range_not_clipped() -> None:
@@ -236,11 +236,11 @@ def test_transparent_pixels_are_composited_on_white() -> None:
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red
     rgba.putpixel((0, 0), (255, 0, 0, 255))  # one opaque red pixel
     image = load_image(encode(rgba, "PNG"))
-    assert_colour(image[1, 1], (255, 255, 255), tol=0)
-    assert_colour(image[0, 0], (255, 0, 0), tol=0)
+    assert_color(image[1, 1], (255, 255, 255), tol=0)
+    assert_color(image[0, 0], (255, 0, 0), tol=0)
 
     half = load_image(encode(Image.new("LA", (2, 2), (0, 128)), "PNG"))  # black at 50 %
-    assert_colour(half[0, 0], (127, 127, 127), tol=2)
+    assert_color(half[0, 0], (127, 127, 127), tol=2)
 
 
 def test_palette_with_transparency_is_composited_on_white() -> None:
@@ -249,8 +249,8 @@ def test_palette_with_transparency_is_composited_on_white() -> None:
     pal.putpixel((0, 0), 1)
     pal.info["transparency"] = 0  # index 0 (red) is transparent
     image = load_image(encode(pal, "PNG", transparency=0))
-    assert_colour(image[2, 2], (255, 255, 255), tol=0)
-    assert_colour(image[0, 0], (0, 0, 255), tol=0)
+    assert_color(image[2, 2], (255, 255, 255), tol=0)
+    assert_color(image[0, 0], (0, 0, 255), tol=0)
 
 
 def test_cmyk_jpeg_comes_back_as_rgb() -> None:
@@ -259,7 +259,7 @@ def test_cmyk_jpeg_comes_back_as_rgb() -> None:
     assert Image.open(io.BytesIO(data)).mode == "CMYK"
     image = load_image(data)
     assert image.shape == (16, 16, 3)
-    assert_colour(image[8, 8], (255, 0, 0), tol=10)
+    assert_color(image[8, 8], (255, 0, 0), tol=10)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_cmyk_jpeg_comes_back_as_rgb() -> None:
         ("LA", "WEBP", (200, 200, 200)),
     ],
 )
-def test_colour_modes_become_rgb(mode: str, fmt: str, expected: tuple[int, int, int]) -> None:
+def test_color_modes_become_rgb(mode: str, fmt: str, expected: tuple[int, int, int]) -> None:
     base = solid(RED) if expected == RED else Image.new("L", (48, 32), expected[0])
     if mode == "1":
         img = Image.new("1", (48, 32), 1)
@@ -287,7 +287,7 @@ def test_colour_modes_become_rgb(mode: str, fmt: str, expected: tuple[int, int, 
     image = load_image(encode(img, fmt, **params))
     assert image.shape == (32, 48, 3)
     assert image.dtype == np.uint8
-    assert_colour(image[16, 24], expected, tol=12)
+    assert_color(image[16, 24], expected, tol=12)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
@@ -296,8 +296,8 @@ def test_supported_formats_load(fmt: str) -> None:
     img.paste(Image.new("RGB", (32, 40), RED), (0, 0))
     image = load_image(encode(img, fmt))
     assert image.shape == (40, 64, 3)
-    assert_colour(image[20, 8], RED, tol=16)
-    assert_colour(image[20, 56], BLUE, tol=16)
+    assert_color(image[20, 8], RED, tol=16)
+    assert_color(image[20, 56], BLUE, tol=16)
 
 
 # ------------------------------------------------------------------ unreadable input
@@ -355,7 +355,7 @@ def test_tiny_images_load_and_resize_to_the_network_minimum(side: int) -> None:
     assert image.shape == (side, side, 3)
     resized = resize_long_side(image, 512)
     assert min(resized.shape[:2]) >= MIN_SIDE
-    assert_colour(resized[5, 5], RED, tol=0)
+    assert_color(resized[5, 5], RED, tol=0)
 
 
 def test_extreme_aspect_ratio_raises_the_short_side() -> None:
@@ -446,7 +446,7 @@ def test_resize_long_side_grows_small_images_smoothly() -> None:
 
 
 def test_resize_long_side_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="long_side"):
+    with pytest.raises(ValueError, match="size must be positive"):
         resize_long_side(np.zeros((8, 8, 3), np.uint8), 0)
     with pytest.raises(ValueError, match="float32"):
         resize_long_side(np.zeros((8, 8, 3), np.float32), 64)

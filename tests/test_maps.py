@@ -1,4 +1,4 @@
-"""Feature maps to pictures: reductions, ranges, colours and overlays a user looks at."""
+"""Feature maps to pictures: aggregations, ranges, colors and overlays a user looks at."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from fpn_core.maps import (
+    CHANNEL_AGGREGATIONS,
     COLORMAPS,
-    REDUCTIONS,
     MapRange,
+    aggregate_channels,
     channel_grid,
     check_colormap,
     colorize,
@@ -18,7 +19,6 @@ from fpn_core.maps import (
     map_stats,
     normalize,
     overlay,
-    reduce_channels,
     top_channels,
     upsample_map,
 )
@@ -35,11 +35,11 @@ def image() -> np.ndarray:
     return rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
 
-# ------------------------------------------------------------------ reductions
+# ------------------------------------------------------------------ aggregations
 
 
 def test_reduce_mean_equals_the_channel_average(feature: torch.Tensor) -> None:
-    reduced = reduce_channels(feature, "mean")
+    reduced = aggregate_channels(feature, "mean")
     assert reduced.shape == (5, 7)
     assert reduced.dtype == np.float32
     np.testing.assert_allclose(reduced, feature[0].mean(0).numpy(), rtol=1e-6, atol=1e-6)
@@ -67,25 +67,25 @@ def test_reductions_match_their_definitions(feature: torch.Tensor) -> None:
         "std": x.std(0),
         "pc1": _first_principal_component(x),
     }
-    assert set(expected) == set(REDUCTIONS)
+    assert set(expected) == set(CHANNEL_AGGREGATIONS)
     for how, want in expected.items():
-        np.testing.assert_allclose(reduce_channels(feature, how), want, rtol=1e-5, atol=1e-6, err_msg=how)
+        np.testing.assert_allclose(aggregate_channels(feature, how), want, rtol=1e-5, atol=1e-6, err_msg=how)
         # numpy input and (C, H, W) input give the same map
-        np.testing.assert_allclose(reduce_channels(x, how), want, rtol=1e-5, atol=1e-6, err_msg=how)
+        np.testing.assert_allclose(aggregate_channels(x, how), want, rtol=1e-5, atol=1e-6, err_msg=how)
 
 
 def test_reduce_accepts_tensors_that_need_grad(feature: torch.Tensor) -> None:
-    reduced = reduce_channels(feature.clone().requires_grad_(True), "l2")
+    reduced = aggregate_channels(feature.clone().requires_grad_(True), "l2")
     assert isinstance(reduced, np.ndarray)
 
 
 def test_reduce_rejects_unknown_reduction_and_bad_shape(feature: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="'median'"):
-        reduce_channels(feature, "median")
+        aggregate_channels(feature, "median")
     with pytest.raises(ValueError, match=r"\(5, 7\)"):
-        reduce_channels(torch.zeros(5, 7))
+        aggregate_channels(torch.zeros(5, 7))
     with pytest.raises(ValueError, match="shape"):
-        reduce_channels(torch.zeros(2, 3, 5, 7))  # a batch of two is ambiguous
+        aggregate_channels(torch.zeros(2, 3, 5, 7))  # a batch of two is ambiguous
 
 
 # ------------------------------------------------------------------ ranges
@@ -119,7 +119,7 @@ def test_flat_map_normalizes_without_nan() -> None:
     assert not np.isnan(normalized).any()
     assert normalized.min() >= 0
     assert normalized.max() <= 1
-    # a flat map still overlays without warnings or NaN colours
+    # a flat map still overlays without warnings or NaN colors
     out = overlay(np.zeros((8, 12, 3), np.uint8), flat, alpha=1.0)
     assert out.shape == (8, 12, 3)
 
@@ -147,7 +147,7 @@ def test_normalize_maps_range_ends_to_zero_and_one_and_clips() -> None:
     assert out.dtype == np.float32
 
 
-# ------------------------------------------------------------------ colours and overlay
+# ------------------------------------------------------------------ colors and overlay
 
 
 def test_colorize_gives_rgb_from_the_colormap() -> None:
@@ -184,16 +184,16 @@ def test_overlay_alpha_zero_is_the_image_and_one_is_the_colormap(image: np.ndarr
     map_ = np.random.default_rng(2).random((5, 7)).astype(np.float32)
     np.testing.assert_array_equal(overlay(image, map_, alpha=0.0), image)
     rng = MapRange(0.0, 1.0)
-    pure = overlay(image, map_, rng=rng, alpha=1.0, cmap="viridis")
+    pure = overlay(image, map_, rng=rng, alpha=1.0, colormap="viridis")
     expected = colorize(normalize(upsample_map(map_, image.shape[:2]), rng), "viridis")
     np.testing.assert_array_equal(pure, expected)
-    half = overlay(image, map_, rng=rng, alpha=0.5, cmap="viridis").astype(int)
+    half = overlay(image, map_, rng=rng, alpha=0.5, colormap="viridis").astype(int)
     np.testing.assert_allclose(half, (image.astype(int) + expected) / 2, atol=1)
 
 
 def test_overlay_is_rgb_not_bgr(image: np.ndarray) -> None:
     # The top of "jet" is dark red: red channel high, blue channel low.
-    out = overlay(image, np.ones((3, 3)), rng=MapRange(0.0, 1.0), alpha=1.0, cmap="jet")
+    out = overlay(image, np.ones((3, 3)), rng=MapRange(0.0, 1.0), alpha=1.0, colormap="jet")
     red, green, blue = (int(v) for v in out[10, 10])
     assert red > 100
     assert red > blue + 100
@@ -257,5 +257,5 @@ def test_map_stats_reports_sparsity() -> None:
 def test_check_colormap_accepts_matplotlib_names_and_names_a_bad_one() -> None:
     for name in (*COLORMAPS, "cividis", "viridis_r"):
         check_colormap(name)
-    with pytest.raises(ValueError, match=r"cmap must be a matplotlib colour map \(e.g. viridis.*got 'nope'"):
+    with pytest.raises(ValueError, match=r"colormap must be a matplotlib color map \(e.g. viridis.*got 'nope'"):
         check_colormap("nope")

@@ -36,7 +36,7 @@ from ui import settings as S
 WIDTHS = (64, 128, 256)
 ALPHAS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # the slider's 0.05 steps
 COLORMAPS = ("viridis", "magma", "jet", "turbo")
-REDUCTIONS = ("mean", "max", "l2", "std")
+CHANNEL_AGGREGATIONS = ("mean", "max", "l2", "std")
 LIMIT_MB = 50  # per 50 reruns
 WARMUP = 40
 RERUNS = 60
@@ -46,7 +46,7 @@ EVERY = 10  # reruns between checkpoints
 def _setting(i: int) -> tuple[int, float, str, str]:
     """The i-th settings: no combination repeats within 228 reruns, so every rerun draws new
     figures (a cache hit would hide a leak) while the bounded caches fill up and evict."""
-    return WIDTHS[i % 3], ALPHAS[i % len(ALPHAS)], COLORMAPS[i % 4], REDUCTIONS[(i // 4) % 4]
+    return WIDTHS[i % 3], ALPHAS[i % len(ALPHAS)], COLORMAPS[i % 4], CHANNEL_AGGREGATIONS[(i // 4) % 4]
 
 
 @functools.cache
@@ -81,11 +81,11 @@ def soak() -> dict[str, object]:
     counter = itertools.count()
 
     def rerun() -> None:
-        width, alpha, cmap, reduction = _setting(next(counter))
-        at.slider(key=S.KEY_WIDTH).set_value(width)
+        width, alpha, colormap, aggregation = _setting(next(counter))
+        at.slider(key=S.KEY_OUT_CHANNELS).set_value(width)
         at.slider(key=S.KEY_ALPHA).set_value(alpha)
-        at.selectbox(key=S.KEY_COLORMAP).set_value(cmap)
-        at.selectbox(key=S.KEY_REDUCTION).set_value(reduction)
+        at.selectbox(key=S.KEY_COLORMAP).set_value(colormap)
+        at.selectbox(key=S.KEY_AGGREGATION).set_value(aggregation)
         at.run()
         assert not at.exception, [e.value for e in at.exception]
 

@@ -138,7 +138,7 @@ def _count_cells(grid: np.ndarray) -> int:
 
 
 def _count_lines(grid: np.ndarray) -> tuple[int, int]:
-    """Rows and columns drawn entirely in the line colour: the horizontal and vertical lines."""
+    """Rows and columns drawn entirely in the line color: the horizontal and vertical lines."""
     line = grid.min(axis=2) == 255
     return int(line.all(axis=1).sum()), int(line.all(axis=0).sum())
 

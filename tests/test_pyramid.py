@@ -15,9 +15,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from fpn_core import (
     ABLATIONS,
+    FPN,
     FPN_STAGES,
     PyramidConfig,
-    PyramidFPN,
     build_backbone,
     build_pyramid,
     count_flops,
@@ -63,17 +63,17 @@ def test_backbone_metadata_matches_real_tensors(random_backbone, stages):
         assert t.shape[2] == math.ceil(h / spec.reduction) and t.shape[3] == math.ceil(w / spec.reduction), spec
 
 
-@pytest.mark.parametrize("width", [16, 64, 256])
+@pytest.mark.parametrize("out_channels", [16, 64, 256])
 @pytest.mark.parametrize("stage_set", STAGE_SETS)
-def test_levels_have_declared_channels_and_strides(random_pyramid, stages, width, stage_set):
-    config = PyramidConfig(out_channels=width, stages=stage_set, weights="random")
+def test_levels_have_declared_channels_and_strides(random_pyramid, stages, out_channels, stage_set):
+    config = PyramidConfig(out_channels=out_channels, stages=stage_set, weights="random")
     model = random_pyramid(config)
     fp = run_fpn(model.fpn, stages.stages, config)
     assert list(fp.levels) == config.level_names == model.level_info.names()
     h, w = stages.image.shape[:2]
     for spec in model.level_info:
         t = fp.levels[spec.name]
-        assert t.shape[1] == width == spec.num_chs
+        assert t.shape[1] == out_channels == spec.num_chs
         assert t.shape[2:] == (math.ceil(h / spec.reduction), math.ceil(w / spec.reduction)), (spec, t.shape)
     assert isinstance(model.fpn, FeaturePyramidNetwork)
 
@@ -297,6 +297,6 @@ def test_fpn_core_does_not_import_streamlit():
 
 
 def test_pyramidfpn_is_a_torchvision_fpn():
-    fpn = PyramidFPN([512, 1024], 64, LastLevelMaxPool(), seed=0)
+    fpn = FPN([512, 1024], 64, LastLevelMaxPool(), seed=0)
     assert isinstance(fpn, FeaturePyramidNetwork)
     assert set(fpn.state_dict()) == set(FeaturePyramidNetwork([512, 1024], 64, LastLevelMaxPool()).state_dict())

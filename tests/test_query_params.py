@@ -23,7 +23,7 @@ def test_url_values_set_the_widgets() -> None:
     at = _app(
         {
             S.KEY_SOURCE: "scales",
-            S.KEY_WIDTH: "64",
+            S.KEY_OUT_CHANNELS: "64",
             S.KEY_STAGES: "c2,c3,c4",
             S.KEY_UPSAMPLE: "bilinear",
             S.KEY_MERGE: "mean",
@@ -31,14 +31,14 @@ def test_url_values_set_the_widgets() -> None:
             S.KEY_COLORMAP: "magma",
             S.KEY_ALPHA: "0.7",
             S.KEY_SCOPE: "shared",
-            S.KEY_REDUCTION: "max",
+            S.KEY_AGGREGATION: "max",
             S.KEY_EXPORT_SCALE: "2",
         }
     )
     assert not at.exception, [e.value for e in at.exception]
     assert not _link_warnings(at)
     assert at.radio(key=S.KEY_SOURCE).value == S.SOURCE_SCALES
-    assert at.slider(key=S.KEY_WIDTH).value == 64
+    assert at.slider(key=S.KEY_OUT_CHANNELS).value == 64
     assert at.multiselect(key=S.KEY_STAGES).value == ["c2", "c3", "c4"]
     assert at.selectbox(key=S.KEY_UPSAMPLE).value == "bilinear"
     assert at.selectbox(key=S.KEY_MERGE).value == "mean"
@@ -46,7 +46,7 @@ def test_url_values_set_the_widgets() -> None:
     assert at.selectbox(key=S.KEY_COLORMAP).value == "magma"
     assert at.slider(key=S.KEY_ALPHA).value == 0.7
     assert at.radio(key=S.KEY_SCOPE).value == "shared"
-    assert at.selectbox(key=S.KEY_REDUCTION).value == "max"
+    assert at.selectbox(key=S.KEY_AGGREGATION).value == "max"
     assert at.radio(key=S.KEY_EXPORT_SCALE).value == 2
     assert at.slider(key=S.KEY_SIZE).value == 128
     text = "\n".join(m.value for m in at.markdown)
@@ -58,20 +58,20 @@ def test_url_values_set_the_widgets() -> None:
 
 def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
     at = _app({})
-    assert at.query_params[S.KEY_WIDTH] == "256"
+    assert at.query_params[S.KEY_OUT_CHANNELS] == "256"
     assert set(TABLE) - {S.KEY_SAMPLE} <= set(at.query_params)
-    at.slider(key=S.KEY_WIDTH).set_value(96).run()
+    at.slider(key=S.KEY_OUT_CHANNELS).set_value(96).run()
     at.selectbox(key=S.KEY_COLORMAP).set_value("turbo").run()
     at.toggle(key=S.KEY_P6).set_value(False).run()
     assert not at.exception
-    assert at.query_params[S.KEY_WIDTH] == "96"
+    assert at.query_params[S.KEY_OUT_CHANNELS] == "96"
     assert at.query_params[S.KEY_COLORMAP] == "turbo"
     assert at.query_params[S.KEY_P6] == "false"
     # A teacher sends this URL: a fresh session opens with the same view.
     shared = {k: v for k, v in at.query_params.items() if isinstance(v, str)}
     again = _app(shared, page=HOME)
     assert not again.exception
-    assert again.slider(key=S.KEY_WIDTH).value == 96
+    assert again.slider(key=S.KEY_OUT_CHANNELS).value == 96
     assert again.selectbox(key=S.KEY_COLORMAP).value == "turbo"
     assert again.toggle(key=S.KEY_P6).value is False
     assert "d = 96" in "\n".join(m.value for m in again.markdown)
@@ -81,18 +81,18 @@ def test_changing_a_widget_updates_the_url_and_the_link_round_trips() -> None:
 
 def test_invalid_url_values_fall_back_to_defaults_with_a_warning() -> None:
     # The warnings come with the first page a link opens (here the home page; any page shows them).
-    at = _app({S.KEY_WIDTH: "999", S.KEY_STAGES: "c2,c5", S.KEY_COLORMAP: "nope", S.KEY_ALPHA: "abc"}, page=HOME)
+    at = _app({S.KEY_OUT_CHANNELS: "999", S.KEY_STAGES: "c2,c5", S.KEY_COLORMAP: "nope", S.KEY_ALPHA: "abc"}, page=HOME)
     assert not at.exception, [e.value for e in at.exception]
     warnings = _link_warnings(at)
     assert len(warnings) == 4, warnings
-    for key in (S.KEY_WIDTH, S.KEY_STAGES, S.KEY_COLORMAP, S.KEY_ALPHA):
+    for key in (S.KEY_OUT_CHANNELS, S.KEY_STAGES, S.KEY_COLORMAP, S.KEY_ALPHA):
         assert any(f"`{key}=" in w for w in warnings), key
-    assert at.slider(key=S.KEY_WIDTH).value == TABLE[S.KEY_WIDTH].default == 256
+    assert at.slider(key=S.KEY_OUT_CHANNELS).value == TABLE[S.KEY_OUT_CHANNELS].default == 256
     assert at.multiselect(key=S.KEY_STAGES).value == TABLE[S.KEY_STAGES].default == ["c3", "c4", "c5"]
     assert at.selectbox(key=S.KEY_COLORMAP).value == TABLE[S.KEY_COLORMAP].default == "viridis"
     assert at.slider(key=S.KEY_ALPHA).value == TABLE[S.KEY_ALPHA].default == 0.5
     # The URL is corrected to what is shown, and the warning is not repeated on the next run.
-    assert at.query_params[S.KEY_WIDTH] == "256"
+    assert at.query_params[S.KEY_OUT_CHANNELS] == "256"
     at.slider(key=S.KEY_ALPHA).set_value(0.6).run()
     assert not at.exception and not _link_warnings(at)
 
@@ -101,7 +101,7 @@ def test_parse_params_refuses_every_kind_of_bad_value() -> None:
     bad = {
         S.KEY_SOURCE: "ftp",
         S.KEY_SAMPLE: "nothere.jpg",
-        S.KEY_WIDTH: "100",  # not a multiple of 16
+        S.KEY_OUT_CHANNELS: "100",  # not a multiple of 16
         S.KEY_STAGES: "c1,c2",
         S.KEY_P6: "maybe",
         S.KEY_SIZE: "4096",
@@ -124,13 +124,13 @@ def test_parse_params_refuses_every_kind_of_bad_value() -> None:
 
 def test_the_control_table_takes_its_ranges_from_the_engine() -> None:
     from fpn_core.export import EXPORT_SCALES
-    from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
-    from fpn_core.maps import COLORMAPS, REDUCTIONS
+    from fpn_core.fpn import MAX_OUT_CHANNELS, MIN_OUT_CHANNELS
+    from fpn_core.maps import CHANNEL_AGGREGATIONS, COLORMAPS
     from fpn_core.pyramid import MAX_SIZE, MIN_SIZE
 
-    assert TABLE[S.KEY_WIDTH].bounds[:2] == (MIN_WIDTH, MAX_WIDTH)
+    assert TABLE[S.KEY_OUT_CHANNELS].bounds[:2] == (MIN_OUT_CHANNELS, MAX_OUT_CHANNELS)
     assert TABLE[S.KEY_SIZE].bounds[:2] == (MIN_SIZE, MAX_SIZE)
-    assert TABLE[S.KEY_REDUCTION].options == REDUCTIONS
+    assert TABLE[S.KEY_AGGREGATION].options == CHANNEL_AGGREGATIONS
     assert TABLE[S.KEY_COLORMAP].options == COLORMAPS
     assert TABLE[S.KEY_EXPORT_SCALE].options == EXPORT_SCALES
     # Every control's default parses back from its own URL text (the writer and reader agree).

@@ -64,7 +64,7 @@ def _analyse(settings: S.Settings, **changes: object) -> cache.Analysis:
     """The analysis through the dashboard's cache path (outside a streamlit run)."""
     image = settings.image
     assert image is not None
-    return cache.analyse(settings.with_config(**changes).config, image.array, image.digest, settings.size)
+    return cache.get_analysis(settings.with_config(**changes).config, image.array, image.digest, settings.size)
 
 
 # ------------------------------------------------------------------------- step by step
@@ -125,8 +125,8 @@ def test_ab_page_renders_every_preset_and_ablation() -> None:
         at.selectbox(key=S.KEY_AB_PRESET).set_value(preset).run()
         _ok(at)
     at.selectbox(key=S.KEY_AB_PRESET).set_value("Width 256 vs 64").run()
-    assert at.slider(key=ab_page.ab_key("a", "width")).value == 256
-    assert at.slider(key=ab_page.ab_key("b", "width")).value == 64
+    assert at.slider(key=ab_page.ab_key("a", "out_channels")).value == 256
+    assert at.slider(key=ab_page.ab_key("b", "out_channels")).value == 64
     assert at.dataframe, "the statistics table is shown"
     at.selectbox(key=S.KEY_AB_PRESET).set_value("Nearest vs bilinear upsampling").run()
     _ok(at)

@@ -8,7 +8,7 @@ import streamlit as st
 from fpn_core import ABLATIONS, FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, PyramidConfig
 from fpn_core.compare import PRESETS, compare_levels
 from fpn_core.figures import maps_row_figure
-from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
+from fpn_core.fpn import MAX_OUT_CHANNELS, MIN_OUT_CHANNELS
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
 from fpn_core.paper import TABLE1_SOURCE, ablation_label, ablation_note, table1_rows
@@ -18,11 +18,10 @@ from ui import settings as S
 
 SIDES: tuple[str, ...] = ("a", "b")
 NO_PRESET = "(none: set both sides yourself)"
-_FIELD_OF = {"out_channels": "width"}
 
 
 def ab_key(side: str, field: str) -> str:
-    """The widget key of one side's field, e.g. ``ab_a_width``."""
+    """The widget key of one side's field, e.g. ``ab_a_out_channels``."""
     return f"{S.KEY_AB_PREFIX}{side}_{field}"
 
 
@@ -30,7 +29,7 @@ def sidebar_fields(settings: S.Settings) -> dict[str, object]:
     """The A/B fields as the sidebar sets them (each side's default)."""
     config = settings.config
     return {
-        "width": config.out_channels,
+        "out_channels": config.out_channels,
         "stages": list(config.stages),
         "upsample": config.upsample,
         "merge": config.merge,
@@ -42,8 +41,8 @@ def sidebar_fields(settings: S.Settings) -> dict[str, object]:
 def preset_fields(preset: str, base: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
     """Side A's and B's fields for a preset of ``fpn_core.compare.PRESETS``, on top of ``base``."""
     changes_a, changes_b = PRESETS[preset]
-    side_a = {**base, **{_FIELD_OF.get(k, k): v for k, v in changes_a.items()}}
-    side_b = {**base, **{_FIELD_OF.get(k, k): v for k, v in changes_b.items()}}
+    side_a = {**base, **changes_a}
+    side_b = {**base, **changes_b}
     return side_a, side_b
 
 
@@ -64,7 +63,9 @@ def _side_widgets(
     """One side's widgets (defaults from the sidebar); its configuration, or None when invalid."""
     for field, value in base.items():
         st.session_state.setdefault(ab_key(side, field), value)
-    width = st.slider("FPN width d", MIN_WIDTH, MAX_WIDTH, step=S.WIDTH_STEP, key=ab_key(side, "width"))
+    out_channels = st.slider(
+        "FPN width d", MIN_OUT_CHANNELS, MAX_OUT_CHANNELS, step=S.OUT_CHANNELS_STEP, key=ab_key(side, "out_channels")
+    )
     stages = st.multiselect("Input stages", FPN_STAGES, key=ab_key(side, "stages"))
     c1, c2 = st.columns(2)
     upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"))
@@ -75,7 +76,7 @@ def _side_widgets(
     ablation = st.selectbox("Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"))
     st.caption(ablation_note(str(ablation)))
     fields = {
-        "width": width,
+        "out_channels": out_channels,
         "stages": stages,
         "upsample": upsample,
         "merge": merge,
@@ -90,7 +91,7 @@ def _side_widgets(
         return None, fields
     return (
         PyramidConfig(
-            out_channels=int(width),
+            out_channels=int(out_channels),
             stages=ordered,
             upsample=str(upsample),
             merge=str(merge),
@@ -111,10 +112,10 @@ def describe_config(config: PyramidConfig) -> str:
     )
 
 
-def coco_missing_note(side: str, provenance: object, width: int) -> str:
+def coco_missing_note(side: str, provenance: object, out_channels: int) -> str:
     """Why a side that asked for the COCO FPN runs without it, and how to place the file."""
-    if width != 256:
-        why = f"trained FPN weights exist only at width 256 (this side has d = {width})"
+    if out_channels != 256:
+        why = f"trained FPN weights exist only at width 256 (this side has d = {out_channels})"
     else:
         why = f"the COCO Faster R-CNN file `{COCO.filename}` was not found"
     return (
@@ -183,7 +184,7 @@ def show_ab_page(settings: S.Settings) -> None:
 
 def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis) -> None:
     """Maps of both sides, their standardized difference per level, and a statistics table."""
-    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, reduction=settings.style.reduction)
+    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, aggregation=settings.style.aggregation)
     st.header("Difference per level")
     if not comparisons:
         st.warning("The two sides share no pyramid level (e.g. different stages, or finest-only on one side).")
@@ -193,14 +194,14 @@ def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis)
         "unit std), so a change of width or weight scale does not swamp the change of pattern. Red: B stronger, "
         "blue: A stronger."
     )
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     for side, analysis, maps in (("A", a, [c.a for c in comparisons]), ("B", b, [c.b for c in comparisons])):
         titled = [(f"{c.level} (stride {stride_of(c.level)})", m) for c, m in zip(comparisons, maps, strict=True)]
         rngs = map_range(maps) if style.scope == "shared" else [map_range([m]) for m in maps]
         scales = (
-            panels.ColorScale(style.cmap, rngs, label)
+            panels.ColorScale(style.colormap, rngs, label)
             if isinstance(rngs, MapRange)
-            else [panels.ColorScale(style.cmap, r, label) for r in rngs]
+            else [panels.ColorScale(style.colormap, r, label) for r in rngs]
         )
         suptitle = f"Side {side}: {describe_config(analysis.model.config)}"
         st.markdown(f"#### {suptitle}")
@@ -215,7 +216,7 @@ def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis)
             panels.Download(
                 maps_row_figure,
                 (titled,),
-                {"rngs": rngs, "cmap": style.cmap, "suptitle": suptitle, "colorbar_label": label},
+                {"rngs": rngs, "colormap": style.colormap, "suptitle": suptitle, "colorbar_label": label},
                 file_name=f"ab_side_{side.lower()}.png",
                 key=f"download_ab_{side.lower()}",
             ),
@@ -233,7 +234,7 @@ def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis)
             (diffs,),
             {
                 "rngs": diff_scale.rng,
-                "cmap": "RdBu_r",
+                "colormap": "RdBu_r",
                 "suptitle": "Standardized difference B − A per level (one symmetric scale)",
                 "colorbar_label": diff_scale.label,
             },

@@ -4,10 +4,10 @@ What is cached where, and why:
 
 - ``get_backbone``: one ResNet-50 per (weights, device) for the whole process, shared by
   every session. Changing the FPN width never rebuilds it.
-- ``get_stages``: backbone activations per (image digest, size, weights, device), so FPN
+- ``get_backbone_result``: backbone activations per (image digest, size, weights, device), so FPN
   changes (width, stages, upsampling, merge, p6) only rerun the FPN.
 - ``get_fpn`` / ``get_fpn_result``: FPN modules per configuration and FPN results per
-  (image, size, configuration), so map settings (colour map, alpha, reduction, scope)
+  (image, size, configuration), so map settings (color map, alpha, aggregation, scope)
   rerun no model at all.
 
 Everything returned here is shared between sessions: treat it as read-only.
@@ -29,11 +29,11 @@ import streamlit as st
 import torch
 
 from fpn_core import (
+    FPN,
     BackboneResult,
     FpnResult,
     Pyramid,
     PyramidConfig,
-    PyramidFPN,
     PyramidOutput,
     ResNetBackbone,
     available_devices,
@@ -57,7 +57,7 @@ from fpn_core.detection import (
 )
 from fpn_core.export import build_export, zip_export
 from fpn_core.images import list_samples, load_image
-from fpn_core.maps import MapRange, MapStyle, channel_grid, map_ranges, overlay, reduce_channels
+from fpn_core.maps import MapRange, MapStyle, aggregate_channels, channel_grid, map_ranges, overlay
 from fpn_core.receptive import ErfResult, erf_maps
 from fpn_core.report import StepTable, step_table
 from fpn_core.scales import Box, make_scales_image
@@ -183,7 +183,7 @@ def time_plain_backbone(weights: str, device: str, image: np.ndarray, size: int,
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[PyramidFPN, str, bool]:
+def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[FPN, str, bool]:
     """The FPN module for one configuration (weights and device are part of it)."""
     return build_fpn(config, _backbone)
 
@@ -195,7 +195,7 @@ def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
 
 
 @st.cache_resource(show_spinner=False, max_entries=6, ttl=ANALYSIS_TTL_S)
-def get_stages(
+def get_backbone_result(
     digest: str, size: int, weights: str, device: str, _backbone: ResNetBackbone, _image: np.ndarray
 ) -> BackboneResult:
     """Backbone activations c1..c5 of one image at one input size."""
@@ -203,9 +203,7 @@ def get_stages(
 
 
 @st.cache_resource(show_spinner=False, max_entries=12, ttl=ANALYSIS_TTL_S)
-def get_fpn_result(
-    digest: str, size: int, config: PyramidConfig, _fpn: PyramidFPN, _stages: BackboneResult
-) -> FpnResult:
+def get_fpn_result(digest: str, size: int, config: PyramidConfig, _fpn: FPN, _stages: BackboneResult) -> FpnResult:
     """The FPN levels and steps of one image for one configuration."""
     return run_fpn(_fpn, _stages.stages, config)
 
@@ -223,11 +221,11 @@ def clear_model_caches() -> None:
     get_backbone.clear()
     get_plain_backbone.clear()
     get_fpn.clear()
-    get_stages.clear()
+    get_backbone_result.clear()
     get_fpn_result.clear()
     get_flops.clear()
     timing_report.clear()
-    reduced_maps.clear()
+    aggregated_maps.clear()
     color_ranges.clear()
     overlay_images.clear()
     channel_mosaics.clear()
@@ -314,7 +312,7 @@ class Analysis:
         return [*self.backbone.notices, *self.fpn.notices]
 
 
-def analyse(
+def get_analysis(
     config: PyramidConfig,
     image: np.ndarray,
     digest: str,
@@ -327,18 +325,18 @@ def analyse(
     device = str(config.device)
     backbone = get_backbone(config.weights, device, progress)
     model = get_pyramid(config, backbone)
-    stages = get_stages(digest, size, config.weights, device, backbone, image)
+    stages = get_backbone_result(digest, size, config.weights, device, backbone, image)
     fpn = get_fpn_result(digest, size, config, model.fpn, stages)
     return Analysis(AnalysisKey(digest, int(size), config), model, stages, fpn)
 
 
-def analyse_backbone(config: PyramidConfig, image: np.ndarray, digest: str, size: int) -> BackbonePass:
+def get_backbone_pass(config: PyramidConfig, image: np.ndarray, digest: str, size: int) -> BackbonePass:
     """Run (or fetch) only the backbone pass: what an FPN change does not touch."""
     if config.device is None:
         config = dataclasses.replace(config, device=available_devices()[0])
     key = AnalysisKey(digest, int(size), config).backbone
     backbone = get_backbone(key.weights, key.device)
-    return BackbonePass(key, backbone, get_stages(digest, int(size), key.weights, key.device, backbone, image))
+    return BackbonePass(key, backbone, get_backbone_result(digest, int(size), key.weights, key.device, backbone, image))
 
 
 # ------------------------------------------------------------------------- screen images
@@ -355,25 +353,25 @@ def _read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
-def reduced_maps(
-    key: FeatureKey, group: str, reduction: str, _features: Mapping[str, torch.Tensor]
+def aggregated_maps(
+    key: FeatureKey, group: str, aggregation: str, _features: Mapping[str, torch.Tensor]
 ) -> dict[str, np.ndarray]:
     """Each feature of ``group`` collapsed over channels (2-D float maps, read-only).
 
     Args:
         key: the analysis (or backbone pass) the features come from.
         group: which features, e.g. ``"levels"``, ``"stages"`` or ``"p3.steps"``.
-        reduction: the channel reduction (``fpn_core.maps.REDUCTIONS``).
+        aggregation: the channel aggregation (``fpn_core.maps.CHANNEL_AGGREGATIONS``).
         _features: name -> (1, C, H, W) tensor (left out of the key).
     """
-    return _read_only({name: reduce_channels(t, reduction) for name, t in _features.items()})
+    return _read_only({name: aggregate_channels(t, aggregation) for name, t in _features.items()})
 
 
 @st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
 def color_ranges(
-    key: FeatureKey, group: str, reduction: str, scope: str, _maps: Mapping[str, np.ndarray]
+    key: FeatureKey, group: str, aggregation: str, scope: str, _maps: Mapping[str, np.ndarray]
 ) -> dict[str, MapRange]:
-    """Colour ranges of ``group``'s maps: each its own, or one shared (``scope``)."""
+    """Color ranges of ``group``'s maps: each its own, or one shared (``scope``)."""
     return map_ranges(_maps, scope)
 
 
@@ -399,7 +397,10 @@ def overlay_images(
 ) -> dict[str, np.ndarray]:
     """Each map of ``group`` blended over the network's input image (RGB uint8, read-only)."""
     return _read_only(
-        {name: overlay(_image, m, rng=_ranges[name], alpha=style.alpha, cmap=style.cmap) for name, m in _maps.items()}
+        {
+            name: overlay(_image, m, rng=_ranges[name], alpha=style.alpha, colormap=style.colormap)
+            for name, m in _maps.items()
+        }
     )
 
 
@@ -475,9 +476,9 @@ def get_export(
     """
     files = build_export(
         pyramid_output(_analysis),
-        cmap=style.cmap,
+        colormap=style.colormap,
         alpha=style.alpha,
-        reduction=style.reduction,
+        aggregation=style.aggregation,
         scope=style.scope,
         scale=float(scale),
         source=source,
@@ -577,7 +578,7 @@ def detections(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
-def get_contributions(key: AnalysisKey, _fpn: PyramidFPN, _stages: BackboneResult) -> Contributions:
+def get_contributions(key: AnalysisKey, _fpn: FPN, _stages: BackboneResult) -> Contributions:
     """Each stage's exact contribution to each level of one analysis (shares and strengths, no tensors)."""
     contributions = stage_contributions(_fpn, _stages.stages, key.config, keep_tensors=False)
     for per_stage in contributions.strength.values():
@@ -593,7 +594,7 @@ class ErfKey:
         analysis: the image, input size and pyramid configuration.
         point: ``(x, y)`` in pixels of the image as loaded.
         channel: the differentiated channel, or None for the sum over channels.
-        magnitude: ``"abs"`` or ``"squared"`` reduction of the gradient's colours.
+        magnitude: ``"abs"`` or ``"squared"`` aggregation of the gradient's colors.
     """
 
     analysis: AnalysisKey

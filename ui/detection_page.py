@@ -4,7 +4,7 @@ What runs where: ``ui.cache`` holds one detector per (name, weights, device) for
 its backbone + FPN pass per (image, input size, detector) and its heads on that pass; the
 score threshold only re-filters (``fpn_core.filter_detections``), so the slider runs no network.
 Boxes, proposals and anchors are drawn with PIL onto the numpy image for the screen, each in
-its level's app-wide colour (``fpn_core.levels.LEVEL_COLORS``); matplotlib figures are drawn
+its level's app-wide color (``fpn_core.levels.LEVEL_COLORS``); matplotlib figures are drawn
 only when a PNG download is pressed.
 
 Why the detector's weights are not the sidebar's: the sidebar picks the backbone and FPN the
@@ -117,12 +117,12 @@ def draw_boxes(
     *,
     width: int | None = None,
 ) -> np.ndarray:
-    """A copy of ``image`` with each box outlined in its level's colour, and its label on a tab.
+    """A copy of ``image`` with each box outlined in its level's color, and its label on a tab.
 
     Args:
         image: RGB uint8 ``(H, W, 3)``.
         boxes: x1, y1, x2, y2 in the image's pixels, best first (drawn last, on top).
-        levels: each box's level (``"p2".."p7"``), which gives its colour.
+        levels: each box's level (``"p2".."p7"``), which gives its color.
         labels: text per box (e.g. ``"cat 0.93"``), or None for bare boxes.
         width: line width in pixels (default: from the image size).
 
@@ -138,27 +138,27 @@ def draw_boxes(
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
         x1, y1 = min(max(x1, 0.0), w - 1.0), min(max(y1, 0.0), h - 1.0)
         x2, y2 = min(max(x2, x1), w - 1.0), min(max(y2, y1), h - 1.0)
-        colour = LEVEL_COLORS.get(levels[i], (255, 255, 255))
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
+        color = LEVEL_COLORS.get(levels[i], (255, 255, 255))
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
         if labels is None:
             continue
         left, top, right, bottom = draw.textbbox((0, 0), labels[i], font=font)
         tw, th = right - left + 6, bottom - top + 4
         ty = y1 - th if y1 - th >= 0 else y1  # no room above the box: the tab goes inside its top edge
         tx = min(x1, max(0.0, w - tw))
-        draw.rectangle((tx, ty, tx + tw, ty + th), fill=colour)
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=color)
         draw.text((tx + 3 - left, ty + 2 - top), labels[i], fill=(255, 255, 255), font=font)
     return np.asarray(pil)
 
 
 def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """The image with every detection: box in its level's colour, tab ``"class score"``."""
+    """The image with every detection: box in its level's color, tab ``"class score"``."""
     labels = [f"{name} {float(score):.2f}" for name, score in zip(dets.names, dets.scores, strict=True)]
     return draw_boxes(image, dets.boxes.tolist(), dets.levels, labels)
 
 
 def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """The image with each level's top RPN proposals, thin, in the level's colour."""
+    """The image with each level's top RPN proposals, thin, in the level's color."""
     boxes: list[list[float]] = []
     levels: list[str] = []
     for level, props in dets.proposals.items():  # fine levels first: drawn last, on top
@@ -168,7 +168,7 @@ def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
 
 
 def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """Each level's smallest square anchor (ratio 1), centred on the image, in image pixels and level colours."""
+    """Each level's smallest square anchor (ratio 1), centred on the image, in image pixels and level colors."""
     h, w = image.shape[:2]
     cx, cy = w / 2, h / 2
     boxes, levels = [], []
@@ -180,7 +180,7 @@ def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
 
 
 def legend_markdown(levels: Sequence[str], values: Mapping[str, object], what: str = "detections") -> str:
-    """One line per level: its colour square, name, stride and value (HTML for the colour)."""
+    """One line per level: its color square, name, stride and value (HTML for the color)."""
     lines = []
     for level in levels:
         square = f'<span style="color:{hex_color(level)};font-size:1.3em">■</span>'
@@ -249,7 +249,7 @@ def _rule_line(lo: float = 4.0, hi: float = 1400.0, n: int = 240) -> tuple[list[
 
 
 def level_counts_chart(counts: Mapping[str, int], what: str) -> alt.Chart:
-    """Bars per level in the levels' colours (for ``st.altair_chart``)."""
+    """Bars per level in the levels' colors (for ``st.altair_chart``)."""
     levels = list(counts)
     data = pd.DataFrame({"level": levels, what: [int(counts[k]) for k in levels]})
     scale = alt.Scale(domain=levels, range=[hex_color(k) for k in levels])
@@ -315,7 +315,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def level_counts_figure(counts: Mapping[str, int], *, title: str, ylabel: str) -> Figure:
-    """Bars per level in the levels' colours, with the count on each bar (for the PNG download)."""
+    """Bars per level in the levels' colors, with the count on each bar (for the PNG download)."""
     levels = list(counts)
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
@@ -333,7 +333,7 @@ def level_counts_figure(counts: Mapping[str, int], *, title: str, ylabel: str) -
 def size_level_figure(
     sizes: Sequence[float], levels: Sequence[str], level_names: Sequence[str], *, title: str
 ) -> Figure:
-    """Box size against level, coloured by level, over the paper's rule (for the PNG download)."""
+    """Box size against level, colored by level, over the paper's rule (for the PNG download)."""
     fig = _figure(7.5, 4.2)
     ax = fig.add_subplot()
     line_x, line_k = _rule_line()
@@ -465,7 +465,7 @@ def show_detection_page(settings: S.Settings) -> None:
         weights += f" ({prov.source})"
     st.caption(f"{spec.title} · network input {iw} × {ih} px · weights: {weights}")
 
-    st.subheader("Boxes, coloured by the level that found them")
+    st.subheader("Boxes, colored by the level that found them")
     show_boxes = trained or st.toggle(
         "Draw untrained boxes (noise)",
         value=False,
@@ -507,7 +507,7 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
             settings.export_scale,
         )
     with right:
-        st.markdown("**Box colour = level**")
+        st.markdown("**Box color = level**")
         st.markdown(legend_markdown(dets.level_names, counts), unsafe_allow_html=True)
         if dets.detector == "faster-rcnn":
             st.caption("Level: where RoIAlign pooled the box's proposal (torchvision's LevelMapper).")
@@ -572,11 +572,11 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
 def _show_objectness(
     settings: S.Settings, image: np.ndarray, dets: Detections, trained: bool, show_boxes: bool
 ) -> None:
-    """Per-level objectness overlays (own or shared colour scale) and the RPN's top proposals."""
+    """Per-level objectness overlays (own or shared color scale) and the RPN's top proposals."""
     st.subheader("Where each level sees objects")
     cols = st.columns(2)
     shared = cols[0].toggle(
-        "One colour scale for all levels",
+        "One color scale for all levels",
         value=False,
         key=S.KEY_DETECTION_SHARED,
         help="Shared: which level is most confident. Own: where each level looks.",
@@ -604,7 +604,7 @@ def _show_objectness(
             title = f"{level} · stride {stride_of(level)} · {m.shape[1]} × {m.shape[0]} · max {float(m.max()):.2f}"
             with col:
                 panels.show_panel(
-                    overlay(image, m, rng=ranges[level], alpha=alpha, cmap=OBJECTNESS_CMAP),
+                    overlay(image, m, rng=ranges[level], alpha=alpha, colormap=OBJECTNESS_CMAP),
                     title=title,
                     scale=panels.ColorScale(OBJECTNESS_CMAP, ranges[level], "objectness"),
                     download=panels.Download(
@@ -614,7 +614,7 @@ def _show_objectness(
                             "title": f"{dets.detector} {title}",
                             "rng": ranges[level],
                             "alpha": alpha,
-                            "cmap": OBJECTNESS_CMAP,
+                            "colormap": OBJECTNESS_CMAP,
                             "colorbar_label": "objectness",
                         },
                         file_name=f"objectness_{dets.detector}_{level}.png",
@@ -636,7 +636,7 @@ def _show_objectness(
         top_k = max((int(p.boxes.shape[0]) for p in dets.proposals.values()), default=0)
         panels.show_image(
             draw_proposals(image, dets),
-            caption=f"The top {top_k} proposals of each level by objectness, in the level's colour",
+            caption=f"The top {top_k} proposals of each level by objectness, in the level's color",
             download_name="proposals_per_level.png",
             scale=settings.export_scale,
             key="download_proposals",

@@ -226,7 +226,7 @@ def show_weights_notice(settings_now: S.Settings) -> None:
         _retry_row(provenance, nested=True)
 
 
-def weights_problems(provenance: Provenance, width: int, requested: str) -> tuple[list[str], str]:
+def weights_problems(provenance: Provenance, out_channels: int, requested: str) -> tuple[list[str], str]:
     """What is untrained, and what to do about it (empty when all weights are trained)."""
     problems = []
     if not provenance.pretrained:
@@ -242,7 +242,7 @@ def weights_problems(provenance: Provenance, width: int, requested: str) -> tupl
                 "trained FPN weights exist only in the COCO detection checkpoints (Faster R-CNN on c2..c5, "
                 "RetinaNet on c3..c5), at width 256"
             )
-        problems.append(f"**The FPN is untrained at width {width}**: {why}.")
+        problems.append(f"**The FPN is untrained at width {out_channels}**: {why}.")
     if not problems:
         return [], ""
     if not provenance.pretrained:

@@ -42,7 +42,7 @@ def load_analysis(
         st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
         return None
     config = settings.config if config is None else config
-    return _shown(lambda: cache.analyse(config, image.array, image.digest, settings.size))
+    return _shown(lambda: cache.get_analysis(config, image.array, image.digest, settings.size))
 
 
 def load_backbone_pass(settings: S.Settings) -> cache.BackbonePass | None:
@@ -51,7 +51,7 @@ def load_backbone_pass(settings: S.Settings) -> cache.BackbonePass | None:
     if image is None:
         st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
         return None
-    return _shown(lambda: cache.analyse_backbone(settings.config, image.array, image.digest, settings.size))
+    return _shown(lambda: cache.get_backbone_pass(settings.config, image.array, image.digest, settings.size))
 
 
 def _shown(run: Callable[[], T]) -> T | None:
@@ -77,26 +77,26 @@ def _shown(run: Callable[[], T]) -> T | None:
 def stage_maps(
     analysis: cache.Analysis | cache.BackbonePass, style: MapStyle
 ) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
-    """The backbone stages' reduced maps and colour ranges (cached per backbone pass and style)."""
+    """The backbone stages' reduced maps and color ranges (cached per backbone pass and style)."""
     key = analysis.backbone_key
-    maps = cache.reduced_maps(key, "stages", style.reduction, analysis.backbone.stages)
-    return maps, cache.color_ranges(key, "stages", style.reduction, style.scope, maps)
+    maps = cache.aggregated_maps(key, "stages", style.aggregation, analysis.backbone.stages)
+    return maps, cache.color_ranges(key, "stages", style.aggregation, style.scope, maps)
 
 
 def level_maps(analysis: cache.Analysis, style: MapStyle) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
-    """The pyramid levels' reduced maps and colour ranges (cached per analysis and style)."""
-    maps = cache.reduced_maps(analysis.key, "levels", style.reduction, analysis.fpn.levels)
-    return maps, cache.color_ranges(analysis.key, "levels", style.reduction, style.scope, maps)
+    """The pyramid levels' reduced maps and color ranges (cached per analysis and style)."""
+    maps = cache.aggregated_maps(analysis.key, "levels", style.aggregation, analysis.fpn.levels)
+    return maps, cache.color_ranges(analysis.key, "levels", style.aggregation, style.scope, maps)
 
 
 #: A level's recorded steps as the FPN outputs page titles them (the merged map is the step page's).
 STEP_TITLES: dict[str, str] = {"lateral": "lateral 1×1", "top_down": "top-down (upsampled)", "output": "output"}
 
 
-def step_maps(analysis: cache.Analysis, level: str, reduction: str) -> dict[str, np.ndarray]:
+def step_maps(analysis: cache.Analysis, level: str, aggregation: str) -> dict[str, np.ndarray]:
     """One level's recorded steps (``lateral``, ``top_down``, ``merged``, ``output``) as reduced maps."""
     step = analysis.fpn.steps[level]
     tensors = {
         name: t for name in ("lateral", "top_down", "merged", "output") if (t := getattr(step, name)) is not None
     }
-    return cache.reduced_maps(analysis.key, f"{level}.steps", reduction, tensors)
+    return cache.aggregated_maps(analysis.key, f"{level}.steps", aggregation, tensors)

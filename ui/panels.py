@@ -1,7 +1,7 @@
-"""Screen panels: numpy images with light titles and colour bars; figures only for downloads.
+"""Screen panels: numpy images with light titles and color bars; figures only for downloads.
 
-On screen a map is an RGB array from ``fpn_core.maps`` (OpenCV/colour-map code, a few ms),
-shown with ``st.image``; its title is markdown and its colour scale a small cached strip
+On screen a map is an RGB array from ``fpn_core.maps`` (OpenCV/color-map code, a few ms),
+shown with ``st.image``; its title is markdown and its color scale a small cached strip
 with the values as text, so a screenshot of a panel still says what it shows. The annotated
 matplotlib figure (``fpn_core.figures``) is drawn only when its PNG download is pressed, at
 the sidebar's export resolution.
@@ -33,9 +33,9 @@ _MISSING_BG = (241, 244, 248)
 
 @dataclass(frozen=True)
 class ColorScale:
-    """A panel's colour scale: the colour map, the value range, and what the values are."""
+    """A panel's color scale: the color map, the value range, and what the values are."""
 
-    cmap: str
+    colormap: str
     rng: MapRange
     label: str
 
@@ -54,14 +54,14 @@ class Download:
 # ------------------------------------------------------------------------------ images
 
 
-def enlarge(image: np.ndarray, long_side: int = DISPLAY_LONG_SIDE) -> np.ndarray:
-    """Fit an image to about ``long_side`` for the screen: small ones grow by a whole factor
+def enlarge(image: np.ndarray, size: int = DISPLAY_LONG_SIDE) -> np.ndarray:
+    """Fit an image to about ``size`` for the screen: small ones grow by a whole factor
     (nearest neighbour, cells stay crisp), large ones shrink (area averaging)."""
     side = max(image.shape[:2])
-    if side > 2 * long_side:
-        scale = long_side / side
+    if side > 2 * size:
+        scale = size / side
         return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    factor = max(1, long_side // side)
+    factor = max(1, size // side)
     if factor == 1:
         return image
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
@@ -69,13 +69,13 @@ def enlarge(image: np.ndarray, long_side: int = DISPLAY_LONG_SIDE) -> np.ndarray
 
 @st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)
 def map_image(map_: np.ndarray, scale: ColorScale) -> np.ndarray:
-    """A 2-D map coloured by its scale and sized for the screen (RGB uint8, read-only).
+    """A 2-D map colored by its scale and sized for the screen (RGB uint8, read-only).
 
     Cached by the map's content and the frozen scale, so a rerun that changes neither
     (a sidebar control the page does not use) only looks it up.
     """
-    rgb = colorize(normalize(map_, scale.rng), scale.cmap)
-    if np.isnan(map_).any():  # NaN marks gaps (e.g. between channel tiles): a neutral colour
+    rgb = colorize(normalize(map_, scale.rng), scale.colormap)
+    if np.isnan(map_).any():  # NaN marks gaps (e.g. between channel tiles): a neutral color
         rgb[np.isnan(map_)] = _MISSING_BG
     image = enlarge(rgb)
     image.setflags(write=False)
@@ -83,10 +83,10 @@ def map_image(map_: np.ndarray, scale: ColorScale) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def colorbar_strip(cmap: str, width: int = 256, height: int = 10) -> np.ndarray:
-    """A horizontal colour-map strip (RGB uint8), low values on the left; read-only."""
+def colorbar_strip(colormap: str, width: int = 256, height: int = 10) -> np.ndarray:
+    """A horizontal color-map strip (RGB uint8), low values on the left; read-only."""
     ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
-    strip = colorize(ramp, cmap)
+    strip = colorize(ramp, colormap)
     strip.setflags(write=False)
     return strip
 
@@ -108,13 +108,13 @@ def show_panel(
     export_scale: int = 1,
     missing: str = "",
 ) -> None:
-    """One panel: a bold title, the image (or the reason it is missing), its colour scale, a download.
+    """One panel: a bold title, the image (or the reason it is missing), its color scale, a download.
 
     Args:
         image: RGB uint8, or None for a step that does not exist (``missing`` says why).
         title: what the panel shows (level, stride, shape ...), as markdown.
         caption: a line under the image.
-        scale: the colour scale, shown as a strip with its end values.
+        scale: the color scale, shown as a strip with its end values.
         download: the annotated figure offered as a PNG (drawn only when pressed).
         export_scale: resolution of the download (1x = 100 dpi).
         missing: text in place of a missing image.
@@ -131,9 +131,9 @@ def show_panel(
 
 
 def show_color_scale(scale: ColorScale) -> None:
-    """The colour strip with its end values and what they measure."""
-    st.image(colorbar_strip(scale.cmap), width="stretch")
-    st.caption(f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.cmap}")
+    """The color strip with its end values and what they measure."""
+    st.image(colorbar_strip(scale.colormap), width="stretch")
+    st.caption(f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.colormap}")
 
 
 def show_row(

@@ -84,12 +84,12 @@ def parse_boxes(
     return boxes, problems
 
 
-def draw_boxes(image: np.ndarray, boxes: Sequence[Box], colour: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:
-    """A copy of ``image`` with each box outlined (2 px) in ``colour``."""
+def draw_boxes(image: np.ndarray, boxes: Sequence[Box], color: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:
+    """A copy of ``image`` with each box outlined (2 px) in ``color``."""
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     draw = ImageDraw.Draw(pil)
     for box in boxes:
-        draw.rectangle((box.x0, box.y0, max(box.x1 - 1, box.x0), max(box.y1 - 1, box.y0)), outline=colour, width=2)
+        draw.rectangle((box.x0, box.y0, max(box.x1 - 1, box.x0), max(box.y1 - 1, box.y0)), outline=color, width=2)
     return np.asarray(pil)
 
 
@@ -162,7 +162,7 @@ def show_probe_page(settings: S.Settings) -> None:
     net_image = analysis.backbone.image
     scaled = scale_boxes(boxes, image.shape[:2], net_image.shape[:2])
     levels = analysis.fpn.levels
-    rows = box_responses(levels, scaled, net_image.shape[:2], reduction=settings.style.reduction)
+    rows = box_responses(levels, scaled, net_image.shape[:2], aggregation=settings.style.aggregation)
     table = probe_table(rows, list(levels))
     nh, nw = net_image.shape[:2]
     st.subheader("Which level responds most strongly inside each object?")

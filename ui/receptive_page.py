@@ -50,7 +50,7 @@ PICK = "pick"
 CLICK_CELLS = 64
 #: Long side of the click chart on screen, in CSS pixels.
 CHART_PX = 440
-#: Opacity of the ERF's colour where the gradient is strongest (the photo shows through elsewhere).
+#: Opacity of the ERF's color where the gradient is strongest (the photo shows through elsewhere).
 ERF_ALPHA = 0.85
 MAGNITUDE_LABELS: dict[str, str] = {"abs": "|gradient| (sum over RGB)", "squared": "gradient² (sum over RGB)"}
 
@@ -70,7 +70,7 @@ TEACH_RF = (
 )
 TEACH_ERF = (
     "**Why the effective one is much smaller, and roughly Gaussian** (Luo et al., *Understanding the Effective "
-    "Receptive Field in Deep Convolutional Neural Networks*, NeurIPS 2016). The colour shows how much each input "
+    "Receptive Field in Deep Convolutional Neural Networks*, NeurIPS 2016). The color shows how much each input "
     "pixel actually moves the cell: the gradient of the cell's activation with respect to the pixels. A pixel near "
     "the centre reaches the cell along many more paths through the stacked convolutions than a pixel at the edge "
     "of the square, so the gradient piles up in the middle, like repeated blurring tends to a Gaussian. Its "
@@ -220,7 +220,7 @@ def _point_controls(image: S.ImageChoice, max_channel: int) -> tuple[tuple[int, 
         format_func=MAGNITUDE_LABELS.get,
         horizontal=True,
         key=S.KEY_RF_MAGNITUDE,
-        help="How the gradient's three colour channels become one value per pixel.",
+        help="How the gradient's three color channels become one value per pixel.",
     )
     return (int(x), int(y)), (None if channel is None else int(channel)), str(magnitude)
 
@@ -295,7 +295,7 @@ def share_rows(contributions: Contributions, at_point: Mapping[str, Mapping[str,
 
 
 def shares_chart(rows: Mapping[str, Mapping[str, float]], stages: Sequence[str]) -> alt.LayerChart:
-    """Stacked horizontal bars of the stage shares, in the app-wide stage colours."""
+    """Stacked horizontal bars of the stage shares, in the app-wide stage colors."""
     order = {s: i for i, s in enumerate(stages)}
     data = pd.DataFrame(
         [
@@ -304,7 +304,7 @@ def shares_chart(rows: Mapping[str, Mapping[str, float]], stages: Sequence[str])
             for s, v in shares.items()
         ]
     )
-    colour = alt.Color(
+    color = alt.Color(
         "stage:N",
         scale=alt.Scale(domain=list(stages), range=[hex_color(s) for s in stages]),
         legend=alt.Legend(orient="top", title="stage"),
@@ -316,7 +316,7 @@ def shares_chart(rows: Mapping[str, Mapping[str, float]], stages: Sequence[str])
         .encode(
             x=alt.X("share:Q", stack="zero", scale=alt.Scale(domain=[0, 100]), title="share (%)"),
             y=y,
-            color=colour,
+            color=color,
             order=alt.Order("order:Q"),
             tooltip=["row", "stage", alt.Tooltip("share:Q", format=".1f")],
         )
@@ -337,14 +337,14 @@ def shares_chart(rows: Mapping[str, Mapping[str, float]], stages: Sequence[str])
     return (bars + text).properties(height=alt.Step(28))
 
 
-#: The share of the gradient's nonzero values below the top of the screen colour scale: a few
+#: The share of the gradient's nonzero values below the top of the screen color scale: a few
 #: pixels (the strided convolutions' checkerboard) spike far above the rest, and scaling to
 #: the very peak would leave the whole field dark.
 SCREEN_PERCENTILE = 99.0
 
 
-def erf_screen_image(image: np.ndarray, erf_map: np.ndarray, box: RfBox, *, cmap: str, alpha: float) -> np.ndarray:
-    """An ERF over the image for the screen: colour where the gradient is, the photo untouched elsewhere.
+def erf_screen_image(image: np.ndarray, erf_map: np.ndarray, box: RfBox, *, colormap: str, alpha: float) -> np.ndarray:
+    """An ERF over the image for the screen: color where the gradient is, the photo untouched elsewhere.
 
     The map is divided by its own 99th percentile of nonzero values (clipped to 1), shown as
     the square root (so the tails of the roughly Gaussian field stay visible), and blended with
@@ -355,8 +355,8 @@ def erf_screen_image(image: np.ndarray, erf_map: np.ndarray, box: RfBox, *, cmap
         image: ``(H, W, 3)`` uint8 network input.
         erf_map: ``(H, W)`` gradient magnitude.
         box: the cell's theoretical RF.
-        cmap: colour map name.
-        alpha: the largest opacity of the colour.
+        colormap: color map name.
+        alpha: the largest opacity of the color.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -364,9 +364,9 @@ def erf_screen_image(image: np.ndarray, erf_map: np.ndarray, box: RfBox, *, cmap
     nonzero = erf_map[erf_map > 0]
     top = float(np.percentile(nonzero, SCREEN_PERCENTILE)) if nonzero.size else 0.0
     value = np.sqrt(np.clip(erf_map / top, 0.0, 1.0)) if top > 0 else np.zeros_like(erf_map)
-    colour = colorize(value.astype(np.float32), cmap).astype(np.float32)
+    color = colorize(value.astype(np.float32), colormap).astype(np.float32)
     weight = (alpha * value)[..., None]
-    out = np.ascontiguousarray(np.rint(image * (1.0 - weight) + colour * weight).astype(np.uint8))
+    out = np.ascontiguousarray(np.rint(image * (1.0 - weight) + color * weight).astype(np.uint8))
     cv2.rectangle(out, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), (255, 255, 255), 1)
     centre = (round(box.cx), round(box.cy))
     cv2.drawMarker(out, centre, (0, 255, 255), markerType=cv2.MARKER_CROSS, markerSize=9, thickness=1)
@@ -411,7 +411,7 @@ def show_erf_panels(erf: ErfResult, settings: S.Settings, names: Sequence[str], 
             if radii["90"] is None
             else f"r50 {radii['50']:.0f} · r90 {radii['90']:.0f} px · 2·r90/RF {erf.ratio[name]:.2f}"
         )
-        image = erf_screen_image(erf.image, erf.maps[name], box, cmap=style.cmap, alpha=ERF_ALPHA)
+        image = erf_screen_image(erf.image, erf.maps[name], box, colormap=style.colormap, alpha=ERF_ALPHA)
         with col:
             panels.show_panel(
                 panels.enlarge(image),
@@ -426,7 +426,7 @@ def show_erf_panels(erf: ErfResult, settings: S.Settings, names: Sequence[str], 
                         "cell_square": (c * s, r * s, (c + 1) * s, (r + 1) * s),
                         "center": (box.cx, box.cy),
                         "alpha": max(style.alpha, 0.35),  # the figure tints the whole image
-                        "cmap": style.cmap,
+                        "colormap": style.colormap,
                     },
                     file_name=f"erf_{name}_x{x}_y{y}_{settings.size}px.png",
                     key=f"download_erf_{name}",
@@ -464,7 +464,7 @@ def show_erf_section(erf: ErfResult, settings: S.Settings) -> None:
     h, w = erf.image.shape[:2]
     st.subheader("Where one cell looks")
     st.caption(
-        f"Colour: how much each input pixel moves the cell under the point (|∂ activation / ∂ pixel|), per panel: "
+        f"Color: how much each input pixel moves the cell under the point (|∂ activation / ∂ pixel|), per panel: "
         f"√ of the gradient over its own {SCREEN_PERCENTILE:g}th percentile, clipped at 1; the photo shows through "
         f"where the gradient is zero. White square: the cell's theoretical RF, clipped to the image; cyan cross: "
         f"its centre. Pixels of the network input ({w} × {h} px). The PNG downloads scale to each map's peak."
@@ -472,7 +472,7 @@ def show_erf_section(erf: ErfResult, settings: S.Settings) -> None:
     show_erf_panels(erf, settings, stages, "Backbone stages c_k (bottom-up only)")
     show_erf_panels(erf, settings, levels, "Pyramid levels p_k (after the top-down path)")
     panels.show_color_scale(
-        panels.ColorScale(settings.style.cmap, MapRange(0.0, 1.0), "√(gradient ÷ its 99th percentile)")
+        panels.ColorScale(settings.style.colormap, MapRange(0.0, 1.0), "√(gradient ÷ its 99th percentile)")
     )
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -555,7 +555,7 @@ def show_shares_section(point: PointAnalysis, settings: S.Settings, net_image: n
                 settings.export_scale,
             )
     st.caption(
-        "Composite maps: each cell's colour mixes the stages' colours by their shares there (a cell that is mostly "
+        "Composite maps: each cell's color mixes the stages' colors by their shares there (a cell that is mostly "
         "c3 looks like c3); brightness is the cell's total contribution relative to the level's strongest cell."
     )
 

@@ -29,9 +29,9 @@ import numpy as np
 
 from fpn_core import DEFAULT_STAGES, FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, PyramidConfig
 from fpn_core.export import EXPORT_SCALES
-from fpn_core.fpn import MAX_WIDTH, MIN_WIDTH
+from fpn_core.fpn import MAX_OUT_CHANNELS, MIN_OUT_CHANNELS
 from fpn_core.levels import validate_stages
-from fpn_core.maps import COLORMAPS, REDUCTIONS, SCOPES, MapStyle
+from fpn_core.maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES, MapStyle
 from fpn_core.pyramid import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE
 from fpn_core.weights import WEIGHT_LABELS
 
@@ -41,7 +41,7 @@ KEY_SOURCE = "image_source"
 KEY_SAMPLE = "sample_name"
 KEY_UPLOAD = "image_upload"
 KEY_CAMERA = "image_camera"
-KEY_WIDTH = "fpn_width"
+KEY_OUT_CHANNELS = "fpn_width"
 KEY_STAGES = "fpn_stages"
 KEY_UPSAMPLE = "fpn_upsample"
 KEY_MERGE = "fpn_merge"
@@ -49,7 +49,7 @@ KEY_P6 = "fpn_p6"
 KEY_SIZE = "input_size"
 KEY_DEVICE = "device"
 KEY_WEIGHTS = "weights"
-KEY_REDUCTION = "map_reduction"
+KEY_AGGREGATION = "map_reduction"
 KEY_COLORMAP = "map_colormap"
 KEY_ALPHA = "map_alpha"
 KEY_SCOPE = "map_scope"
@@ -64,7 +64,7 @@ KEY_OVERLAY_ZIP = "download_overlays_zip"
 KEY_STEPS_ABLATION = "steps_ablation"
 KEY_STEPS_PER_PANEL = "steps_per_panel"
 KEY_AB_PRESET = "ab_preset"
-#: Prefix of the A/B page's per-side widgets: ``ab_a_width``, ``ab_b_ablation`` ...
+#: Prefix of the A/B page's per-side widgets: ``ab_a_out_channels``, ``ab_b_ablation`` ...
 KEY_AB_PREFIX = "ab_"
 KEY_PROBE_SOURCE = "probe_source"
 KEY_PROBE_BOXES = "probe_boxes"
@@ -108,19 +108,19 @@ SOURCE_LABELS: dict[str, str] = {
     SOURCE_CAMERA: "Camera",
 }
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
-REDUCTION_LABELS: dict[str, str] = {
+AGGREGATION_LABELS: dict[str, str] = {
     "mean": "channel mean",
     "max": "channel max",
     "l2": "channel RMS (L2 / √C)",
     "std": "channel std",
     "pc1": "first principal component",
 }
-SCOPE_LABELS: dict[str, str] = {"per-level": "per level (own colour scale)", "shared": "shared across levels"}
+SCOPE_LABELS: dict[str, str] = {"per-level": "per level (own color scale)", "shared": "shared across levels"}
 GROUP_LEVELS, GROUP_STAGES = "Pyramid levels p_k", "Backbone stages c_k"
 OVERLAY_GROUPS: tuple[str, ...] = (GROUP_LEVELS, GROUP_STAGES)
 DEFAULT_REPEATS = 5
 #: Steps of the sidebar sliders (the engine accepts any multiple of 8 for the width).
-WIDTH_STEP, SIZE_STEP, ALPHA_STEP = 16, 32, 0.05
+OUT_CHANNELS_STEP, SIZE_STEP, ALPHA_STEP = 16, 32, 0.05
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -235,11 +235,11 @@ def controls(samples: tuple[str, ...], devices: tuple[str, ...]) -> dict[str, Co
         Control(KEY_SOURCE, "Image source", "radio", SOURCE_SAMPLE, tuple(SOURCE_LABELS), labels=SOURCE_LABELS),
         Control(KEY_SAMPLE, "Sample", "select", samples[0] if samples else None, samples),
         Control(
-            KEY_WIDTH,
+            KEY_OUT_CHANNELS,
             "FPN channel width d",
             "slider",
             256,
-            bounds=(MIN_WIDTH, MAX_WIDTH, WIDTH_STEP),
+            bounds=(MIN_OUT_CHANNELS, MAX_OUT_CHANNELS, OUT_CHANNELS_STEP),
             help="Channels of every pyramid level. The paper uses d = 256.",
         ),
         Control(
@@ -257,12 +257,14 @@ def controls(samples: tuple[str, ...], devices: tuple[str, ...]) -> dict[str, Co
         Control(KEY_SIZE, "Input size (long side, px)", "slider", DEFAULT_SIZE, bounds=(MIN_SIZE, MAX_SIZE, SIZE_STEP)),
         Control(KEY_DEVICE, "Device", "select", devices[0] if devices else "cpu", devices),
         Control(KEY_WEIGHTS, "Weights", "select", "imagenet", WEIGHT_CHOICES, labels=WEIGHT_LABELS),
-        Control(KEY_REDUCTION, "Channel reduction", "select", "mean", REDUCTIONS, labels=REDUCTION_LABELS),
-        Control(KEY_COLORMAP, "Colour map", "select", "viridis", COLORMAPS),
+        Control(
+            KEY_AGGREGATION, "Channel aggregation", "select", "mean", CHANNEL_AGGREGATIONS, labels=AGGREGATION_LABELS
+        ),
+        Control(KEY_COLORMAP, "Color map", "select", "viridis", COLORMAPS),
         Control(KEY_ALPHA, "Overlay alpha", "slider", 0.5, bounds=(0.0, 1.0, ALPHA_STEP)),
         Control(
             KEY_SCOPE,
-            "Colour scale",
+            "Color scale",
             "radio",
             "per-level",
             SCOPES,
@@ -349,7 +351,7 @@ class Settings:
     Attributes:
         image: the chosen image, or None when no usable image is chosen.
         config: the pyramid (width, stages, upsampling, merge, p6, weights, device).
-        style: how maps are drawn (reduction, colour map, alpha, scope).
+        style: how maps are drawn (aggregation, color map, alpha, scope).
         size: long side of the network input, in pixels.
         export_scale: resolution multiplier of PNG downloads (1x = 100 dpi).
     """
@@ -361,9 +363,9 @@ class Settings:
     export_scale: int = 1
 
     @property
-    def reduction_label(self) -> str:
-        """The channel reduction in words, e.g. ``"channel mean"``."""
-        return REDUCTION_LABELS.get(self.style.reduction, self.style.reduction)
+    def aggregation_label(self) -> str:
+        """The channel aggregation in words, e.g. ``"channel mean"``."""
+        return AGGREGATION_LABELS.get(self.style.aggregation, self.style.aggregation)
 
     def with_config(self, **changes: object) -> Settings:
         """The same settings with some ``PyramidConfig`` fields changed (e.g. ``ablation=...``)."""
@@ -395,7 +397,7 @@ def settings_from_state(
     value = {key: state.get(key, c.default) for key, c in table.items()}
     stages, _ = stages_from_state(state)
     config = PyramidConfig(
-        out_channels=int(value[KEY_WIDTH]),  # type: ignore[call-overload]
+        out_channels=int(value[KEY_OUT_CHANNELS]),  # type: ignore[call-overload]
         stages=stages,
         upsample=str(value[KEY_UPSAMPLE]),
         merge=str(value[KEY_MERGE]),
@@ -404,8 +406,8 @@ def settings_from_state(
         device=str(value[KEY_DEVICE]),
     )
     style = MapStyle(
-        reduction=str(value[KEY_REDUCTION]),
-        cmap=str(value[KEY_COLORMAP]),
+        aggregation=str(value[KEY_AGGREGATION]),
+        colormap=str(value[KEY_COLORMAP]),
         alpha=float(value[KEY_ALPHA]),  # type: ignore[arg-type]
         scope=str(value[KEY_SCOPE]),
     )

@@ -218,7 +218,7 @@ def show_sidebar() -> tuple[S.Settings, list[str]]:
         sb.image(cache.thumbnail(image.digest, image.array), caption=f"{image.name} · {w} × {h} px", width=220)
 
     sb.header("Pyramid")
-    draw(controls[S.KEY_WIDTH])
+    draw(controls[S.KEY_OUT_CHANNELS])
     draw(controls[S.KEY_STAGES])
     _, stage_error = S.stages_from_state(st.session_state)
     if stage_error:
@@ -230,7 +230,7 @@ def show_sidebar() -> tuple[S.Settings, list[str]]:
         draw(controls[key])
 
     sb.header("Maps")
-    draw(controls[S.KEY_REDUCTION])
+    draw(controls[S.KEY_AGGREGATION])
     left, right = sb.columns(2)
     draw(controls[S.KEY_COLORMAP], left)
     draw(controls[S.KEY_ALPHA], right)

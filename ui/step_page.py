@@ -43,13 +43,13 @@ def _shape_line(name: str, tensor: torch.Tensor, stride: int) -> str:
     return f"**{name}** · {c} × {h} × {w} · stride {stride} · {c} channels"
 
 
-def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[StepPanel]:
+def level_panels(analysis: cache.Analysis, level: str, aggregation: str) -> list[StepPanel]:
     """The five panels of one level: c_k, lateral 1×1, top-down, merged, 3×3 output p_k.
 
     Args:
         analysis: the cached analysis (its configuration says upsampling, merge and ablation).
         level: ``p2..p5``.
-        reduction: channel reduction of the maps.
+        aggregation: channel aggregation of the maps.
 
     Returns:
         Five panels, left to right; missing steps carry the sentence that explains why.
@@ -59,8 +59,8 @@ def level_panels(analysis: cache.Analysis, level: str, reduction: str) -> list[S
     stage = stage_of(level)
     stride = stride_of(level)
     c_in = analysis.backbone.stages[stage]
-    maps = loading.step_maps(analysis, level, reduction)
-    stage_map = loading.stage_maps(analysis, MapStyle(reduction=reduction))[0][stage]
+    maps = loading.step_maps(analysis, level, aggregation)
+    stage_map = loading.stage_maps(analysis, MapStyle(aggregation=aggregation))[0][stage]
     top = level == level_of(config.stages[-1])
     above = level_above(level)
     op = "+" if config.merge == "sum" else "mean of"
@@ -190,20 +190,20 @@ def show_step_by_step_page(settings: S.Settings) -> None:
         )
     )
     per_panel = right.toggle(
-        "Per-panel colour scale",
+        "Per-panel color scale",
         key=S.KEY_STEPS_PER_PANEL,
-        help="Off: one colour scale across each row, so the panels compare. On: each panel on its own scale.",
+        help="Off: one color scale across each row, so the panels compare. On: each panel on its own scale.",
     )
     st.caption(
-        ablation_note(ablation) + " With one colour scale per row, c_k (after ReLU, often larger values) can "
+        ablation_note(ablation) + " With one color scale per row, c_k (after ReLU, often larger values) can "
         "dominate; switch on per-panel scaling to see the pattern inside each panel."
     )
     analysis = loading.load_analysis(settings, replace(settings.config, ablation=ablation))
     if analysis is None:
         return
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     for level in reversed(list(analysis.fpn.steps)):
-        step_panels = level_panels(analysis, level, style.reduction)
+        step_panels = level_panels(analysis, level, style.aggregation)
         present = [p.map for p in step_panels if p.map is not None]
         rngs: MapRange | list[MapRange | None] = (
             [map_range([p.map]) if p.map is not None else None for p in step_panels]
@@ -211,9 +211,9 @@ def show_step_by_step_page(settings: S.Settings) -> None:
             else map_range(present)
         )
         scales = (
-            panels.ColorScale(style.cmap, rngs, label)
+            panels.ColorScale(style.colormap, rngs, label)
             if isinstance(rngs, MapRange)
-            else [panels.ColorScale(style.cmap, r, label) if r is not None else None for r in rngs]
+            else [panels.ColorScale(style.colormap, r, label) if r is not None else None for r in rngs]
         )
         st.subheader(f"{level} · stride {stride_of(level)} · from {stage_of(level)}")
         panels.show_row(
@@ -230,9 +230,9 @@ def show_step_by_step_page(settings: S.Settings) -> None:
                 ([(p.title, p.map, p.missing) for p in step_panels],),
                 {
                     "rngs": rngs,
-                    "cmap": style.cmap,
+                    "colormap": style.colormap,
                     "suptitle": f"{stage_of(level)} → {level}: {label}, "
-                    + ("each panel on its own scale" if per_panel else "one colour scale for the row"),
+                    + ("each panel on its own scale" if per_panel else "one color scale for the row"),
                     "colorbar_label": label,
                 },
                 file_name=f"step_{level}_{ablation}.png",
@@ -271,10 +271,10 @@ def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
             else f"On this image {name} is not exactly every second cell of {below}."
         )
     )
-    style, label = settings.style, settings.reduction_label
+    style, label = settings.style, settings.aggregation_label
     maps, _ = loading.level_maps(analysis, style)
     pair = [(f"{n} (stride {stride_of(n)})", maps[n]) for n in (below, name)]
-    scale = panels.ColorScale(style.cmap, map_range([m for _, m in pair]), label)
+    scale = panels.ColorScale(style.colormap, map_range([m for _, m in pair]), label)
     left, _ = st.columns([3, 2])
     with left:
         panels.show_row([(title, panels.map_image(m, scale), "") for title, m in pair], scales=scale)
@@ -284,8 +284,8 @@ def _show_p6(analysis: cache.Analysis, settings: S.Settings) -> None:
                 (pair,),
                 {
                     "rngs": scale.rng,
-                    "cmap": style.cmap,
-                    "suptitle": f"{below} and its subsampling {name}, one colour scale",
+                    "colormap": style.colormap,
+                    "suptitle": f"{below} and its subsampling {name}, one color scale",
                     "colorbar_label": label,
                 },
                 file_name=f"{name}_subsampling.png",

@@ -54,7 +54,7 @@ def show_timing_panel(settings: S.Settings) -> None:
     image = settings.image
     if image is None:
         return
-    analysis = cache.analyse(settings.config, image.array, image.digest, settings.size)
+    analysis = cache.get_analysis(settings.config, image.array, image.digest, settings.size)
     with st.spinner(f"Timing {repeats} runs after one warm-up run…"):
         table = cache.timing_report(
             analysis.key, repeats, st.session_state.get(S.TIMING_RUNS, 0), analysis, image.array
