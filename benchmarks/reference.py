@@ -9,7 +9,6 @@ detection-format file that the engine loads. Both sides then see the same image 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -164,5 +163,3 @@ def run(ctx: Context) -> None:
         "the reference times a prepared NCHW tensor; ours includes resize-copy, normalization, "
         "the device slot, StepTimer and result assembly (run_pyramid), so the comparison favours the reference",
     )
-    if os.environ.get("FPN_WEIGHTS"):
-        rep.note(SECTION, "FPN_WEIGHTS is set in this environment; the local file passed explicitly takes precedence")

@@ -112,14 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="folder to write into (created if needed)")
     export.add_argument("--scale", type=int, choices=EXPORT_SCALES, default=1, help="PNG resolution multiplier")
     export.add_argument("--zip", action="store_true", help=f"write one {ZIP_NAME} into --out instead of files")
-    export.add_argument("--cmap", dest="colormap", default="jet", help=f"color map, e.g. {', '.join(COLORMAPS)}")
+    export.add_argument("--cmap", dest="colormap", default="jet", help=f"colormap, e.g. {', '.join(COLORMAPS)}")
     export.add_argument("--alpha", type=float, default=0.5, help="color weight of overlays, 0 to 1")
     export.add_argument(
         "--reduction",
         dest="aggregation",
         choices=CHANNEL_AGGREGATIONS,
         default="mean",
-        help="how channels become one map",
+        help="channel aggregation: how the channels become one map",
     )
     export.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
     export.add_argument(

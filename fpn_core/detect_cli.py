@@ -30,6 +30,7 @@ from .detection import (
 from .device import resolve_device
 from .images import load_image
 from .levels import level_name, stride_of
+from .paper import LEVEL_RULE
 from .weights import operator_file_from_env
 
 __all__ = ["add_detect_command", "detect_report", "format_detections"]
@@ -159,7 +160,7 @@ def format_detections(report: Mapping) -> str:
     lines += _table(["level", "stride", "detections", "RPN proposals", "anchors"], level_rows)
     if spec.name == "faster-rcnn":
         lines.append(
-            "level = where RoIAlign pooled the box's proposal: k = ⌊4 + log2(√(wh)/224)⌋ on the proposal in "
+            f"level = where RoIAlign pooled the box's proposal: {LEVEL_RULE} on the proposal in "
             "network input pixels, clamped to p2..p5; paper k: the same rule on the final box's size at input"
         )
     else:

@@ -29,7 +29,6 @@ detector's backbone and FPN to the views that teach the pyramid.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -60,7 +59,7 @@ from .device import device_slot, resolve_device
 from .fpn import FPN
 from .images import check_rgb
 from .levels import level_name, stage_index, torchvision_key_to_level
-from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
+from .probe import assign_level_k
 from .pyramid import Pyramid, PyramidConfig, with_fpn
 from .weights import (
     COCO,
@@ -192,15 +191,14 @@ def how_to_get_weights(name: str) -> str:
 
 
 def paper_level(width: float, height: float) -> int:
-    """The FPN paper's level for a box (eq. (1), :mod:`fpn_core.paper`), clamped to 2..5.
+    """The FPN paper's level for a box (:func:`fpn_core.probe.assign_level_k`), clamped to 2..5.
 
     This is torchvision's ``LevelMapper`` for one box, its small epsilon included, as a plain
     number for tables and plots.
     """
-    size = math.sqrt(max(width, 0.0) * max(height, 0.0))
-    if size <= 0:
+    if width <= 0 or height <= 0:
         return 2
-    return int(min(5, max(2, math.floor(CANONICAL_LEVEL + math.log2(size / CANONICAL_SIZE) + 1e-6))))
+    return min(5, max(2, assign_level_k(float(width), float(height), eps=1e-6)))
 
 
 # --------------------------------------------------------------------------- the model

@@ -18,6 +18,7 @@ __all__ = [
     "CHANNELS",
     "CITATION",
     "LEVEL_RULE",
+    "LEVEL_RULE_FLOOR",
     "LEVEL_RULE_LATEX",
     "TABLE1",
     "TABLE1_BASELINE",
@@ -43,7 +44,10 @@ CANONICAL_SIZE = 224
 CANONICAL_LEVEL = 4
 """Eq. (1)'s k0: the level a CANONICAL_SIZE region is assigned to."""
 
-LEVEL_RULE = f"k = ⌊{CANONICAL_LEVEL} + log2(√(wh) / {CANONICAL_SIZE})⌋"
+LEVEL_RULE_FLOOR = f"⌊{CANONICAL_LEVEL} + log2(√(wh)/{CANONICAL_SIZE})⌋"
+"""The right-hand side of eq. (1) as plain text, for labels."""
+
+LEVEL_RULE = f"k = {LEVEL_RULE_FLOOR}"
 """Eq. (1) as plain text, for captions."""
 
 LEVEL_RULE_LATEX = (

@@ -45,7 +45,9 @@ RULE_LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
 # --------------------------------------------------------------------------- the paper's rule
 
 
-def assign_level_k(w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: int = CANONICAL_LEVEL) -> int:
+def assign_level_k(
+    w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: int = CANONICAL_LEVEL, eps: float = 0.0
+) -> int:
     """The unclamped pyramid index of a ``w`` x ``h`` region, by the FPN paper's eq. (1).
 
     ``k = floor(k0 + log2(sqrt(w * h) / canonical))``: a region of the pre-training size
@@ -56,6 +58,8 @@ def assign_level_k(w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: i
         h: Region height in input pixels.
         canonical: The size mapped to ``k0`` (the paper's, :data:`fpn_core.paper.CANONICAL_SIZE`).
         k0: The level a ``canonical``-sized region is assigned to (:data:`fpn_core.paper.CANONICAL_LEVEL`).
+        eps: Added before the floor; torchvision's ``LevelMapper`` adds 1e-6 so that an exact
+            power-of-two size is not pushed down a level by rounding.
 
     Returns:
         ``k``, possibly outside the levels a model has (e.g. 7 for a 2000 px region).
@@ -66,7 +70,7 @@ def assign_level_k(w: float, h: float, *, canonical: int = CANONICAL_SIZE, k0: i
     for name, value in (("w", w), ("h", h), ("canonical", canonical)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return math.floor(k0 + math.log2(math.sqrt(w * h) / canonical))
+    return math.floor(k0 + math.log2(math.sqrt(w * h) / canonical) + eps)
 
 
 def assign_level(

@@ -490,7 +490,7 @@ def get_export(
 # ---------------------------------------------------------------------------- detection
 # One detector per (name, weights, device) for the whole process; its backbone + FPN pass per
 # (image, input size, detector); its heads on that pass. A new score threshold only re-filters
-# the cached heads (``fpn_core.filter_detections``), so the slider reruns no network.
+# the cached heads (``fpn_core.detection.filter_detections``), so the slider reruns no network.
 
 
 @dataclass(frozen=True)

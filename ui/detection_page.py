@@ -2,7 +2,7 @@
 
 What runs where: ``ui.cache`` holds one detector per (name, weights, device) for the process,
 its backbone + FPN pass per (image, input size, detector) and its heads on that pass; the
-score threshold only re-filters (``fpn_core.filter_detections``), so the slider runs no network.
+score threshold only re-filters (``fpn_core.detection.filter_detections``), so the slider runs no network.
 Boxes, proposals and anchors are drawn with PIL onto the numpy image for the screen, each in
 its level's app-wide color (``fpn_core.levels.LEVEL_COLORS``); matplotlib figures are drawn
 only when a PNG download is pressed.
@@ -45,6 +45,7 @@ from fpn_core.detection_figure import detection_figure
 from fpn_core.figures import overlay_figure
 from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, stride_of
 from fpn_core.maps import MapRange, map_ranges, overlay
+from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_FLOOR, LEVEL_RULE_LATEX
 from fpn_core.weights import hub_checkpoint_dir
 from ui import cache, panels
 from ui import settings as S
@@ -233,10 +234,10 @@ def anchor_rows(dets: Detections) -> list[dict[str, object]]:
 def rule_rows() -> list[dict[str, object]]:
     """The paper's rule as ranges of box size per level (k clamped to 2..5)."""
     return [
-        {"level": "p2", "box size √(wh) in input px": "below 112"},
-        {"level": "p3", "box size √(wh) in input px": "112 to 224"},
-        {"level": "p4", "box size √(wh) in input px": "224 to 448"},
-        {"level": "p5", "box size √(wh) in input px": "448 and above"},
+        {"level": "p2", "box size √(wh) in input px": f"below {CANONICAL_SIZE // 2}"},
+        {"level": "p3", "box size √(wh) in input px": f"{CANONICAL_SIZE // 2} to {CANONICAL_SIZE}"},
+        {"level": "p4", "box size √(wh) in input px": f"{CANONICAL_SIZE} to {CANONICAL_SIZE * 2}"},
+        {"level": "p5", "box size √(wh) in input px": f"{CANONICAL_SIZE * 2} and above"},
     ]
 
 
@@ -337,7 +338,7 @@ def size_level_figure(
     fig = _figure(7.5, 4.2)
     ax = fig.add_subplot()
     line_x, line_k = _rule_line()
-    ax.step(line_x, line_k, where="post", color="#555555", linestyle="--", label="paper: ⌊4 + log2(√(wh)/224)⌋")
+    ax.step(line_x, line_k, where="post", color="#555555", linestyle="--", label=f"paper: {LEVEL_RULE_FLOOR}")
     for name in level_names:
         xs = [s for s, lv in zip(sizes, levels, strict=True) if lv == name]
         if xs:
@@ -528,7 +529,7 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
                 "input size px", help="The same size in the network input's pixels, where the paper's rule applies."
             ),
             "paper k": st.column_config.NumberColumn(
-                "paper k", help="⌊4 + log2(√(wh)/224)⌋ on the input size, clamped to 2..5."
+                "paper k", help=f"{LEVEL_RULE_FLOOR} on the input size, clamped to 2..5."
             ),
         },
     )
@@ -654,7 +655,7 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
             "×2^(2/3) for RetinaNet), so each level is built for one band of object sizes."
         )
         st.markdown("**The paper's rule** (FPN, eq. 1), used by RoIAlign to pick the level of a box:")
-        st.latex(r"k = \left\lfloor 4 + \log_2\!\left(\sqrt{w h}\,/\,224\right) \right\rfloor,\ 2 \le k \le 5")
+        st.latex(LEVEL_RULE_LATEX + r",\ 2 \le k \le 5")
         st.dataframe(rule_rows(), hide_index=True)
         if dets.detector == "faster-rcnn":
             st.caption("Faster R-CNN applies it to each proposal (p6 serves only the RPN's largest anchors).")

@@ -26,7 +26,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fpn_core import Provenance, WeightsError
-from fpn_core.weights import IMAGENET, WEIGHTS_ENV, fpn_weights, how_to_place
+from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, fpn_weights, how_to_place
 from ui import cache, sidebar
 from ui import settings as S
 
@@ -226,6 +226,10 @@ def show_weights_notice(settings_now: S.Settings) -> None:
         _retry_row(provenance, nested=True)
 
 
+#: The weights files that carry a trained FPN (the COCO detection checkpoints).
+FPN_FILES = {key: wf for key, wf in WEIGHT_FILES.items() if wf.fpn_stages}
+
+
 def weights_problems(provenance: Provenance, out_channels: int, requested: str) -> tuple[list[str], str]:
     """What is untrained, and what to do about it (empty when all weights are trained)."""
     problems = []
@@ -235,13 +239,12 @@ def weights_problems(provenance: Provenance, out_channels: int, requested: str) 
             "ResNet-50 does, not learned features."
         )
     if not provenance.fpn_pretrained:
-        if requested in ("coco-fpn", "coco-retinanet") and provenance.fpn.startswith("random init ("):
+        if requested in FPN_FILES and provenance.fpn.startswith("random init ("):
             why = provenance.fpn.split(": ", 1)[-1] if ": " in provenance.fpn else "its checkpoint could not be loaded"
         else:
-            why = (
-                "trained FPN weights exist only in the COCO detection checkpoints (Faster R-CNN on c2..c5, "
-                "RetinaNet on c3..c5), at width 256"
-            )
+            trained = "; ".join(f"{wf.detector}: {wf.fpn_stages[0]}..{wf.fpn_stages[-1]}" for wf in FPN_FILES.values())
+            widths = " or ".join(sorted({str(wf.fpn_out_channels) for wf in FPN_FILES.values()}))
+            why = f"trained FPN weights exist only in the COCO detection checkpoints ({trained}), at width {widths}"
         problems.append(f"**The FPN is untrained at width {out_channels}**: {why}.")
     if not problems:
         return [], ""
@@ -253,8 +256,9 @@ def weights_problems(provenance: Provenance, out_channels: int, requested: str) 
         )
     else:
         advice = (
-            "**What to do:** choose the *COCO Faster R-CNN* or *COCO RetinaNet* weights, width 256 and stages "
-            "that checkpoint was trained on."
+            "**What to do:** choose the "
+            + " or ".join(f"*{wf.label}*" for wf in FPN_FILES.values())
+            + " weights, at the width and on the stages that checkpoint was trained on."
         )
     return problems, advice
 
