@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fpn_core
 from fpn_core import run_pyramid
 from fpn_core.export import METADATA_NAME, build_export, write_export, zip_export
 from fpn_core.images import load_image
@@ -66,9 +67,10 @@ def test_metadata_matches_the_tensors(output, files):
     assert meta["device"] == output.device
     assert (meta["input"]["height"], meta["input"]["width"]) == output.image.shape[:2]
     assert set(meta["versions"]) >= {"torch", "torchvision", "fpn_core"}
-    # from a source checkout too: the version pyproject.toml gives the package
+    # from a source checkout too: the package's version, which pyproject.toml reads from it
+    assert meta["versions"]["fpn_core"] == fpn_core.__version__
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert f'\nversion = "{meta["versions"]["fpn_core"]}"\n' in pyproject
+    assert 'version = { attr = "fpn_core.__version__" }' in pyproject
     assert meta["export"]["colormap"] == "jet" and meta["export"]["scale"] == 1.0
     assert meta["timings_ms"] is None  # timings=False
 
