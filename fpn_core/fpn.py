@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
 
+from .backbone import RESNET50_FEATURE_INFO
 from .levels import step_key
 from .timing import NULL_RECORDER, Recorder
 
@@ -45,6 +46,13 @@ def validate_out_channels(out_channels: int) -> int:
             f"out_channels must be a multiple of 8 from {MIN_OUT_CHANNELS} to {MAX_OUT_CHANNELS}, got {out_channels!r}"
         )
     return out_channels
+
+
+def fpn_parameters(stages: Sequence[str], out_channels: int) -> int:
+    """Parameters of the FPN on ResNet-50's ``stages``: per stage a 1x1 lateral (C·d + d) and a
+    3x3 output conv (9·d² + d); the top-down path and p6 have none."""
+    d = out_channels
+    return sum(c * d + d + 9 * d * d + d for c in RESNET50_FEATURE_INFO.channels(stages))
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fpn_core import count_parameters
+from fpn_core import FPN_STAGES, count_parameters
 from fpn_core.diagram import DiagramShapes, architecture_dot
+from fpn_core.fpn import fpn_parameters
 from fpn_core.paper import CHANNELS, LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE3_AP
 from fpn_core.report import step_table
 from ui import cache, captions, frame, loading
@@ -87,8 +88,9 @@ if analysis is not None and out is not None:
     cols[1].metric(f"FPN at d = {d}", f"{fpn_total:,}")
     cols[2].metric("FPN share", f"{fpn_total / (fpn_total + backbone_total):.1%}")
     st.caption(
-        "The FPN's parameters grow with d²: on c2..c5 they are 36·d² + 3848·d "
-        "(d = 256: 3,344,384; d = 128: 1,082,368). ResNet-50 with its classifier has 25,557,032 "
+        "The FPN's parameters grow with d² (each 3×3 conv has 9·d² weights): on c2..c5 they are "
+        f"{fpn_parameters(FPN_STAGES, 256):,} at d = 256 and {fpn_parameters(FPN_STAGES, 128):,} at d = 128. "
+        "ResNet-50 with its classifier has 25,557,032 "
         f"(torchvision). Backbone weights: {analysis.model.provenance.backbone}. "
         f"FPN weights: {analysis.model.provenance.fpn}."
     )

@@ -26,6 +26,7 @@ from fpn_core import (
     run_fpn,
     run_pyramid,
 )
+from fpn_core.fpn import fpn_parameters
 from fpn_core.levels import torchvision_key_to_level, validate_stages
 
 STAGE_SETS = [
@@ -247,7 +248,10 @@ def test_flops_and_parameters_per_step(random_pyramid, image):
     params = count_parameters(model)
     fpn_params = sum(v for k, v in params.items() if k.startswith("p"))
     d = 256
-    assert fpn_params == 36 * d * d + 3848 * d  # FPN_FACTS.md: 3,344,384 at d=256
+    assert fpn_params == 36 * d * d + 3848 * d == fpn_parameters(FPN_STAGES, d)  # FPN_FACTS.md: 3,344,384 at d=256
+    for stages, d in ((("c3", "c4", "c5"), 64), (("c2", "c3"), 16)):
+        model = random_pyramid(out_channels=d, stages=stages)
+        assert sum(p.numel() for p in model.fpn.parameters()) == fpn_parameters(stages, d)
 
 
 def test_tiny_and_extreme_images_work(random_pyramid):

@@ -32,6 +32,7 @@ from fpn_core.export import EXPORT_SCALES
 from fpn_core.fpn import MAX_OUT_CHANNELS, MIN_OUT_CHANNELS
 from fpn_core.levels import validate_stages
 from fpn_core.maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES, MapStyle
+from fpn_core.paper import CHANNELS
 from fpn_core.pyramid import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE
 from fpn_core.weights import WEIGHT_LABELS
 
@@ -238,9 +239,9 @@ def controls(samples: tuple[str, ...], devices: tuple[str, ...]) -> dict[str, Co
             KEY_OUT_CHANNELS,
             "FPN channel width d",
             "slider",
-            256,
+            CHANNELS,
             bounds=(MIN_OUT_CHANNELS, MAX_OUT_CHANNELS, OUT_CHANNELS_STEP),
-            help="Channels of every pyramid level. The paper uses d = 256.",
+            help=f"Channels of every pyramid level. The paper uses d = {CHANNELS}.",
         ),
         Control(
             KEY_STAGES,
