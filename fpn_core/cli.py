@@ -10,7 +10,7 @@ Usage::
         [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std|pc1] [--scope per-level|shared] [--no-timings]
     python -m fpn_core detect IMAGE [--detector faster-rcnn|retinanet] [--score 0.5]
         [--weights coco|random|PATH] [--size N] [--device ...] [--seed N] [--no-download] [--json]
-        (see fpn_core.detect_cli)
+        (see fpn_core.detection.cli)
 
 ``--point X,Y`` (pixels of the image as loaded) adds, per stage and level, the theoretical
 receptive field, the effective receptive field's radii and (on levels) each stage's share at
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect_cli import add_detect_command
+from .detection.cli import add_detect_command
 from .device import resolve_device
 from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
 from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
     )
     export.set_defaults(handler=_run_export)
-    add_detect_command(commands)  # fpn_core.detect_cli: detections traced to their levels
+    add_detect_command(commands)  # fpn_core.detection.cli: detections traced to their levels
     return parser
 
 

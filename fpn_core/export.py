@@ -42,7 +42,7 @@ from torch import Tensor
 
 from . import __version__
 from .detection import Detections
-from .detection_figure import detection_figure
+from .detection.figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
 from .maps import CHANNEL_AGGREGATIONS, SCOPES, MapRange, aggregate_channels, check_colormap, map_ranges, map_stats

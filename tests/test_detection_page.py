@@ -160,7 +160,7 @@ def test_screen_boxes_and_downloads_use_the_level_colors() -> None:
     import numpy as np
 
     from fpn_core.detection import build_detector, detect
-    from fpn_core.detection_figure import detection_figure
+    from fpn_core.detection.figure import detection_figure
     from fpn_core.levels import LEVEL_COLORS
     from ui.panels import Download, render_download_png
 

@@ -41,7 +41,7 @@ from fpn_core.detection import (
     how_to_get_weights,
     paper_level,
 )
-from fpn_core.detection_figure import detection_figure
+from fpn_core.detection.figure import detection_figure
 from fpn_core.figures import overlay_figure
 from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, stride_of
 from fpn_core.maps import MapRange, map_ranges, overlay

@@ -1,6 +1,6 @@
 """The detection figure: boxes on the image, colored by the pyramid level that found them.
 
-A matplotlib ``Figure`` built without ``pyplot`` (see ``figures.py``), used by the export
+A matplotlib ``Figure`` built without ``pyplot`` (see ``fpn_core/figures.py``), used by the export
 bundle and the dashboard's download. Each level has its app-wide color (``levels.LEVEL_COLORS``).
 """
 
@@ -10,10 +10,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .detection import Detections
-from .figures import LABEL_PT, TICK_PT, TITLE_PT, _image_axes, _new_figure, _panel_size
-from .images import check_rgb
-from .levels import hex_color, stride_of
+from ..figures import LABEL_PT, TICK_PT, TITLE_PT, _image_axes, _new_figure, _panel_size
+from ..images import check_rgb
+from ..levels import hex_color, stride_of
+from .results import Detections
 
 __all__ = ["detection_figure"]
 

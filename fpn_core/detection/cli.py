@@ -18,20 +18,15 @@ import argparse
 import json
 from collections.abc import Mapping
 
-from .detection import (
-    DETECTOR_NAMES,
-    DETECTORS,
-    Detections,
-    build_detector,
-    detect,
-    detector_spec,
-    how_to_get_weights,
-)
-from .device import resolve_device
-from .images import load_image
-from .levels import level_name, stride_of
-from .paper import LEVEL_RULE
-from .weights import operator_file_from_env
+from ..device import resolve_device
+from ..images import load_image
+from ..levels import level_name, stride_of
+from ..paper import LEVEL_RULE
+from ..weights import operator_file_from_env
+from .build import build_detector
+from .results import Detections
+from .run import detect
+from .specs import DETECTOR_NAMES, DETECTORS, detector_spec, how_to_get_weights
 
 __all__ = ["add_detect_command", "detect_report", "format_detections"]
 
@@ -72,7 +67,7 @@ def _number(option: str, text: str, kind: type) -> float:
 
 def run_detect(args: argparse.Namespace) -> int:
     """Handle ``detect``: cheap checks first, then build the detector and run it."""
-    from .cli import _warn, _warn_weights  # cli imports this module; import back lazily
+    from ..cli import _warn, _warn_weights  # cli imports this module; import back lazily
 
     spec = detector_spec(args.detector)
     score = _number("--score", args.score, float)
@@ -109,7 +104,7 @@ def format_detections(report: Mapping) -> str:
     Args:
         report: From :func:`detect_report`.
     """
-    from .cli import _provenance_lines, _table
+    from ..cli import _provenance_lines, _table
 
     spec = DETECTORS[report["detector"]]
     ih, iw = report["image_hw"]
