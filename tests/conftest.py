@@ -36,6 +36,15 @@ os.environ["TORCH_HOME"] = _TORCH_HOME
 os.environ.pop("FPN_WEIGHTS", None)
 
 
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache (``TORCH_HOME``) for weight-file tests; returns its checkpoints folder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    return checkpoints
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     """The repository root."""

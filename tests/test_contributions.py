@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, run_pyramid
+from fpn_core import RESNET50_FEATURE_INFO, PyramidConfig, build_fpn, run_pyramid
 from fpn_core.contributions import composite_map, describe_shares, overlay_composite, stage_contributions
-from fpn_core.fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, build_extra_block
+from fpn_core.fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES
 from fpn_core.levels import STAGE_COLORS, stride_of, torchvision_key_to_level
 from fpn_core.point import analyse_point
 
@@ -35,15 +35,7 @@ def _stages(stages: tuple[str, ...], seed: int = 0) -> OrderedDict[str, torch.Te
 
 
 def _fpn(config: PyramidConfig) -> FPN:
-    fpn = FPN(
-        RESNET50_FEATURE_INFO.channels(config.stages),
-        config.out_channels,
-        build_extra_block(config.p6),
-        upsample=config.upsample,
-        merge=config.merge,
-        ablation=config.ablation,
-        seed=config.seed,
-    )
+    fpn, _, _ = build_fpn(config)  # a private copy: its biases are changed below
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # non-zero biases, so the bias term is really tested
         for m in fpn.modules():

@@ -364,15 +364,6 @@ def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, im
 # --------------------------------------------------------------------------- weights
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch hub cache; downloads refused unless a test allows them."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    return checkpoints
-
-
 def _use_record(monkeypatch, name: str, filename: str) -> WeightFile:
     """Point a detector's record at a test file name (its hash prefix is the test file's)."""
     wf = dataclasses.replace(DETECTORS[name].weights, filename=filename, url="https://invalid.example/none")

@@ -22,15 +22,6 @@ from fpn_core.weights import WeightFile, WeightsError, load_state_dict_file
 from tests.conftest import malicious_checkpoint, named_by_hash
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch hub cache, downloads refused at once (the machine is offline anyway)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    return checkpoints
-
-
 def _use_record(monkeypatch, key: str, filename: str) -> WeightFile:
     """Point the registry's record ``key`` at a test file name (its hash prefix is the test file's)."""
     wf = dataclasses.replace(weights.WEIGHT_FILES[key], filename=filename, url="https://invalid.example/none")
