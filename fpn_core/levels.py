@@ -88,6 +88,11 @@ def level_of_step(key: str) -> str:
     return key.split(".", 1)[0]
 
 
+def step_of(key: str) -> str:
+    """The step part of a step's name: ``"p3.lateral"`` -> ``"lateral"``."""
+    return key.split(".", 1)[1]
+
+
 def stage_of(level: str) -> str:
     """The stage a pyramid level is built from: ``p3`` -> ``c3``."""
     return f"c{stage_index(level)}"

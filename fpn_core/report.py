@@ -13,14 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from .levels import level_below, level_of, level_of_step, step_key, stride_of
+from .levels import level_below, level_of, level_of_step, step_key, step_of, stride_of
 from .maps import map_stats
 from .point import PointAnalysis, analyse_point
 from .pyramid import DEFAULT_SIZE, Pyramid, PyramidOutput, count_flops, count_parameters
 
-__all__ = ["Cost", "StepRow", "StepTable", "inspect_report", "point_analysis", "step_table"]
+__all__ = [
+    "PART_BACKBONE",
+    "PART_FPN",
+    "Cost",
+    "StepRow",
+    "StepTable",
+    "inspect_report",
+    "point_analysis",
+    "step_table",
+]
 
-BACKBONE, FPN = "backbone", "fpn"
+PART_BACKBONE, PART_FPN = "backbone", "fpn"
 _STEP_WHAT = {
     "lateral": "1x1 lateral conv of {stage}",
     "top_down": "upsample {above} to this size ({upsample}), {merge}",
@@ -110,7 +119,7 @@ class StepTable:
     def fpn_steps(self) -> dict[str, list[StepRow]]:
         """The FPN's rows per level, coarse to fine as the top-down path runs, p6 last."""
         steps: dict[str, list[StepRow]] = {}
-        for row in self.part(FPN):
+        for row in self.part(PART_FPN):
             steps.setdefault(row.level, []).append(row)
         return steps
 
@@ -162,9 +171,9 @@ def step_table(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
         if key == "total":
             continue
         if key in out.stages:
-            tensor, what, part, step = out.stages[key], f"ResNet-50 {info[key].module}", BACKBONE, "stage"
+            tensor, what, part, step = out.stages[key], f"ResNet-50 {info[key].module}", PART_BACKBONE, "stage"
         else:
-            (tensor, what), part, step = fpn_tensors[key], FPN, key.split(".", 1)[1]
+            (tensor, what), part, step = fpn_tensors[key], PART_FPN, step_of(key)
         rows.append(
             StepRow(
                 key=key,
@@ -189,8 +198,10 @@ def step_table(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
     lateral, output = params_of(".lateral"), params_of(".output")
     return StepTable(
         rows=tuple(rows),
-        backbone=Cost(out.backbone.total_ms, part_flops(BACKBONE), sum(params.get(name, 0) for name in out.stages)),
-        fpn=Cost(out.fpn.total_ms, part_flops(FPN), lateral + output),
+        backbone=Cost(
+            out.backbone.total_ms, part_flops(PART_BACKBONE), sum(params.get(name, 0) for name in out.stages)
+        ),
+        fpn=Cost(out.fpn.total_ms, part_flops(PART_FPN), lateral + output),
         lateral_params=lateral,
         output_params=output,
         device=out.device,

@@ -8,7 +8,7 @@ from fpn_core import FPN_STAGES, count_parameters
 from fpn_core.diagram import DiagramShapes, architecture_dot
 from fpn_core.fpn import fpn_parameters
 from fpn_core.paper import CHANNELS, LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE3_AP
-from fpn_core.report import step_table
+from fpn_core.report import PART_BACKBONE, step_table
 from ui import cache, captions, frame, loading
 
 settings = frame.settings()
@@ -95,7 +95,7 @@ if analysis is not None and out is not None:
         f"FPN weights: {analysis.model.provenance.fpn}."
     )
     with st.expander("Parameters per part"):
-        rows = [{"part": f"backbone {r.key}", "parameters": r.params} for r in table.part("backbone")]
+        rows = [{"part": f"backbone {r.key}", "parameters": r.params} for r in table.part(PART_BACKBONE)]
         rows += [
             {"part": "FPN lateral 1×1 convs", "parameters": table.lateral_params},
             {"part": "FPN output 3×3 convs", "parameters": table.output_params},

@@ -36,7 +36,7 @@ from PIL import Image
 
 from fpn_core.contributions import Contributions, describe_shares, overlay_composite
 from fpn_core.figures import contribution_figure, erf_figure, erf_radius_figure, shares_figure
-from fpn_core.levels import hex_color, stride_of
+from fpn_core.levels import hex_color, stage_of, stride_of
 from fpn_core.maps import MapRange, colorize
 from fpn_core.paper import TABLE1
 from fpn_core.point import PointAnalysis
@@ -448,7 +448,7 @@ def growth_text(erf: ErfResult) -> str:
         )
     if levels:
         level = levels[0]
-        stage = "c" + level[1:]
+        stage = stage_of(level)
         if stage in rf and r90.get(stage) is not None:
             parts.append(
                 f"At the same stride, **{stage}** sees {rf[stage]} px (r90 {r90[stage]:.0f} px) but **{level}** "

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from fpn_core.figures import bar_figure
-from fpn_core.report import StepTable
+from fpn_core.report import PART_BACKBONE, PART_FPN, StepTable
 from ui import cache, panels
 from ui import settings as S
 
@@ -90,8 +90,8 @@ def show_timing_panel(settings: S.Settings) -> None:
     per_level: dict[str, float] = {}
     groups: dict[str, str] = {}
     # Backbone stages first, then the FPN levels fine to coarse (the FPN runs coarse to fine).
-    for row in sorted(table.rows, key=lambda r: (r.part != "backbone", r.level)):
-        label = f"{row.level} (FPN)" if row.part == "fpn" else row.level
+    for row in sorted(table.rows, key=lambda r: (r.part != PART_BACKBONE, r.level)):
+        label = f"{row.level} (FPN)" if row.part == PART_FPN else row.level
         per_level[label] = per_level.get(label, 0.0) + row.ms
         groups[label] = row.part
     left, right = st.columns([1, 1], gap="large")
