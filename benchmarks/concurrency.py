@@ -22,7 +22,7 @@ from .report import Row, Table, fmt
 
 SECTION = "8 concurrency (threads sharing one model)"
 CONTENTION = "8b contention from other processes (OpenMP wait policy)"
-WIDTHS = (256, 128, 64, 256)
+OUT_CHANNELS = (256, 128, 64, 256)
 SIZE = 512
 
 
@@ -93,7 +93,7 @@ def run(ctx: Context) -> None:
     rep = ctx.report
     rep.section(SECTION)
     images = sample_images()
-    models = [pyramid_for(ctx, C3_C5, w) for w in WIDTHS]
+    models = [pyramid_for(ctx, C3_C5, w) for w in OUT_CHANNELS]
     for m, img in zip(models, images * 2, strict=False):
         run_pyramid(m, img, size=SIZE)  # warm every width's primitives
     per_thread = 1 if ctx.quick else 2
@@ -122,7 +122,7 @@ def run(ctx: Context) -> None:
 
     table = Table(
         SECTION,
-        f"{SIZE} px analyses, c3-c5, widths {WIDTHS[:4]}, {per_thread} per thread, "
+        f"{SIZE} px analyses, c3-c5, widths {OUT_CHANNELS[:4]}, {per_thread} per thread, "
         f"{rounds} round(s); load {load0:.1f}->{load1:.1f}",
         ["threads", "slots", "latency median ms", "latency max ms", "service median ms", "analyses/s", "others' CPU"],
     )

@@ -172,8 +172,8 @@ def _simulate(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, int
     fpn_cache: dict = {}
     image = square_image(512)
 
-    def render(size: int, width: int, alpha: float, colormap: str, aggregation: str) -> None:
-        model = pyramid_for(ctx, C3_C5, width)
+    def render(size: int, out_channels: int, alpha: float, colormap: str, aggregation: str) -> None:
+        model = pyramid_for(ctx, C3_C5, out_channels)
         bb_key = ("astronaut", size)
         if bb_key not in backbone_cache:
             backbone_cache[bb_key] = run_backbone(model.backbone, image, size=size)
@@ -186,13 +186,13 @@ def _simulate(ctx: Context, counter: ForwardCounter) -> list[tuple[str, int, int
 
     assert PyramidConfig  # the cache keys are PyramidConfig instances (frozen, hashable)
     steps = [
-        ("first render", dict(size=512, width=256, alpha=0.5, colormap="jet", aggregation="mean")),
-        ("alpha", dict(size=512, width=256, alpha=0.8, colormap="jet", aggregation="mean")),
-        ("colormap", dict(size=512, width=256, alpha=0.8, colormap="viridis", aggregation="mean")),
-        ("aggregation", dict(size=512, width=256, alpha=0.8, colormap="viridis", aggregation="l2")),
+        ("first render", dict(size=512, out_channels=256, alpha=0.5, colormap="jet", aggregation="mean")),
+        ("alpha", dict(size=512, out_channels=256, alpha=0.8, colormap="jet", aggregation="mean")),
+        ("colormap", dict(size=512, out_channels=256, alpha=0.8, colormap="viridis", aggregation="mean")),
+        ("aggregation", dict(size=512, out_channels=256, alpha=0.8, colormap="viridis", aggregation="l2")),
         (
             "width 256 -> 64 (control: FPN only)",
-            dict(size=512, width=64, alpha=0.8, colormap="viridis", aggregation="l2"),
+            dict(size=512, out_channels=64, alpha=0.8, colormap="viridis", aggregation="l2"),
         ),
     ]
     rows = []

@@ -29,11 +29,11 @@ def shared_backbone(ctx: Context):
     return ctx.cache["backbone"]
 
 
-def pyramid_for(ctx: Context, stages: tuple[str, ...], width: int):
+def pyramid_for(ctx: Context, stages: tuple[str, ...], out_channels: int):
     """A Pyramid on the shared backbone (only the FPN is built)."""
     from fpn_core import PyramidConfig, assemble_pyramid
 
-    config = PyramidConfig(out_channels=width, stages=stages, weights="random", device=str(ctx.device))
+    config = PyramidConfig(out_channels=out_channels, stages=stages, weights="random", device=str(ctx.device))
     return assemble_pyramid(shared_backbone(ctx), config)
 
 
@@ -126,8 +126,8 @@ def run_width(ctx: Context) -> None:
         ["stages", "width", "full ms", "FPN ms", "ratio", "target", "FLOP share", "spread"],
     )
     for stages in (C3_C5,) if ctx.quick else (C3_C5, C2_C5):
-        for width, target in ((256, 0.35), (64, 0.15)):
-            model = pyramid_for(ctx, stages, width)
+        for out_channels, target in ((256, 0.35), (64, 0.15)):
+            model = pyramid_for(ctx, stages, out_channels)
             cached = run_pyramid(model, image, size=size).stages
 
             def full(model=model):
@@ -139,7 +139,7 @@ def run_width(ctx: Context) -> None:
             res = paired(full, fpn_only, pairs=ctx.pairs, warmup=ctx.warmup, device=ctx.device)
             flops = count_flops(model, image, size=size)
             fpn_share = sum(v for k, v in flops.items() if k.startswith("p")) / sum(flops.values())
-            label = f"{','.join(stages)} width {width}"
+            label = f"{','.join(stages)} width {out_channels}"
             rep.row(
                 Row(
                     WIDTH,
@@ -154,7 +154,7 @@ def run_width(ctx: Context) -> None:
             table.rows.append(
                 [
                     ",".join(stages),
-                    str(width),
+                    str(out_channels),
                     fmt(res.a),
                     fmt(res.b),
                     fmt(res.ratio),

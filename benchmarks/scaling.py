@@ -165,17 +165,17 @@ def run(ctx: Context) -> None:
             )
         )
 
-    widths = [16, 256] if ctx.quick else [16, 32, 64, 128, 256, 512]
+    sweep = [16, 256] if ctx.quick else [16, 32, 64, 128, 256, 512]
     size = 512
     image = square_image(size)
-    models = {w: pyramid_for(ctx, C3_C5, w) for w in widths}
-    cached = run_pyramid(models[widths[0]], image, size=size).stages
-    full_times = _round_robin(ctx, widths, lambda w: run_pyramid(models[w], image, size=size), rounds)
-    fpn_times = _round_robin(ctx, widths, lambda w: run_fpn(models[w].fpn, cached, models[w].config), rounds)
+    models = {w: pyramid_for(ctx, C3_C5, w) for w in sweep}
+    cached = run_pyramid(models[sweep[0]], image, size=size).stages
+    full_times = _round_robin(ctx, sweep, lambda w: run_pyramid(models[w], image, size=size), rounds)
+    fpn_times = _round_robin(ctx, sweep, lambda w: run_fpn(models[w].fpn, cached, models[w].config), rounds)
     wtable = Table(
         SECTION, "time vs FPN width at 512 px (c3,c4,c5; median ms)", ["width", "full ms", "FPN-only ms", "FPN / full"]
     )
-    for w in widths:
+    for w in sweep:
         f, p = statistics.median(full_times[w]), statistics.median(fpn_times[w])
         wtable.rows.append([str(w), fmt(f), fmt(p), fmt(p / f)])
     rep.table(wtable)
@@ -193,11 +193,11 @@ def run(ctx: Context) -> None:
         f"{sum(p.numel() for p in c2_model.fpn.parameters()) / 1e6:.2f} M",
     )
 
-    path = _plot(ctx, sizes, size_times, mem, widths, full_times, fpn_times)
+    path = _plot(ctx, sizes, size_times, mem, sweep, full_times, fpn_times)
     rep.note(SECTION, f"plot saved to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
-def _plot(ctx: Context, sizes, size_times, mem, widths, full_times, fpn_times):
+def _plot(ctx: Context, sizes, size_times, mem, sweep, full_times, fpn_times):
     from pathlib import Path
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -223,8 +223,8 @@ def _plot(ctx: Context, sizes, size_times, mem, widths, full_times, fpn_times):
     ax2.axhline(PEAK_LIMIT_MB, color="red", ls=":", label="1.5 GB target")
     ax2.set(xlabel="input side (px)", ylabel="MB", title="Peak memory, fresh process")
     ax2.legend()
-    ax3.plot(widths, [statistics.median(full_times[w]) for w in widths], "o-", label="full analysis")
-    ax3.plot(widths, [statistics.median(fpn_times[w]) for w in widths], "s-", label="FPN only (cached stages)")
+    ax3.plot(sweep, [statistics.median(full_times[w]) for w in sweep], "o-", label="full analysis")
+    ax3.plot(sweep, [statistics.median(fpn_times[w]) for w in sweep], "s-", label="FPN only (cached stages)")
     ax3.set_xscale("log", base=2)
     ax3.set(xlabel="FPN width d", ylabel="ms at 512 px", title="Time vs width (c3-c5)")
     ax3.legend()

@@ -165,13 +165,15 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
     ]
     pages = []
     try:
-        for sample, width in wanted:  # start all five before waiting for any
+        for sample, out_channels in wanted:  # start all five before waiting for any
             context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
             page = context.new_page()
-            url = f"{server}/fpn-outputs?image_source=sample&sample_name={sample}&fpn_width={width}&input_size=256"
+            url = (
+                f"{server}/fpn-outputs?image_source=sample&sample_name={sample}&fpn_width={out_channels}&input_size=256"
+            )
             page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
             pages.append(page)
-        for page, (sample, width) in zip(pages, wanted, strict=True):
+        for page, (sample, out_channels) in zip(pages, wanted, strict=True):
             # A background tab in headless Chromium may leave streamlit's lazily loaded widgets and
             # images as grey placeholders until it is shown: look at each session as a user would.
             page.bring_to_front()
@@ -180,19 +182,19 @@ def test_five_sessions_at_once_each_see_their_own_image_and_width(server: str, b
             page.get_by_text(f"{sample} ·").first.wait_for(timeout=PAGE_TIMEOUT_MS)
             body = page.inner_text("body")
             assert f"{sample} ·" in body, (sample, body[body.find("Image source") :][:400])
-            assert f"shape {width} × " in body
-            assert thumb(page, "FPN channel width d").input_value() == str(width)
-            others = {w for _, w in wanted} - {width}
-            assert not any(f"shape {w} × " in body for w in others), (width, others)
+            assert f"shape {out_channels} × " in body
+            assert thumb(page, "FPN channel width d").input_value() == str(out_channels)
+            others = {w for _, w in wanted} - {out_channels}
+            assert not any(f"shape {w} × " in body for w in others), (out_channels, others)
         # a change in one session leaves the others alone
         pages[0].bring_to_front()
         press_and_time(pages[0], thumb(pages[0], "FPN channel width d"), "ArrowRight")
         assert thumb(pages[0], "FPN channel width d").input_value() == "48"
-        for page, (_, width) in zip(pages[1:], wanted[1:], strict=True):
+        for page, (_, out_channels) in zip(pages[1:], wanted[1:], strict=True):
             page.bring_to_front()
             page.reload(timeout=PAGE_TIMEOUT_MS)
             wait_idle(page, "FPN outputs")
-            assert thumb(page, "FPN channel width d").input_value() == str(width)
+            assert thumb(page, "FPN channel width d").input_value() == str(out_channels)
     finally:
         for page in pages:
             page.context.close()

@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import ROOT, open_page
 from ui import settings as S
 
-WIDTHS = (64, 128, 256)
+OUT_CHANNELS = (64, 128, 256)
 ALPHAS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # the slider's 0.05 steps
 COLORMAPS = ("viridis", "magma", "jet", "turbo")
 CHANNEL_AGGREGATIONS = ("mean", "max", "l2", "std")
@@ -46,7 +46,7 @@ EVERY = 10  # reruns between checkpoints
 def _setting(i: int) -> tuple[int, float, str, str]:
     """The i-th settings: no combination repeats within 228 reruns, so every rerun draws new
     figures (a cache hit would hide a leak) while the bounded caches fill up and evict."""
-    return WIDTHS[i % 3], ALPHAS[i % len(ALPHAS)], COLORMAPS[i % 4], CHANNEL_AGGREGATIONS[(i // 4) % 4]
+    return OUT_CHANNELS[i % 3], ALPHAS[i % len(ALPHAS)], COLORMAPS[i % 4], CHANNEL_AGGREGATIONS[(i // 4) % 4]
 
 
 @functools.cache
@@ -81,8 +81,8 @@ def soak() -> dict[str, object]:
     counter = itertools.count()
 
     def rerun() -> None:
-        width, alpha, colormap, aggregation = _setting(next(counter))
-        at.slider(key=S.KEY_OUT_CHANNELS).set_value(width)
+        out_channels, alpha, colormap, aggregation = _setting(next(counter))
+        at.slider(key=S.KEY_OUT_CHANNELS).set_value(out_channels)
         at.slider(key=S.KEY_ALPHA).set_value(alpha)
         at.selectbox(key=S.KEY_COLORMAP).set_value(colormap)
         at.selectbox(key=S.KEY_AGGREGATION).set_value(aggregation)
