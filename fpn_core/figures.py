@@ -1,4 +1,4 @@
-"""Matplotlib figures for the dashboard and for projection.
+"""Matplotlib figures for downloads and slides (the screen shows numpy images).
 
 Every maker returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (pyplot
 keeps each figure alive in a global list, which leaks in a long-running server). Fonts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import tomllib
@@ -47,3 +48,16 @@ def test_streamlit_reads_the_same_values():
         env={**os.environ, "HOME": str(ROOT / ".no-home")},
     )
     assert out.stdout.split() == ["True", "20", "False", "False"]
+
+
+def test_readme_module_table_names_every_module():
+    """A newcomer finds every engine and UI module in the README's module table (and no stale ones)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `((?:fpn_core|ui)/[\w/]*(?:\.py)?)` \|", readme, flags=re.MULTILINE))
+    modules = {
+        str(p.relative_to(ROOT))
+        for folder in ("fpn_core", "fpn_core/detection", "ui")
+        for p in (ROOT / folder).glob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    } | {"fpn_core/", "fpn_core/detection/", "ui/"}  # the folders are rows too
+    assert listed == modules
