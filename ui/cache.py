@@ -309,7 +309,7 @@ class Analysis:
     @property
     def notices(self) -> list[str]:
         """Anything the user should know about how this analysis ran."""
-        return [*self.backbone.notices, *self.fpn.notices]
+        return pyramid_output(self).notices
 
 
 def get_analysis(
