@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
+from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms, load_resnet
 from .device import device_slot, is_device_error, resolve_device, synchronize
 from .fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, build_extra_block, validate_out_channels
 from .images import resize_long_side, to_tensor
@@ -31,7 +31,15 @@ from .levels import (
     validate_stages,
 )
 from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_run
-from .weights import Progress, Provenance, fpn_weights, load_resnet, select_fpn_levels, trained_fpn_stages
+from .weights import (
+    IMAGENET,
+    Progress,
+    Provenance,
+    checkpoint_part,
+    fpn_weights,
+    select_fpn_levels,
+    trained_fpn_stages,
+)
 
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 64, 1024
@@ -127,10 +135,12 @@ def build_backbone(
     loaded = load_resnet(
         weights, operator_file=operator_file, seed=seed, allow_download=allow_download, progress=progress
     )
-    backbone = ResNetBackbone(loaded.resnet, mean=loaded.mean, std=loaded.std).eval().requires_grad_(False)
+    record = loaded.record or IMAGENET  # the normalization of the file's record (ImageNet's for any other)
+    backbone = ResNetBackbone(loaded.model, mean=record.mean, std=record.std).eval().requires_grad_(False)
     backbone.provenance = loaded.provenance
-    backbone.fpn_state = loaded.fpn_state
-    backbone.fpn_stages = trained_fpn_stages(loaded.fpn_state)
+    fpn_state = checkpoint_part(loaded.state or {}, "backbone.fpn.")
+    backbone.fpn_state = fpn_state or None
+    backbone.fpn_stages = trained_fpn_stages(fpn_state)
     if optimize:
         fold_batchnorms(backbone)
     dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
@@ -155,7 +165,7 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         ablation=config.ablation,
         seed=config.seed,
     )
-    desc, trained = fpn_weights(config, backbone)
+    desc, trained = describe_fpn_weights(config, backbone)
     if trained:
         assert backbone is not None and backbone.fpn_state is not None
         fpn.load_state_dict(select_fpn_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
@@ -164,6 +174,13 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format
         fpn.to(backbone.device, memory_format=fmt)
     return fpn, desc, trained
+
+
+def describe_fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
+    """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained
+    (:func:`fpn_core.weights.fpn_weights` on the backbone's checkpoint; nothing is built)."""
+    trained = backbone.fpn_stages if backbone is not None and backbone.fpn_state else ()
+    return fpn_weights(config.stages, config.out_channels, config.seed, trained)
 
 
 class Pyramid(nn.Module):

@@ -26,7 +26,8 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fpn_core import Provenance, WeightsError
-from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, fpn_weights, how_to_place
+from fpn_core.pyramid import describe_fpn_weights
+from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, how_to_place
 from ui import cache, sidebar
 from ui import settings as S
 
@@ -193,7 +194,7 @@ def show_weights_notice(settings_now: S.Settings) -> None:
     try:
         with st.spinner("Loading ResNet-50 and the FPN (once per server)…"):
             backbone = cache.get_backbone(config.weights, str(config.device), progress)
-            desc, trained = fpn_weights(config, backbone)
+            desc, trained = describe_fpn_weights(config, backbone)
             provenance = dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
     except (WeightsError, ValueError) as exc:
         bar.empty()
