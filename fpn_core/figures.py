@@ -31,10 +31,13 @@ __all__ = [
     "erf_radius_figure",
     "figure_to_png",
     "grid_figure",
+    "image_axes",
     "line_figure",
     "map_figure",
     "maps_row_figure",
+    "new_figure",
     "overlay_figure",
+    "panel_size",
     "shares_figure",
     "slide_figure",
     "step_row_figure",
@@ -47,7 +50,8 @@ PANEL_TITLE_PT = 13
 STEP_PT = 12
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A white, constrained-layout figure on an Agg canvas (no pyplot), ``width`` × ``height`` inches."""
     fig = Figure(figsize=(width, height), layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)  # a real canvas, so text can be measured for the layout
     return fig
@@ -63,7 +67,8 @@ def _colorbar(fig: Figure, rng: MapRange, colormap: str, ax: Axes | list[Axes], 
     bar.ax.tick_params(labelsize=TICK_PT)
 
 
-def _image_axes(ax: Axes) -> None:
+def image_axes(ax: Axes) -> None:
+    """Axes for an image: no ticks, no frame."""
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -102,17 +107,17 @@ def overlay_figure(
     rng = map_range([map_]) if rng is None else rng
     blended = overlay(image, map_, rng=rng, alpha=alpha, colormap=colormap)
     h, w = image.shape[:2]
-    fig = _new_figure(*_panel_size(w, h, base=7.0, extra_w=1.4, extra_h=0.8))
+    fig = new_figure(*panel_size(w, h, base=7.0, extra_w=1.4, extra_h=0.8))
     ax = fig.add_subplot()
     ax.imshow(blended, interpolation="antialiased")
-    _image_axes(ax)
+    image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_xlabel(f"map {_size_label(map_)}, shown at {w} × {h} px", fontsize=TICK_PT)
     _colorbar(fig, rng, colormap, ax, colorbar_label)
     return fig
 
 
-def _panel_size(w: int, h: int, *, base: float, extra_w: float, extra_h: float) -> tuple[float, float]:
+def panel_size(w: int, h: int, *, base: float, extra_w: float, extra_h: float) -> tuple[float, float]:
     """Figure inches for one image panel of aspect ``w:h`` plus room for labels.
 
     Neither side drops below 3 inches, so a thin strip still leaves room for the title
@@ -150,10 +155,10 @@ def map_figure(
         raise ValueError(f"map_ must be 2-D, got shape {values.shape}")
     rng = map_range([values]) if rng is None else rng
     h, w = values.shape
-    fig = _new_figure(*_panel_size(w, h, base=6.0, extra_w=1.6, extra_h=0.9))
+    fig = new_figure(*panel_size(w, h, base=6.0, extra_w=1.6, extra_h=0.9))
     ax = fig.add_subplot()
     ax.imshow(values, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
-    _image_axes(ax)
+    image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_xlabel(_size_label(values), fontsize=TICK_PT)
     _colorbar(fig, rng, colormap, ax, colorbar_label)
@@ -197,11 +202,11 @@ def maps_row_figure(
     n = len(maps)
     aspect = max(np.shape(m)[1] / np.shape(m)[0] for _, m in maps)
     panel_w = 3.2
-    fig = _new_figure(panel_w * n + 1.2, panel_w / aspect + (1.1 if shared else 1.5))
+    fig = new_figure(panel_w * n + 1.2, panel_w / aspect + (1.1 if shared else 1.5))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (label, map_), rng in zip(axes, maps, ranges, strict=True):
         ax.imshow(map_, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
-        _image_axes(ax)
+        image_axes(ax)
         ax.set_title(label, fontsize=PANEL_TITLE_PT)
         ax.set_xlabel(_size_label(map_), fontsize=TICK_PT)
         if not shared:
@@ -322,10 +327,10 @@ def grid_figure(
     if rem_w or rem_h or tile_w < 1 or tile_h < 1:
         raise ValueError(f"a {values.shape} mosaic does not split into {rows} x {cols} tiles with 1-px gaps")
     lookup = matplotlib.colormaps[colormap].with_extremes(bad="white")
-    fig = _new_figure(*_panel_size(values.shape[1], values.shape[0], base=8.0, extra_w=1.4, extra_h=0.8))
+    fig = new_figure(*panel_size(values.shape[1], values.shape[0], base=8.0, extra_w=1.4, extra_h=0.8))
     ax = fig.add_subplot()
     ax.imshow(values, cmap=lookup, vmin=0.0, vmax=1.0, interpolation="nearest")
-    _image_axes(ax)
+    image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     label_pt = 11 if cols <= 4 else 9
     for slot, channel in enumerate(indices):
@@ -383,7 +388,7 @@ def slide_figure(
     panels = 1 + len(overlays)
     cols = panels if panels <= 3 else math.ceil(panels / 2)
     rows = math.ceil(panels / cols)
-    fig = _new_figure(16.0, 9.0)
+    fig = new_figure(16.0, 9.0)
     if not shared:  # room between rows for the color bars under the panels
         fig.get_layout_engine().set(hspace=0.12)
     axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
@@ -399,7 +404,7 @@ def slide_figure(
             bar.ax.tick_params(labelsize=TICK_PT - 1)
             bar.ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes:
-        _image_axes(ax)
+        image_axes(ax)
     for ax in axes[panels:]:
         ax.set_visible(False)
     if shared and overlays:
@@ -440,7 +445,7 @@ def bar_figure(
     palette = matplotlib.colormaps["tab10"]
     group_names = list(dict.fromkeys(groups)) if groups is not None else []
     colors = [palette(group_names.index(g) % 10) for g in groups] if groups is not None else None
-    fig = _new_figure(8.5, 1.4 + 0.45 * len(labels))
+    fig = new_figure(8.5, 1.4 + 0.45 * len(labels))
     ax = fig.add_subplot()
     positions = np.arange(len(labels))
     bars = ax.barh(positions, [float(v) for v in values], color=colors or palette(0))
@@ -489,7 +494,7 @@ def line_figure(
     for name, ys in series.items():
         if len(ys) != len(x):
             raise ValueError(f"series {name!r} has {len(ys)} values for {len(x)} x values")
-    fig = _new_figure(8.5, 5.0)
+    fig = new_figure(8.5, 5.0)
     ax = fig.add_subplot()
     for name, ys in series.items():
         ax.plot(list(x), list(ys), marker="o", linewidth=2, label=name)
@@ -619,7 +624,7 @@ def erf_radius_figure(
 
     if not names:
         raise ValueError("erf_radius_figure needs at least one name")
-    fig = _new_figure(8.5, 5.0)
+    fig = new_figure(8.5, 5.0)
     ax = fig.add_subplot()
     xs = np.arange(len(names))
 
@@ -658,7 +663,7 @@ def shares_figure(shares: Mapping[str, Mapping[str, float]], *, title: str) -> F
     if not shares:
         raise ValueError("shares_figure needs at least one row")
     labels = list(shares)
-    fig = _new_figure(8.5, 1.6 + 0.55 * len(labels))
+    fig = new_figure(8.5, 1.6 + 0.55 * len(labels))
     ax = fig.add_subplot()
     seen: dict[str, Patch] = {}
     for row, label in enumerate(labels):
@@ -723,12 +728,12 @@ def contribution_figure(
 
     blended = overlay_composite(image, composite, alpha=alpha)
     h, w = image.shape[:2]
-    fig = _new_figure(*_panel_size(w, h, base=7.0, extra_w=0.4, extra_h=1.2))
+    fig = new_figure(*panel_size(w, h, base=7.0, extra_w=0.4, extra_h=1.2))
     ax = fig.add_subplot()
     ax.imshow(blended, interpolation="nearest")
     if point is not None:
         ax.plot([point[0]], [point[1]], marker="+", color="white", markersize=14, mew=2.5)
-    _image_axes(ax)
+    image_axes(ax)
     ax.set_title(title, fontsize=TITLE_PT)
     ax.legend(
         handles=[Patch(color=hex_color(s), label=s) for s in stages],

@@ -49,6 +49,7 @@ from fpn_core import (
 from fpn_core.contributions import Contributions, stage_contributions
 from fpn_core.detection import (
     Detections,
+    Detector,
     DetectorFeatures,
     build_detector,
     detector_spec,
@@ -495,7 +496,7 @@ def get_export(
 
 @dataclass(frozen=True)
 class DetectorKey:
-    """Which detector: ``"faster-rcnn"`` or ``"retinanet"``, its weights (``"coco"``...) and device."""
+    """Which detector: a key of ``fpn_core.detection.DETECTORS``, its weights (``"coco"``...) and device."""
 
     name: str
     weights: str
@@ -518,7 +519,7 @@ class DetectionKey:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> torch.nn.Module:
+def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> Detector:
     """The shared detector for ``key``, built once per process (read-only)."""
     operator_file = operator_file_from_env(detector_spec(key.name).env)  # read when built, as the backbone's
     return build_detector(
@@ -528,7 +529,7 @@ def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
 def get_detector_features(
-    key: DetectionKey, weights: Provenance, _detector: torch.nn.Module, _image: np.ndarray
+    key: DetectionKey, weights: Provenance, _detector: Detector, _image: np.ndarray
 ) -> DetectorFeatures:
     """The detector's backbone + FPN pass on one image at one input size (the expensive part).
 
@@ -543,7 +544,7 @@ def get_detector_heads(
     key: DetectionKey,
     weights: Provenance,
     min_score: float | None,
-    _detector: torch.nn.Module,
+    _detector: Detector,
     _features: DetectorFeatures,
 ) -> Detections:
     """The detector's heads on the cached pass: every detection scoring above ``min_score``."""

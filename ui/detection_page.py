@@ -510,10 +510,7 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
     with right:
         st.markdown("**Box color = level**")
         st.markdown(legend_markdown(dets.level_names, counts), unsafe_allow_html=True)
-        if dets.detector == "faster-rcnn":
-            st.caption("Level: where RoIAlign pooled the box's proposal (torchvision's LevelMapper).")
-        else:
-            st.caption("Level: the level of the anchor that produced the box.")
+        st.caption(f"Level: {dets.spec.level_source}.")
     if not len(dets):
         st.info(f"No detection scores at least {dets.score_threshold:.2f}: lower the score threshold.")
         return
@@ -534,12 +531,7 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
         },
     )
     agree = sum(1 for r in rows if r["rule agrees"] == "✓")
-    why = (
-        " Faster R-CNN picks the level from the proposal; the box regressed from it can have another size."
-        if dets.detector == "faster-rcnn"
-        else " RetinaNet's level is its anchor's, not this rule."
-    )
-    st.caption(f"The level used matches the paper's rule for {agree} of {len(rows)} detections.{why}")
+    st.caption(f"The level used matches the paper's rule for {agree} of {len(rows)} detections. {dets.spec.rule_note}")
     st.subheader("Detections per level")
     bars_col, scatter_col = st.columns(2, gap="large")
     with bars_col:
@@ -582,7 +574,7 @@ def _show_objectness(
         key=S.KEY_DETECTION_SHARED,
         help="Shared: which level is most confident. Own: where each level looks.",
     )
-    is_rcnn = dets.detector == "faster-rcnn"
+    is_rcnn = dets.spec.family.proposals
     proposals = cols[1].toggle(
         "Show the RPN's top proposals per level",
         value=False,
@@ -657,10 +649,7 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
         st.markdown("**The paper's rule** (FPN, eq. 1), used by RoIAlign to pick the level of a box:")
         st.latex(LEVEL_RULE_LATEX + r",\ 2 \le k \le 5")
         st.dataframe(rule_rows(), hide_index=True)
-        if dets.detector == "faster-rcnn":
-            st.caption("Faster R-CNN applies it to each proposal (p6 serves only the RPN's largest anchors).")
-        else:
-            st.caption("RetinaNet does not use it: a box's level is its anchor's. The rule is shown for comparison.")
+        st.caption(dets.spec.paper_rule_use)
     with right:
         panels.show_image(
             draw_anchors(image, dets),

@@ -153,7 +153,7 @@ def format_detections(report: Mapping) -> str:
             ]
         )
     lines += _table(["level", "stride", "detections", "RPN proposals", "anchors"], level_rows)
-    if spec.name == "faster-rcnn":
+    if spec.family.proposals:
         lines.append(
             f"level = where RoIAlign pooled the box's proposal: {LEVEL_RULE} on the proposal in "
             "network input pixels, clamped to p2..p5; paper k: the same rule on the final box's size at input"
