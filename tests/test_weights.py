@@ -413,18 +413,3 @@ def test_the_one_eps_rule_reads_the_record_of_the_loaded_file(hub, tmp_path):
     assert eps([weights.Candidate(path=str(renamed)), expected]) == 0.0  # renamed, known by its hash
     assert eps([weights.Candidate(path=str(renamed))]) == 1e-5  # no chain record to compare with
     assert eps([weights.Candidate(path=str(other)), expected]) == 1e-5  # another file
-
-
-def test_weights_is_a_leaf_of_the_engine():
-    """weights.py imports nothing of the pyramid, backbone, FPN or detectors: not even lazily."""
-    import ast
-
-    tree = ast.parse(Path(weights.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            imported.add(("." * node.level) + (node.module or ""))
-        elif isinstance(node, ast.Import):
-            imported.update(a.name for a in node.names)
-    engine = {m for m in imported if m.startswith(".") or m.startswith("fpn_core")}
-    assert engine == {".levels"}, engine
