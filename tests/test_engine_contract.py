@@ -96,6 +96,23 @@ def test_import_fpn_core_does_not_load_the_detectors():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+def test_torch_and_torchvision_are_pinned_to_the_installed_minor():
+    """detection/run.py uses torchvision's private functions: the bounds admit only the tested minor."""
+    requirements = pytest.importorskip("packaging.requirements")
+    import torch
+    import torchvision
+
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    reqs = {r.name: r for r in (requirements.Requirement(ln.split("#")[0]) for ln in lines if ln.split("#")[0].strip())}
+    for module in (torch, torchvision):
+        spec = reqs[module.__name__].specifier
+        installed = module.__version__.split("+")[0]
+        major, minor = (int(v) for v in installed.split(".")[:2])
+        assert spec.contains(installed), (module.__name__, str(spec))
+        assert not spec.contains(f"{major}.{minor + 1}.0") and not spec.contains(f"{major}.{minor - 1}.0")
+    assert "torchvision>=0.29,<0.30" in README
+
+
 # --------------------------------------------------------------------------- the import graph
 
 
