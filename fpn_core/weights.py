@@ -20,6 +20,7 @@ whose SHA-256 does not start with the hash in its name is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -281,14 +282,15 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> tuple[dic
         raise WeightsError(f"weights file {path} is empty")
     with path.open("rb") as fh:
         is_zip = fh.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; only it can be mapped
+    corrupt = f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
-    except pickle.UnpicklingError:
-        raise WeightsError(_pickled_objects_message(path, is_zip)) from None
+    except pickle.UnpicklingError as exc:
+        if "Unsupported operand" in str(exc) or "invalid load key" in str(exc):  # not a pickle at all
+            raise WeightsError(corrupt) from None
+        raise WeightsError(_pickled_objects_message(path, is_zip)) from None  # objects the safe loader refuses
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
-        raise WeightsError(
-            f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt ({_first_line(exc)})"
-        ) from None
+        raise WeightsError(f"{corrupt} ({_first_line(exc)})") from None
     extras: dict[str, object] = {}
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -317,18 +319,22 @@ def _pickled_objects_message(path: Path, is_zip: bool) -> str:
     """
     names: list[str] = []
     try:
-        if is_zip:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        else:
-            with path.open("rb") as fh:
-                for _ in range(4):  # an old torch.save file is a few pickles in a row; the model is in one
-                    ops = pickletools.genops(fh)
-                    names += [str(arg).replace(" ", ".") for op, arg, _pos in ops if op.name == "GLOBAL"]
+        with contextlib.ExitStack() as stack:
+            if is_zip:  # torch.save's zip: the objects are pickled in <archive>/data.pkl
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                member = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+                fh = stack.enter_context(archive.open(member))
+            else:
+                fh = stack.enter_context(path.open("rb"))
+            for _ in range(4):  # an old torch.save file is a few pickles in a row; the model is in one
+                ops = pickletools.genops(fh)
+                names += [str(arg).replace(" ", ".") for op, arg, _pos in ops if op.name == "GLOBAL"]
     except Exception:  # noqa: S110 (naming the objects is a courtesy; the refusal stands without it)
         pass
     standard = ("torch._utils.", "collections.OrderedDict", "torch.serialization.")
     names = [n for n in dict.fromkeys(names) if not n.startswith(standard) and not n.endswith("Storage")]
     modules = [n for n in names if n.startswith(("torch.nn.modules.", "torchvision.models.", "torchvision.ops."))]
+    # names[0], the first object pickled, is the model itself (FasterRCNN, or the user's class)
     how = (
         "It is never unpickled (torch.load weights_only=True). Save the weights alone instead: "
         "torch.save(model.state_dict(), 'model.pth'), or a dict like "
