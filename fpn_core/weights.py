@@ -20,9 +20,11 @@ whose SHA-256 does not start with the hash in its name is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import pickletools
 import re
 import tempfile
 import threading
@@ -237,41 +239,111 @@ def verify_hash(path: Path, *, name: str | None = None) -> None:
         )
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+def load_state_dict_file(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Tensor]:
     """Read a checkpoint safely: tensors only, no code.
 
     Accepts a plain state dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``.
 
+    Args:
+        path: the file.
+        mmap: map the tensors' storage instead of reading it (zip files only; an old non-zip
+            file is read whole): keys and shapes come without reading the data.
+
     Raises:
         WeightsError: the file is missing, empty, truncated, not a checkpoint, or holds
             anything but tensors (a pickle with code is refused, never run).
+    """
+    return read_checkpoint(path, mmap=mmap)[0]
+
+
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> tuple[dict[str, Tensor], dict[str, object]]:
+    """Read a checkpoint safely, with the plain metadata of its wrapper dict.
+
+    Returns:
+        The state dict, and the wrapper's plain entries (strings, numbers, and lists or dicts
+        of them: e.g. ``classes``, ``categories``, ``epoch``) beside ``state_dict`` / ``model``;
+        empty for a bare state dict.
+
+    Raises:
+        WeightsError: as :func:`load_state_dict_file`.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.stat().st_size == 0:
         raise WeightsError(f"weights file {path} is empty")
+    with path.open("rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; only it can be mapped
+    corrupt = f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"{path} was refused: it holds pickled objects or code, not just tensors, and is never "
-            f"run (torch.load weights_only=True). Use a plain state dict. ({_first_line(exc)})"
-        ) from None
+        if "Unsupported operand" in str(exc) or "invalid load key" in str(exc):  # not a pickle at all
+            raise WeightsError(corrupt) from None
+        raise WeightsError(_pickled_objects_message(path, is_zip)) from None  # objects the safe loader refuses
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
-        raise WeightsError(
-            f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt ({_first_line(exc)})"
-        ) from None
+        raise WeightsError(f"{corrupt} ({_first_line(exc)})") from None
+    extras: dict[str, object] = {}
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            extras.update((k, v) for k, v in obj.items() if k not in ("state_dict", "model") and _is_plain(v))
             obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(f"{path} is not a state dict of tensors")
-    return dict(obj)
+    return dict(obj), extras
+
+
+def _is_plain(value: object) -> bool:
+    """Strings, numbers, booleans, None, and lists, tuples or str-keyed dicts of them (no tensors)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _pickled_objects_message(path: Path, is_zip: bool) -> str:
+    """Why a file with pickled objects is refused, naming the objects, and how to save a state dict instead.
+
+    The objects' names are read from the pickle's opcodes (nothing is unpickled).
+    """
+    names: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if is_zip:  # torch.save's zip: the objects are pickled in <archive>/data.pkl
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                member = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+                fh = stack.enter_context(archive.open(member))
+            else:
+                fh = stack.enter_context(path.open("rb"))
+            for _ in range(4):  # an old torch.save file is a few pickles in a row; the model is in one
+                ops = pickletools.genops(fh)
+                names += [str(arg).replace(" ", ".") for op, arg, _pos in ops if op.name == "GLOBAL"]
+    except Exception:  # noqa: S110 (naming the objects is a courtesy; the refusal stands without it)
+        pass
+    standard = ("torch._utils.", "collections.OrderedDict", "torch.serialization.")
+    names = [n for n in dict.fromkeys(names) if not n.startswith(standard) and not n.endswith("Storage")]
+    modules = [n for n in names if n.startswith(("torch.nn.modules.", "torchvision.models.", "torchvision.ops."))]
+    # names[0], the first object pickled, is the model itself (FasterRCNN, or the user's class)
+    how = (
+        "It is never unpickled (torch.load weights_only=True). Save the weights alone instead: "
+        "torch.save(model.state_dict(), 'model.pth'), or a dict like "
+        "{'model': model.state_dict(), 'classes': [...]}."
+    )
+    if modules:
+        return f"{path} was refused: it is a whole pickled model ({names[0]}), saved with torch.save(model). {how}"
+    found = f" ({', '.join(names[:3])})" if names else ""
+    return f"{path} was refused: it holds pickled Python objects or code{found}, not just tensors. {how}"
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The first line of an exception's message, as plain text (torch's messages carry terminal escape codes)."""
+    text = _ANSI_ESCAPE.sub("", str(exc)).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 
 
