@@ -18,7 +18,7 @@ frame.header(
 analysis = loading.load_analysis(settings)
 if analysis is not None:
     style, label = settings.style, settings.aggregation_label
-    levels, steps, stages = analysis.fpn.levels, analysis.fpn.steps, analysis.backbone.stages
+    levels, steps, stages = analysis.output.levels, analysis.output.steps, analysis.output.stages
     maps, ranges = loading.level_maps(analysis, style)
     stage_maps, _ = loading.stage_maps(analysis, style)
     shared = style.scope == "shared"

@@ -99,17 +99,17 @@ def test_no_top_down_output_is_the_3x3_of_the_lateral_alone() -> None:
     full = _analyse(settings)
     fpn = ablated.model.fpn
     changed = 0
-    for idx, (level, step) in enumerate(ablated.fpn.steps.items()):
+    for idx, (level, step) in enumerate(ablated.output.steps.items()):
         assert step.top_down is None
         assert step.lateral is not None and step.output is not None
         with torch.inference_mode():
             expected = fpn.get_result_from_layer_blocks(step.lateral, idx)
         torch.testing.assert_close(step.output, expected)
-        torch.testing.assert_close(ablated.fpn.levels[level], expected)
-        if not torch.allclose(full.fpn.levels[level], ablated.fpn.levels[level]):
+        torch.testing.assert_close(ablated.output.levels[level], expected)
+        if not torch.allclose(full.output.levels[level], ablated.output.levels[level]):
             changed += 1
     # The top level has nothing from above in either case; every other level must change.
-    assert changed == len(ablated.fpn.steps) - 1
+    assert changed == len(ablated.output.steps) - 1
     # Same FPN weights (same seed and width): only the computation differs.
     assert full.backbone is ablated.backbone
 
@@ -177,8 +177,8 @@ def test_probe_page_shows_rule_table_and_one_grid_per_level() -> None:
 def test_stride_grid_draws_one_cell_per_feature_map_position() -> None:
     settings = _settings(size=160)
     analysis = _analyse(settings)
-    image = np.zeros_like(analysis.backbone.image)
-    for name, tensor in analysis.fpn.levels.items():
+    image = np.zeros_like(analysis.output.image)
+    for name, tensor in analysis.output.levels.items():
         fh, fw = (int(s) for s in tensor.shape[-2:])
         grid = stride_grid(image, stride_of(name), feature_hw=(fh, fw), color=(255, 255, 255), alpha=1.0)
         lines = grid[..., 0] == 255
@@ -230,7 +230,7 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
                 with Image.open(io.BytesIO(data)) as img:
                     img.verify()
         meta = json.loads(zf.read("metadata.json"))
-    tensors = {**analysis.backbone.stages, **analysis.fpn.levels}
+    tensors = {**analysis.output.stages, **analysis.output.levels}
     assert meta["shapes"] == {name: list(t.shape) for name, t in tensors.items()}
     assert meta["config"]["out_channels"] == settings.config.out_channels
     assert meta["weights"]["pretrained"] is False

@@ -148,7 +148,7 @@ def show_ab_page(settings: S.Settings) -> None:
             st.subheader(f"Side {side.upper()}")
             configs[side], _ = _side_widgets(side, base, settings)
     if settings.image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, or an upload).")
+        loading.choose_image_prompt()
         return
     analyses: dict[str, cache.Analysis | None] = {}
     for side, col in zip(SIDES, columns, strict=True):
@@ -184,7 +184,7 @@ def show_ab_page(settings: S.Settings) -> None:
 
 def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis) -> None:
     """Maps of both sides, their standardized difference per level, and a statistics table."""
-    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, aggregation=settings.style.aggregation)
+    comparisons = compare_levels(a.output.levels, b.output.levels, aggregation=settings.style.aggregation)
     st.header("Difference per level")
     if not comparisons:
         st.warning("The two sides share no pyramid level (e.g. different stages, or finest-only on one side).")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import altair as alt
@@ -30,7 +29,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from fpn_core import WeightsError
 from fpn_core.detection import (
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
@@ -47,7 +45,7 @@ from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, st
 from fpn_core.maps import MapRange, map_ranges, overlay
 from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_FLOOR, LEVEL_RULE_LATEX
 from fpn_core.weights import hub_checkpoint_dir
-from ui import cache, panels
+from ui import cache, loading, panels
 from ui import settings as S
 
 log = logging.getLogger(__name__)
@@ -63,19 +61,6 @@ SCORE_STEP = 0.01
 #: Objectness maps per row of panels.
 PER_ROW = 3
 OBJECTNESS_CMAP = "inferno"
-
-
-@dataclass(frozen=True)
-class DetectionChoice:
-    """What the page drew boxes for: the detector's pass, its heads' own threshold and the slider's.
-
-    Kept in session state (``S.DETECTION_SHOWN``) so the Export page can add the same
-    detections, recomputed from the caches (no tensors are kept in the session).
-    """
-
-    key: cache.DetectionKey
-    min_score: float | None
-    score: float
 
 
 # ------------------------------------------------------------------------------- keys
@@ -392,16 +377,17 @@ def _load(key: cache.DetectionKey, image: np.ndarray) -> Detections | None:
     """The detector's detections before a threshold (cached); errors become messages."""
     title = DETECTORS[key.detector.name].title
     size = f"long side {key.size} px" if key.size else f"{DEFAULT_MIN_SIZE} px short side"
-    try:
-        with st.spinner(f"Running {title} at {size} (the backbone and FPN once per image, then the heads)…"):
-            detector = cache.get_detector(key.detector)
-            return cache.detections(key, image, min_score=heads_min_score(bool(detector.provenance.pretrained)))
-    except (WeightsError, ValueError) as exc:
-        st.error(f"The detector could not run: {exc}")
-    except Exception:  # any other failure: a message for the user, the traceback for the log
-        log.exception("detection failed")
-        st.error("The detector failed unexpectedly (details are in the server log). Try the sidebar's smaller size.")
-    return None
+
+    def run() -> Detections:
+        detector = cache.get_detector(key.detector)
+        return cache.detections(key, image, min_score=heads_min_score(bool(detector.provenance.pretrained)))
+
+    return loading.guarded(
+        run,
+        spinner=f"Running {title} at {size} (the backbone and FPN once per image, then the heads)…",
+        failure="The detector could not run",
+        advice="Try the sidebar's smaller size.",
+    )
 
 
 @st.fragment
@@ -409,7 +395,7 @@ def show_detection_page(settings: S.Settings) -> None:
     """The "Detection" page below its title; its own widgets rerun only this fragment."""
     top = st.container()  # the untrained notice goes first, once the chosen detector is known
     if settings.image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
+        loading.choose_image_prompt()
         return
     cols = st.columns([3, 3, 4], gap="medium")
     name = cols[0].radio(
@@ -474,7 +460,7 @@ def show_detection_page(settings: S.Settings) -> None:
         help="The untrained detector's boxes, classes and scores are random: shown only to see the mechanics.",
     )
     if show_boxes:
-        st.session_state[S.DETECTION_SHOWN] = DetectionChoice(key, heads_min_score(trained), float(score))
+        st.session_state[S.DETECTION_SHOWN] = cache.DetectionChoice(key, heads_min_score(trained), float(score))
         _show_boxes(settings, image, dets, trained)
     else:
         st.session_state.pop(S.DETECTION_SHOWN, None)
@@ -676,15 +662,15 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
 # ------------------------------------------------------------------------------ export
 
 
-def shown_choice(settings: S.Settings) -> DetectionChoice | None:
+def shown_choice(settings: S.Settings) -> cache.DetectionChoice | None:
     """What the Detection page last drew boxes for on the sidebar's image in this session, if anything."""
     choice = st.session_state.get(S.DETECTION_SHOWN)
-    if not isinstance(choice, DetectionChoice) or settings.image is None:
+    if not isinstance(choice, cache.DetectionChoice) or settings.image is None:
         return None
     return choice if choice.key.digest == settings.image.digest else None
 
 
-def choice_detections(choice: DetectionChoice | None, image: S.ImageChoice | None) -> Detections | None:
+def choice_detections(choice: cache.DetectionChoice | None, image: S.ImageChoice | None) -> Detections | None:
     """The detections of ``choice`` on ``image``, from the caches (recomputed if they were dropped).
 
     Returns:

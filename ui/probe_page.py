@@ -122,7 +122,7 @@ def show_probe_page(settings: S.Settings) -> None:
     source = st.segmented_control("Probe on", PROBE_SOURCES, default=PROBE_SCALES, key=S.KEY_PROBE_SOURCE)
     if source == PROBE_OWN:
         if settings.image is None:
-            st.info("Choose an image in the sidebar first, then enter its boxes here.")
+            loading.choose_image_prompt("Then enter its boxes here.")
             return
         chosen = settings.image
         image, digest, name = chosen.array, chosen.digest, chosen.name
@@ -159,9 +159,9 @@ def show_probe_page(settings: S.Settings) -> None:
     analysis = loading.load_analysis(settings, image=chosen)
     if analysis is None:
         return
-    net_image = analysis.backbone.image
+    net_image = analysis.output.image
     scaled = scale_boxes(boxes, image.shape[:2], net_image.shape[:2])
-    levels = analysis.fpn.levels
+    levels = analysis.output.levels
     rows = box_responses(levels, scaled, net_image.shape[:2], aggregation=settings.style.aggregation)
     table = probe_table(rows, list(levels))
     nh, nw = net_image.shape[:2]
@@ -231,9 +231,9 @@ def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box], export_sc
         "Each grid cell is one position of the level's feature map; coarse levels see the image in big cells. "
         "Boxes in orange."
     )
-    net_image = analysis.backbone.image
+    net_image = analysis.output.image
     with_boxes = draw_boxes(net_image, boxes)
-    levels = list(analysis.fpn.levels.items())
+    levels = list(analysis.output.levels.items())
     per_row = 2
     for start in range(0, len(levels), per_row):
         cols = st.columns(per_row, gap="medium")

@@ -580,7 +580,7 @@ def show_receptive_page(settings: S.Settings) -> None:
         )
     with picker:
         st.altair_chart(
-            point_chart(analysis.backbone.image, image.array.shape[:2], point),
+            point_chart(analysis.output.image, image.array.shape[:2], point),
             key=S.KEY_RF_CLICK,
             on_select=_on_click,
             selection_mode=PICK,
@@ -589,7 +589,7 @@ def show_receptive_page(settings: S.Settings) -> None:
     erf = _get_erf(analysis, image, point, channel, magnitude)
     if erf is None:
         return
-    contributions = cache.get_contributions(analysis.key, analysis.model.fpn, analysis.backbone)
+    contributions = cache.get_contributions(analysis.key, analysis.model.fpn, analysis.output.backbone)
     at = PointAnalysis(erf, contributions)
     with controls:
         cells = ", ".join(f"{n} ({r}, {c})" for n, (r, c) in erf.cells.items() if n.startswith("p"))
@@ -603,4 +603,4 @@ def show_receptive_page(settings: S.Settings) -> None:
                 "and the Gaussian shape still hold; the details change with trained weights."
             )
     show_erf_section(erf, settings)
-    show_shares_section(at, settings, analysis.backbone.image)
+    show_shares_section(at, settings, analysis.output.image)

@@ -55,10 +55,10 @@ def level_panels(analysis: cache.Analysis, level: str, aggregation: str) -> list
         Five panels, left to right; missing steps carry the sentence that explains why.
     """
     config = analysis.model.config
-    step = analysis.fpn.steps[level]
+    step = analysis.output.steps[level]
     stage = stage_of(level)
     stride = stride_of(level)
-    c_in = analysis.backbone.stages[stage]
+    c_in = analysis.output.stages[stage]
     maps = loading.step_maps(analysis, level, aggregation)
     stage_map = loading.stage_maps(analysis, MapStyle(aggregation=aggregation))[0][stage]
     top = level == level_of(config.stages[-1])
@@ -170,12 +170,12 @@ def p6_explanation(analysis: cache.Analysis) -> tuple[str, str, bool] | None:
         ``(extra, below, exact)``, or None when the pyramid has no extra level.
     """
     inputs = {level_of(s) for s in analysis.model.config.stages}
-    extra = [name for name in analysis.fpn.levels if name not in inputs]
+    extra = [name for name in analysis.output.levels if name not in inputs]
     if not extra:
         return None
     name = extra[0]
     below = level_below(name)
-    levels = analysis.fpn.levels
+    levels = analysis.output.levels
     exact = below in levels and torch.equal(levels[name], levels[below][..., ::2, ::2])
     return name, below, bool(exact)
 
@@ -202,7 +202,7 @@ def show_step_by_step_page(settings: S.Settings) -> None:
     if analysis is None:
         return
     style, label = settings.style, settings.aggregation_label
-    for level in reversed(list(analysis.fpn.steps)):
+    for level in reversed(list(analysis.output.steps)):
         step_panels = level_panels(analysis, level, style.aggregation)
         present = [p.map for p in step_panels if p.map is not None]
         rngs: MapRange | list[MapRange | None] = (
