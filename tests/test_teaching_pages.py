@@ -111,7 +111,7 @@ def test_no_top_down_output_is_the_3x3_of_the_lateral_alone() -> None:
     # The top level has nothing from above in either case; every other level must change.
     assert changed == len(ablated.output.steps) - 1
     # Same FPN weights (same seed and width): only the computation differs.
-    assert full.backbone is ablated.backbone
+    assert full.output.backbone is ablated.output.backbone
 
 
 # ---------------------------------------------------------------------------- A/B page

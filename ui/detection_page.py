@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 import altair as alt
 import numpy as np
@@ -27,7 +26,6 @@ import pandas as pd
 import streamlit as st
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw, ImageFont
 
 from fpn_core.detection import (
     DEFAULT_MAX_SIZE,
@@ -83,64 +81,15 @@ def heads_min_score(trained: bool) -> float | None:
 # --------------------------------------------------------------------------- drawing
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (OSError, TypeError):  # a Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _line_width(image: np.ndarray) -> int:
-    return max(2, round(max(image.shape[:2]) / 300))
-
-
-def draw_boxes(
-    image: np.ndarray,
-    boxes: Sequence[Sequence[float]],
-    levels: Sequence[str],
-    labels: Sequence[str] | None = None,
-    *,
-    width: int | None = None,
-) -> np.ndarray:
-    """A copy of ``image`` with each box outlined in its level's color, and its label on a tab.
-
-    Args:
-        image: RGB uint8 ``(H, W, 3)``.
-        boxes: x1, y1, x2, y2 in the image's pixels, best first (drawn last, on top).
-        levels: each box's level (``"p2".."p7"``), which gives its color.
-        labels: text per box (e.g. ``"cat 0.93"``), or None for bare boxes.
-        width: line width in pixels (default: from the image size).
-
-    Returns:
-        RGB uint8 of the image's shape.
-    """
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(pil)
-    h, w = image.shape[:2]
-    line = width or _line_width(image)
-    font = _font(max(12, round(max(h, w) / 40)))
-    for i in range(len(boxes) - 1, -1, -1):
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        x1, y1 = min(max(x1, 0.0), w - 1.0), min(max(y1, 0.0), h - 1.0)
-        x2, y2 = min(max(x2, x1), w - 1.0), min(max(y2, y1), h - 1.0)
-        color = LEVEL_COLORS.get(levels[i], (255, 255, 255))
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
-        if labels is None:
-            continue
-        left, top, right, bottom = draw.textbbox((0, 0), labels[i], font=font)
-        tw, th = right - left + 6, bottom - top + 4
-        ty = y1 - th if y1 - th >= 0 else y1  # no room above the box: the tab goes inside its top edge
-        tx = min(x1, max(0.0, w - tw))
-        draw.rectangle((tx, ty, tx + tw, ty + th), fill=color)
-        draw.text((tx + 3 - left, ty + 2 - top), labels[i], fill=(255, 255, 255), font=font)
-    return np.asarray(pil)
+def level_colors(levels: Sequence[str]) -> list[tuple[int, int, int]]:
+    """Each level's app-wide color (``fpn_core.levels.LEVEL_COLORS``; white for an unknown name)."""
+    return [LEVEL_COLORS.get(level, (255, 255, 255)) for level in levels]
 
 
 def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
     """The image with every detection: box in its level's color, tab ``"class score"``."""
     labels = [f"{name} {float(score):.2f}" for name, score in zip(dets.names, dets.scores, strict=True)]
-    return draw_boxes(image, dets.boxes.tolist(), dets.levels, labels)
+    return panels.draw_boxes(image, dets.boxes.tolist(), level_colors(dets.levels), labels)
 
 
 def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -150,7 +99,7 @@ def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
     for level, props in dets.proposals.items():  # fine levels first: drawn last, on top
         boxes += props.boxes.tolist()
         levels += [level] * int(props.boxes.shape[0])
-    return draw_boxes(image, boxes, levels, width=max(1, _line_width(image) - 1))
+    return panels.draw_boxes(image, boxes, level_colors(levels), width=max(1, panels.line_width(image) - 1))
 
 
 def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -162,7 +111,7 @@ def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
         side = anchors.sizes[0] / dets.input_scale
         boxes.append([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
         levels.append(level)
-    return draw_boxes(image, boxes, levels)
+    return panels.draw_boxes(image, boxes, level_colors(levels))
 
 
 def legend_markdown(levels: Sequence[str], values: Mapping[str, object], what: str = "detections") -> str:

@@ -3,10 +3,8 @@
 import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw
 
 from fpn_core.figures import line_figure
 from fpn_core.levels import hex_color, stride_of
@@ -82,15 +80,6 @@ def parse_boxes(
             label = f"{label} (row {i})"
         boxes.append(Box(label, round(x0), round(y0), round(x1), round(y1)))
     return boxes, problems
-
-
-def draw_boxes(image: np.ndarray, boxes: Sequence[Box], color: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:
-    """A copy of ``image`` with each box outlined (2 px) in ``color``."""
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(pil)
-    for box in boxes:
-        draw.rectangle((box.x0, box.y0, max(box.x1 - 1, box.x0), max(box.y1 - 1, box.y0)), outline=color, width=2)
-    return np.asarray(pil)
 
 
 def probe_table(rows: Sequence[Mapping[str, object]], levels: Sequence[str]) -> list[dict[str, object]]:
@@ -232,7 +221,8 @@ def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box], export_sc
         "Boxes in orange."
     )
     net_image = analysis.output.image
-    with_boxes = draw_boxes(net_image, boxes)
+    corners = [(b.x0, b.y0, max(b.x1 - 1, b.x0), max(b.y1 - 1, b.y0)) for b in boxes]  # x1, y1 exclusive
+    with_boxes = panels.draw_boxes(net_image, corners, [BOX_COLOUR] * len(corners), width=2)
     levels = list(analysis.output.levels.items())
     per_row = 2
     for start in range(0, len(levels), per_row):
