@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, fpn_weights, h
 from ui import cache, loading, sidebar
 from ui import settings as S
 
-log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Session-state entry: the weights notices already shown in full in this session.
