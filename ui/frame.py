@@ -29,7 +29,6 @@ from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, fpn_weights, h
 from ui import cache, loading, sidebar
 from ui import settings as S
 
-
 ROOT = Path(__file__).resolve().parents[1]
 #: Session-state entry: the weights notices already shown in full in this session.
 NOTICES_SEEN = "_weights_notices_seen"
