@@ -142,14 +142,11 @@ def build_export(
             scale,
         )
     level_names = list(out.levels)
-    slide_rng: MapRange | list[MapRange] = (
-        ranges[level_names[0]] if scope == "shared" else [ranges[n] for n in level_names]
-    )
     files["slide.png"] = _figure_png(
         slide_figure(
             out.image,
             [(f"{n} (stride {stride_of(n)})", reduced[n]) for n in level_names],
-            rng=slide_rng,
+            rngs=[ranges[n] for n in level_names],
             alpha=alpha,
             colormap=colormap,
             suptitle=f"FPN levels, width {out.config.out_channels}, channel {aggregation}: {weights}",
