@@ -93,7 +93,8 @@ def load_checkpoint_object(path: str | os.PathLike) -> Any:
         ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise FrameworkError(
-            f"{path} could not be read as a PyTorch file or a detectron2 pickle; it looks truncated or corrupt ({_plain(exc)})"
+            f"{path} could not be read as a PyTorch file or a detectron2 pickle; "
+            f"it looks truncated or corrupt ({_plain(exc)})"
         ) from None
 
 
