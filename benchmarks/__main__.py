@@ -25,7 +25,18 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, detection, display, forward, live, receptive, reference, scaling
+    from . import (
+        coldstart,
+        concurrency,
+        detection,
+        display,
+        forward,
+        frameworks,
+        live,
+        receptive,
+        reference,
+        scaling,
+    )
 
     return {
         "reference": reference.run,
@@ -41,6 +52,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "live": live.run,
         "receptive": receptive.run,
         "detection": detection.run,
+        "frameworks": frameworks.run,
     }
 
 
@@ -58,6 +70,7 @@ NAMES = (
     "live",
     "receptive",
     "detection",
+    "frameworks",
 )
 
 

@@ -81,18 +81,25 @@ def build_extra_levels(extra: ExtraLevels, out_channels: int) -> ExtraFPNBlock |
 def build_framework_resnet(record: FrameworkCheckpoint) -> ResNet:
     """torchvision's ResNet-50 carrying the record's weights, with its stride placement, eps and channel order.
 
+    Built on the meta device and given the record's tensors (as float32) without a random init
+    first; the classifier ``fc`` is an ``Identity`` (detection files have none).
+
     Raises:
         FrameworkError: the tensors do not load strictly.
     """
-    resnet = resnet50(weights=None)
-    state = dict(record.resnet_state)
-    conv1 = state["conv1.weight"]
+    with torch.device("meta"):
+        resnet = resnet50(weights=None)
+    resnet.fc = nn.Identity()  # type: ignore[assignment]
+    state = {k: v.float() if v.is_floating_point() else v for k, v in record.resnet_state.items()}
     if record.conventions.input_format == "BGR":
-        state["conv1.weight"] = conv1.flip(1)  # the model sees RGB; this is the BGR net on the same pixels
-    missing, unexpected = resnet.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked") and not k.startswith("fc.")]
-    if missing or unexpected:
-        raise FrameworkError(f"{record.path}: {len(missing)} ResNet-50 tensors missing, {len(unexpected)} unexpected")
+        state["conv1.weight"] = state["conv1.weight"].flip(1)  # the model sees RGB: the BGR net on the same pixels
+    for name, buffer in resnet.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            state.setdefault(name, torch.zeros((), dtype=buffer.dtype))
+    try:
+        resnet.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise FrameworkError(f"{record.path}: the ResNet-50 tensors do not load ({str(exc).splitlines()[0]})") from None
     for m in resnet.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eps = record.conventions.bn_eps
