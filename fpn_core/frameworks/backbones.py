@@ -44,7 +44,8 @@ def resnet50_shapes() -> dict[str, torch.Size]:
 
 def other_backbone_type(raw_keys: Iterable[str]) -> str | None:
     """The kind of a backbone that is plainly not a ResNet, from a framework's raw key names, or None."""
-    keys = [k for k in raw_keys if k.startswith("backbone.") or not k.startswith(("neck.", "roi_", "rpn_", "bbox_"))]
+    heads = ("neck.", "roi_", "rpn_", "bbox_", "proposal_generator.", "head.", "sem_seg_head.")
+    keys = [k for k in raw_keys if not k.startswith(heads)]
     for marker, kind in _OTHER_TYPES:
         if any(marker in k for k in keys):
             return kind

@@ -110,7 +110,7 @@ def read_detectron2(obj: Mapping, path: str, overrides: ConventionOverrides) -> 
             "(backbone.bottom_up.res2.0.conv1...)"
         )
     prefix = _BOTTOM_UP if any(k.startswith(_BOTTOM_UP) for k in keys) else ""
-    other = other_backbone_type(k for k in keys if k.startswith("backbone.") and not k.startswith(_BOTTOM_UP))
+    other = other_backbone_type(keys)
     if other or not (prefix or any(k.startswith(("stem.", "res2.")) for k in keys)):
         what = other or "a backbone that is not a ResNet (no bottom_up stem)"
         raise FrameworkError(f"{where} holds {what}; FPN Explorer shows ResNet-50 only")
