@@ -25,7 +25,19 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, detection, display, forward, live, models, receptive, reference, scaling
+    from . import (
+        coldstart,
+        concurrency,
+        detection,
+        display,
+        forward,
+        frameworks,
+        live,
+        models,
+        receptive,
+        reference,
+        scaling,
+    )
 
     return {
         "reference": reference.run,
@@ -42,6 +54,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "receptive": receptive.run,
         "detection": detection.run,
         "models": models.run,
+        "frameworks": frameworks.run,
     }
 
 
@@ -60,6 +73,7 @@ NAMES = (
     "receptive",
     "detection",
     "models",
+    "frameworks",
 )
 
 
