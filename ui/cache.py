@@ -476,10 +476,7 @@ def get_export(
     """
     files = build_export(
         pyramid_output(_analysis),
-        colormap=style.colormap,
-        alpha=style.alpha,
-        aggregation=style.aggregation,
-        scope=style.scope,
+        style,
         scale=float(scale),
         source=source,
         detections=_detections if detection is not None else None,
