@@ -27,7 +27,7 @@ ZIP_NAME = "fpn_export.zip"
 def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> argparse.ArgumentParser:
     """Register ``export``: the pyramid options, and where and how to write."""
     parser = subcommands.add_parser(
-        "export", parents=[parents.run, parents.pyramid], help="write maps, overlays, a slide and metadata"
+        "export", parents=[parents.pyramid, parents.run], help="write maps, overlays, a slide and metadata"
     )
     parser.add_argument("--out", required=True, type=Path, help="folder to write into (created if needed)")
     parser.add_argument("--scale", type=int, choices=EXPORT_SCALES, default=1, help="PNG resolution multiplier")

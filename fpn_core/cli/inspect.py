@@ -28,7 +28,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
     """Register ``inspect``."""
     return subcommands.add_parser(
         "inspect",
-        parents=[parents.run, parents.pyramid],
+        parents=[parents.pyramid, parents.run],
         help="shapes, statistics, time, FLOPs and parameters of every stage and level",
     )
 
