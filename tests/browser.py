@@ -80,3 +80,44 @@ def press_and_time(page, slider, key: str) -> float:
 
 def thumb(page, label: str):
     return page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
+
+
+# ------------------------------------------------------------------------ a fake camera
+
+
+def camera_args(y4m: Path) -> list[str]:
+    """Chromium flags for a fake camera that plays ``y4m`` (in a loop) without asking for permission."""
+    return [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]
+
+
+def square_side(i: int, frames: int, low: int, high: int) -> int:
+    """The square's side in frame ``i`` of a loop of ``frames``: grows from ``low`` to ``high`` and back."""
+    phase = i / frames
+    tri = 2 * phase if phase < 0.5 else 2 * (1 - phase)
+    return round(low + (high - low) * tri)
+
+
+def write_square_y4m(path: Path, *, width: int = 320, height: int = 240, fps: int = 15, seconds: float = 8.0) -> Path:
+    """A Y4M video (``C420``) of a yellow square on grey that grows to most of the frame and shrinks back.
+
+    Chromium's fake camera plays it in a loop (``--use-file-for-fake-video-capture``).
+    """
+    import cv2
+    import numpy as np
+
+    frames = round(fps * seconds)
+    with path.open("wb") as fh:
+        fh.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420\n".encode())
+        for i in range(frames):
+            rgb = np.full((height, width, 3), 90, np.uint8)
+            side = square_side(i, frames, 12, min(width, height) - 8)
+            y, x = (height - side) // 2, (width - side) // 2
+            rgb[y : y + side, x : x + side] = (230, 220, 60)
+            fh.write(b"FRAME\n")
+            fh.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
