@@ -34,7 +34,12 @@ class FairSlots:
         ticket = object()
         with self._cond:
             self._waiting.append(ticket)
-            self._cond.wait_for(lambda: self._free > 0 and self._waiting[0] is ticket)
+            try:
+                self._cond.wait_for(lambda: self._free > 0 and self._waiting[0] is ticket)
+            except BaseException:  # interrupted while waiting: leave the line, or it blocks everyone behind
+                self._waiting.remove(ticket)
+                self._cond.notify_all()
+                raise
             self._waiting.popleft()
             self._free -= 1
             self._cond.notify_all()  # the next in line may take another free slot
