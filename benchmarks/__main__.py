@@ -26,6 +26,7 @@ from .report import Report, Row
 
 def _sections() -> dict[str, Callable[[Context], None]]:
     from . import (
+        camera,
         coldstart,
         concurrency,
         detection,
@@ -55,6 +56,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "detection": detection.run,
         "models": models.run,
         "frameworks": frameworks.run,
+        "camera": camera.run,
     }
 
 
@@ -74,6 +76,7 @@ NAMES = (
     "detection",
     "models",
     "frameworks",
+    "camera",
 )
 
 
