@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -45,6 +45,10 @@ from .device import device_slot
 from .images import check_rgb, resize_long_side, to_tensor
 from .levels import LEVEL_COLORS
 from .maps import CHANNEL_AGGREGATIONS, aggregate_channels, colorize
+from .pyramid import Pyramid
+
+if TYPE_CHECKING:
+    from .detection import Detector
 
 __all__ = [
     "DEFAULT_LIVE_SIZE",
@@ -341,11 +345,11 @@ def level_shares(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
 # ------------------------------------------------------------------------------ one frame
 
 
-def _is_detector(model: torch.nn.Module) -> bool:
-    return hasattr(model, "spec") and hasattr(model, "transform")
+def _is_detector(model: Pyramid | Detector) -> bool:
+    return not isinstance(model, Pyramid)
 
 
-def _pyramid_levels(model: torch.nn.Module, frame: np.ndarray, size: int) -> dict[str, Tensor]:
+def _pyramid_levels(model: Pyramid, frame: np.ndarray, size: int) -> dict[str, Tensor]:
     """The pyramid's levels on the frame resized to ``size`` (the one resize in)."""
     backbone = model.backbone  # type: ignore[attr-defined]
     small = resize_long_side(frame, size)
@@ -358,7 +362,7 @@ def _pyramid_levels(model: torch.nn.Module, frame: np.ndarray, size: int) -> dic
     return dict(levels)
 
 
-def _detector_run(det: torch.nn.Module, frame: np.ndarray, size: int, boxes: bool) -> tuple[dict[str, Tensor], object]:
+def _detector_run(det: Detector, frame: np.ndarray, size: int, boxes: bool) -> tuple[dict[str, Tensor], object]:
     """The detector's pyramid on the frame, and its detections when ``boxes`` (the one place it is called).
 
     The detector resizes the frame to ``size`` itself (its own transform: the one resize in).
@@ -368,12 +372,12 @@ def _detector_run(det: torch.nn.Module, frame: np.ndarray, size: int, boxes: boo
     features = run_detector_features(det, frame, size=size)
     if not boxes:
         return dict(features.levels), None
-    trained = bool(getattr(getattr(det, "provenance", None), "pretrained", False))
+    trained = det.provenance.pretrained
     dets = run_heads(det, features, top_k=0, min_score=None if trained else 0.0)
     return dict(features.levels), (dets, trained)
 
 
-def process_frame(model: torch.nn.Module, frame: np.ndarray, view: LiveView) -> FrameOutput:
+def process_frame(model: Pyramid | Detector, frame: np.ndarray, view: LiveView) -> FrameOutput:
     """Run the model on one camera frame and draw what ``view`` asks for, at the frame's size.
 
     Args:
@@ -557,7 +561,7 @@ class LiveRunner:
         self.idle_stop_s = idle_stop_s
         self.stats = LiveStats()
         self._lock = threading.Lock()
-        self._job: tuple[torch.nn.Module, LiveView] | None = None
+        self._job: tuple[Pyramid | Detector, LiveView] | None = None
         self._slot: LatestSlot[tuple[float, np.ndarray]] = LatestSlot()
         self._thread: threading.Thread | None = None
         self._output: np.ndarray | None = None
@@ -566,7 +570,7 @@ class LiveRunner:
 
     # -- the page's side
 
-    def configure(self, model: torch.nn.Module, view: LiveView) -> None:
+    def configure(self, model: Pyramid | Detector, view: LiveView) -> None:
         """Use ``model`` (shared, read-only) and ``view`` from the next frame on."""
         with self._lock:
             self._job = (model, view)

@@ -13,15 +13,14 @@ adds some for remote viewers.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from fpn_core import WeightsError
-from fpn_core.detection import DETECTORS
+from fpn_core import Pyramid
+from fpn_core.detection import DETECTORS, Detector
 from fpn_core.levels import hex_color
 from fpn_core.live import (
     DEFAULT_LIVE_SIZE,
@@ -35,10 +34,8 @@ from fpn_core.live import (
     LiveView,
     ice_servers_from_env,
 )
-from ui import cache
+from ui import cache, loading
 from ui import settings as S
-
-log = logging.getLogger(__name__)
 
 # Widget keys of this page (not in the URL: they belong to the page's view).
 KEY_LIVE_MODEL = "live_model"
@@ -90,21 +87,20 @@ def frame_callback(run: LiveRunner):
     return callback
 
 
-def _model(settings: S.Settings, choice: str):  # -> torch.nn.Module | None
+def _model(settings: S.Settings, choice: str) -> Pyramid | Detector | None:
     """The shared model for the choice (built once per process); errors become a message."""
-    try:
-        if choice == MODEL_PYRAMID:
-            config = settings.config
-            backbone = cache.get_backbone(config.weights, str(config.device))
-            return cache.get_pyramid(config, backbone)
-        with st.spinner(f"Loading {DETECTORS[choice].title} (once per server)…"):
-            return cache.get_detector(cache.DetectorKey(choice, "coco", str(settings.config.device)))
-    except (WeightsError, ValueError) as exc:
-        st.error(f"The model could not be built: {exc}")
-    except Exception:  # any other failure: a message for the user, the traceback for the log
-        log.exception("live model build failed")
-        st.error("The model could not be built (details are in the server log).")
-    return None
+    config = settings.config
+    if choice == MODEL_PYRAMID:
+        return loading.guarded(
+            lambda: cache.get_pyramid(config, cache.get_backbone(cache.ModelKey(config.weights, str(config.device)))),
+            spinner="Loading ResNet-50 and the FPN (once per server)…",
+            failure="The model could not be built",
+        )
+    return loading.guarded(
+        lambda: cache.get_detector(cache.DetectorKey(choice, "coco", str(config.device))),
+        spinner=f"Loading {DETECTORS[choice].title} (once per server)…",
+        failure="The model could not be built",
+    )
 
 
 def _controls(settings: S.Settings) -> tuple[str, LiveView]:
