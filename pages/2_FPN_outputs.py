@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fpn_core.figures import maps_row_figure
+from fpn_core.fpn import LEVELS_INTRO, STEPS_INTRO
 from fpn_core.levels import stage_of, stride_of
 from fpn_core.maps import map_range
 from ui import captions, frame, loading, panels
@@ -12,7 +13,7 @@ from ui import captions, frame, loading, panels
 settings = frame.settings()
 frame.header(
     "FPN outputs",
-    "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the color scale "
+    f"{LEVELS_INTRO} Switch the color scale "
     "in the sidebar to **shared across levels** to compare the levels on one scale.",
 )
 analysis = loading.load_analysis(settings)
@@ -63,11 +64,7 @@ if analysis is not None:
     )
 
     st.subheader("c_k next to p_k: what the top-down path added")
-    st.markdown(
-        "Each row follows one level: the backbone stage c_k, its **lateral 1×1** projection to d channels, "
-        "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv. "
-        "Each panel has its own color scale (their units differ)."
-    )
+    st.markdown(f"{STEPS_INTRO} Each panel has its own color scale (their units differ).")
     for level in steps:
         stage = stage_of(level)
         step_maps = loading.step_maps(analysis, level, style.aggregation)

@@ -510,10 +510,7 @@ def _show_boxes(settings: S.Settings, image: np.ndarray, dets: Detections, train
     with right:
         st.markdown("**Box color = level**")
         st.markdown(legend_markdown(dets.level_names, counts), unsafe_allow_html=True)
-        if dets.detector == "faster-rcnn":
-            st.caption("Level: where RoIAlign pooled the box's proposal (torchvision's LevelMapper).")
-        else:
-            st.caption("Level: the level of the anchor that produced the box.")
+        st.caption(DETECTORS[dets.detector].level_meaning)
     if not len(dets):
         st.info(f"No detection scores at least {dets.score_threshold:.2f}: lower the score threshold.")
         return
@@ -590,7 +587,7 @@ def _show_objectness(
         disabled=not is_rcnn,
         help="Faster R-CNN only: RetinaNet has no region proposal network.",
     )
-    what = "RPN objectness (max over 3 anchors)" if is_rcnn else "top class probability (max over 9 anchors)"
+    what = DETECTORS[dets.detector].objectness
     st.caption(
         f"Each level's {what} at every position, blended over the image."
         + ("" if trained else " Untrained: these maps are noise too.")

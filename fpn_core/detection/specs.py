@@ -10,10 +10,19 @@ from dataclasses import dataclass
 
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, RetinaNet_ResNet50_FPN_Weights
 
+from ..paper import LEVEL_RULE
 from ..probe import assign_level_k
 from ..weights import COCO, RETINANET_COCO, WeightFile, hub_checkpoint_dir
 
-__all__ = ["DETECTORS", "DETECTOR_NAMES", "DetectorSpec", "detector_spec", "how_to_get_weights", "paper_level"]
+__all__ = [
+    "DETECTION_INTRO",
+    "DETECTORS",
+    "DETECTOR_NAMES",
+    "DetectorSpec",
+    "detector_spec",
+    "how_to_get_weights",
+    "paper_level",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class DetectorSpec:
         env: environment variable an operator can set to a local checkpoint.
         box_ap: COCO val2017 box AP of the published weights.
         file_mb: size of the checkpoint, for "what to place where" messages.
+        level_meaning: what "the level of a detection" means for this detector (pages, deck notes).
+        objectness: what its per-level objectness maps show.
     """
 
     name: str
@@ -41,12 +52,21 @@ class DetectorSpec:
     env: str
     box_ap: float
     file_mb: int
+    level_meaning: str
+    objectness: str
 
     @property
     def title(self) -> str:
         """For captions: the detector its checkpoint's record names."""
         return self.weights.detector or self.name
 
+
+#: What the Detection page says detection is for here (the lecture deck's notes read it too).
+DETECTION_INTRO = (
+    "What the pyramid is for: torchvision's COCO detectors run on the same ResNet-50 + FPN, and every box is "
+    "colored by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
+    f"ones from coarse levels, as the FPN paper's rule {LEVEL_RULE} says."
+)
 
 DETECTORS: dict[str, DetectorSpec] = {
     "faster-rcnn": DetectorSpec(
@@ -59,6 +79,8 @@ DETECTORS: dict[str, DetectorSpec] = {
         "FPN_FASTERRCNN_WEIGHTS",
         37.0,
         160,
+        "Level: where RoIAlign pooled the box's proposal (torchvision's LevelMapper).",
+        "RPN objectness (max over 3 anchors)",
     ),
     "retinanet": DetectorSpec(
         "retinanet",
@@ -70,6 +92,8 @@ DETECTORS: dict[str, DetectorSpec] = {
         "FPN_RETINANET_WEIGHTS",
         36.4,
         130,
+        "Level: the level of the anchor that produced the box.",
+        "top class probability (max over 9 anchors)",
     ),
 }
 DETECTOR_NAMES: tuple[str, ...] = tuple(DETECTORS)
