@@ -1,4 +1,4 @@
-"""Command line: inspect a pyramid on one image, or export its maps, overlays and metadata.
+"""Command line: inspect a pyramid on one image, export its maps, overlays and metadata, or a lecture deck.
 
 Usage::
 
@@ -8,6 +8,9 @@ Usage::
         [--repeats N] [--seed N] [--no-download] [--point X,Y] [--json]
     python -m fpn_core export IMAGE --out DIR [same options] [--scale 1|2|3] [--zip]
         [--cmap NAME] [--alpha A] [--reduction mean|max|l2|std|pc1] [--scope per-level|shared] [--no-timings]
+    python -m fpn_core deck IMAGE --out lecture.pptx [same options] [--cmap NAME] [--alpha A]
+        [--reduction mean|max|l2|std|pc1] [--scope per-level|shared] [--detector faster-rcnn|retinanet|none]
+        [--score 0.5] [--point X,Y]   (the whole lesson as a PowerPoint deck, see fpn_core.deck)
     python -m fpn_core detect IMAGE [--detector faster-rcnn|retinanet] [--score 0.5]
         [--weights coco|random|PATH] [--size N] [--device ...] [--seed N] [--no-download] [--json]
         (see fpn_core.detection.cli)
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .deck import DeckStyle, build_deck, deck_slide_count, run_lesson, write_deck
+from .detection import DETECTOR_NAMES, build_detector, detect, detector_spec
 from .detection.cli import add_detect_command
 from .device import resolve_device
 from .export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
@@ -39,6 +44,7 @@ from .fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from .images import ImageError, load_image
 from .levels import DEFAULT_STAGES
 from .maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
+from .point import analyse_point
 from .pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -126,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
     )
     export.set_defaults(handler=_run_export)
+    deck = commands.add_parser(
+        "deck", parents=[common], help="write the whole lesson as a 16:9 PowerPoint deck with speaker notes"
+    )
+    deck.add_argument("--out", required=True, type=Path, help="the .pptx file to write (its folder is created)")
+    deck.add_argument("--cmap", dest="colormap", default="jet", help=f"colormap, e.g. {', '.join(COLORMAPS)}")
+    deck.add_argument("--alpha", type=float, default=0.5, help="color weight of overlays, 0 to 1")
+    deck.add_argument(
+        "--reduction", dest="aggregation", choices=CHANNEL_AGGREGATIONS, default="mean", help="channel aggregation"
+    )
+    deck.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
+    # Checked by the handler, so a bad name is one "error:" line like every other bad value.
+    deck.add_argument("--detector", default="faster-rcnn", help=f"one of {', '.join(DETECTOR_NAMES)}, or none")
+    deck.add_argument("--score", type=float, default=0.5, help="keep detections scoring at least this, 0 to 1")
+    deck.set_defaults(handler=_run_deck)
     add_detect_command(commands)  # fpn_core.detection.cli: detections traced to their levels
     return parser
 
@@ -399,6 +419,50 @@ def _run_export(args: argparse.Namespace) -> int:
         print(f"wrote {len(files)} files to {where}")
         for name in files:
             print(f"  {name}")
+    return 0
+
+
+# --------------------------------------------------------------------------- deck
+
+
+def _run_deck(args: argparse.Namespace) -> int:
+    """``deck``: cheap checks first, then the analysis, the detector, the point, and the deck written atomically."""
+    style = DeckStyle(args.colormap, args.alpha, args.aggregation, args.scope)
+    check_export_settings(
+        colormap=style.colormap, alpha=style.alpha, aggregation=style.aggregation, scope=style.scope, scale=1.0
+    )
+    if args.out.suffix.lower() != ".pptx":
+        raise ValueError(f"--out must name a .pptx file, got {str(args.out)!r}")
+    if not 0.0 <= args.score <= 1.0:
+        raise ValueError(f"--score must be from 0 to 1, got {args.score}")
+    spec = None if args.detector == "none" else detector_spec(args.detector)
+    model, out, image = _analyse(args)
+    h, w = image.shape[:2]
+    point = _point_from_args(args) or (w // 2, h // 2)  # the Receptive fields page starts at the centre too
+    dets = None
+    if spec is not None:
+        det = build_detector(
+            spec.name,
+            device=model.device,
+            seed=args.seed,
+            allow_download=False if args.no_download else None,
+            operator_file=operator_file_from_env(spec.env),
+        )
+        _warn_weights(det)
+        dets = detect(det, image, args.score, size=args.size)
+    runs = run_lesson(
+        model, out, image, size=args.size, detections=dets, point=analyse_point(model, image, point, size=args.size)
+    )
+    data = build_deck(model, out, runs, style=style, source=Path(args.image).name)
+    try:
+        written = write_deck(data, args.out)
+    except OSError as exc:
+        raise OSError(f"cannot write the deck to {args.out}: {exc.strerror or exc}") from None
+    slides = deck_slide_count(data)
+    if args.json:
+        print(json.dumps({"out": str(written), "slides": slides, "bytes": len(data)}))
+    else:
+        print(f"wrote {written} ({slides} slides, {len(data) / 2**20:.1f} MB)")
     return 0
 
 
