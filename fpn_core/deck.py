@@ -201,7 +201,8 @@ class _Deck:
 
     def __init__(self, footer: str) -> None:
         self.prs = Presentation()
-        self.prs.slide_width, self.prs.slide_height = Inches(SLIDE_W_IN), Inches(SLIDE_H_IN)
+        self.prs.slide_height = Inches(SLIDE_H_IN)
+        self.prs.slide_width = Emu(self.prs.slide_height * 16 // 9)  # exactly 16:9
         self.footer = footer
 
     def slide(self, title: str, notes: str):
@@ -617,7 +618,7 @@ def build_deck(
             _grid_figure(
                 [
                     (
-                        f"{lv} · stride {stride_of(lv)} · {m.shape[1]}×{m.shape[0]} · max {float(m.max()):.2f}",
+                        f"{lv} · stride {stride_of(lv)} · max {float(m.max()):.2f}",
                         overlay(out.image, m, rng=rng[lv], alpha=style.alpha, colormap="inferno"),
                     )
                     for lv, m in obj.items()
