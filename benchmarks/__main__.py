@@ -25,7 +25,7 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, detection, display, forward, live, receptive, reference, scaling
+    from . import coldstart, concurrency, deck, detection, display, forward, live, receptive, reference, scaling
 
     return {
         "reference": reference.run,
@@ -41,6 +41,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "live": live.run,
         "receptive": receptive.run,
         "detection": detection.run,
+        "deck": deck.run,
     }
 
 
@@ -58,6 +59,7 @@ NAMES = (
     "live",
     "receptive",
     "detection",
+    "deck",
 )
 
 

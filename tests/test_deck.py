@@ -152,3 +152,23 @@ def test_deck_renders_in_libreoffice(deck, tmp_path):
             w, h = img.size
             assert abs(w / h - 16 / 9) < 0.02
             assert len(img.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50, page.name  # not blank
+
+
+def test_export_page_offers_the_lecture_deck_made_from_its_settings_and_point():
+    from tests.conftest import open_page
+    from tests.test_teaching_pages import _analyse, _settings
+    from ui import export_page
+
+    at = open_page("pages/8_Export.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Lecture deck (.pptx)" in [b.label for b in at.get("download_button")]
+
+    settings = _settings("scales-deck", stages=("c4", "c5"), p6=False, out_channels=16)
+    analysis = _analyse(settings)
+    point = ((40, 30), None, "abs")
+    data = export_page.lecture_deck(analysis.key, settings.style, "scales-deck", None, point, settings, analysis)
+    prs = Presentation(io.BytesIO(data))
+    titles = [_title(s) for s in prs.slides]
+    assert any(t.startswith("Receptive fields at (40, 30)") for t in titles), titles
+    assert any(t.startswith("Detections by level: no detector") for t in titles)  # no boxes shown on the page
+    assert any(t.startswith("p4 · stride 16") and "width 16" in t for t in titles)
