@@ -25,7 +25,20 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, deck, detection, display, forward, live, receptive, reference, scaling
+    from . import (
+        coldstart,
+        concurrency,
+        deck,
+        detection,
+        display,
+        forward,
+        frameworks,
+        live,
+        models,
+        receptive,
+        reference,
+        scaling,
+    )
 
     return {
         "reference": reference.run,
@@ -41,6 +54,8 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "live": live.run,
         "receptive": receptive.run,
         "detection": detection.run,
+        "models": models.run,
+        "frameworks": frameworks.run,
         "deck": deck.run,
     }
 
@@ -59,6 +74,8 @@ NAMES = (
     "live",
     "receptive",
     "detection",
+    "models",
+    "frameworks",
     "deck",
 )
 

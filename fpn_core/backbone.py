@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models import resnet50
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .levels import FeatureInfo, FeatureSpec
 from .timing import NULL_RECORDER, Recorder
-
-if TYPE_CHECKING:
-    from .weights import Provenance
+from .weights import (
+    WEIGHT_FILES,
+    Progress,
+    Provenance,
+    Resolved,
+    WeightsError,
+    checkpoint_part,
+    resolve_weights,
+    weight_candidates,
+)
 
 #: What ResNet-50 records: the stem (c1) and the four stages, with channels and stride.
 RESNET50_FEATURE_INFO = FeatureInfo(
@@ -130,3 +138,65 @@ def fold_batchnorms(backbone: ResNetBackbone) -> ResNetBackbone:
                     block.downsample[1] = nn.Identity()
     backbone.folded = True
     return backbone
+
+
+# --------------------------------------------------------------------------- the ResNet-50's weights
+
+
+def load_resnet(
+    weights: str = "imagenet",
+    *,
+    operator_file: str | None = None,
+    seed: int = 0,
+    allow_download: bool | None = None,
+    progress: Progress | None = None,
+) -> Resolved[ResNet]:
+    """torchvision's ResNet-50 with the best weights available (:func:`fpn_core.weights.resolve_weights`).
+
+    The chain: what was asked for (a key of ``WEIGHT_FILES`` or a path), the operator's file, the
+    ImageNet file (hub cache, then download), then a seeded random init.
+    ``Resolved.state`` keeps a detection checkpoint's ``backbone.fpn.*`` tensors for the FPN.
+    """
+    chain = weight_candidates(weights, WEIGHT_FILES["imagenet"], records=WEIGHT_FILES, operator_file=operator_file)
+    return resolve_weights(
+        chain,
+        lambda state: _fit_resnet(state, seed),
+        requested=weights,
+        seed=seed,
+        allow_download=allow_download,
+        progress=progress,
+    )
+
+
+def _fit_resnet(state: Mapping[str, Tensor] | None, seed: int) -> ResNet:
+    """A fresh ResNet-50 carrying ``state`` (a ResNet-50 state dict, or a detection checkpoint's
+    ``backbone.body``), loaded strictly; torchvision's init from a seeded generator for None."""
+    resnet = resnet50(weights=None)
+    if state is None:
+        gen = torch.Generator().manual_seed(seed)  # the same weights in every process
+        with torch.no_grad():
+            for m in resnet.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+        return resnet
+    if any(k.startswith("backbone.body.") for k in state):
+        state = checkpoint_part(state, "backbone.body.")
+        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
+        optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
+    else:
+        optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).split("\n\t")[1:3]
+        raise WeightsError(f"does not fit ResNet-50: {'; '.join(detail) or exc}") from None
+    missing = [k for k in missing if not optional(k)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"does not fit ResNet-50 (strict load): "
+            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        )
+    return resnet

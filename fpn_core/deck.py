@@ -43,7 +43,7 @@ from .compare import compare_levels
 from .contributions import TEACH_SHARES
 from .detection import Detections
 from .detection.figure import detection_figure
-from .detection.specs import DETECTION_INTRO, DETECTORS
+from .detection.specs import DETECTION_INTRO
 from .diagram import DiagramShapes, architecture_figure
 from .figures import (
     bar_figure,
@@ -51,11 +51,11 @@ from .figures import (
     maps_row_figure,
     shares_figure,
     slide_figure,
-    step_row_figure,
 )
 from .fpn import LEVELS_INTRO, STEPS_INTRO
-from .levels import level_above, stage_of, stride_of
-from .maps import OVERLAYS_INTRO, aggregate_channels, map_range, map_ranges, map_stats, overlay
+from .lesson import level_lesson
+from .levels import stage_of, stride_of
+from .maps import OVERLAYS_INTRO, MapStyle, aggregate_channels, map_range, map_ranges, map_stats, overlay
 from .paper import LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE1_SOURCE, WHAT_AN_FPN_IS, ablation_note
 from .point import PointAnalysis
 from .probe import (
@@ -76,7 +76,6 @@ from .scales import Box, make_scales_image
 __all__ = [
     "DECK_ABLATIONS",
     "DECK_DPI",
-    "DeckStyle",
     "LessonRuns",
     "build_deck",
     "deck_slide_count",
@@ -97,16 +96,6 @@ _BODY_H = SLIDE_H_IN - _BODY_TOP - _FOOTER_H - 0.2
 _BODY_W = SLIDE_W_IN - 2 * _MARGIN
 _INK = RGBColor(0x1F, 0x29, 0x33)
 _MUTED = RGBColor(0x55, 0x65, 0x7A)
-
-
-@dataclass(frozen=True)
-class DeckStyle:
-    """How maps look on the slides: the export's options."""
-
-    colormap: str = "jet"
-    alpha: float = 0.5
-    aggregation: str = "mean"
-    scope: str = "per-level"
 
 
 @dataclass(frozen=True)
@@ -338,7 +327,7 @@ def build_deck(
     out: PyramidOutput,
     runs: LessonRuns,
     *,
-    style: DeckStyle | None = None,
+    style: MapStyle | None = None,
     source: str | None = None,
     date: _dt.date | None = None,
 ) -> bytes:
@@ -355,7 +344,7 @@ def build_deck(
     Returns:
         The presentation file's bytes.
     """
-    style = style or DeckStyle()
+    style = style or MapStyle()
     date = date or _dt.date.today()
     deck = _Deck(_weights_footer(out))
     config = out.config
@@ -421,7 +410,7 @@ def build_deck(
         slide,
         maps_row_figure(
             [(f"{n} · stride {stride_of(n)}\n{_shape(t.shape[1:])}", reduced[n]) for n, t in stages.items()],
-            rngs=[ranges[n] for n in stages] if style.scope != "shared" else ranges[stage_names[0]],
+            rngs=[ranges[n] for n in stages],
             colormap=style.colormap,
             suptitle=f"{label} of each backbone stage",
             colorbar_label=label,
@@ -437,53 +426,52 @@ def build_deck(
         slide,
         maps_row_figure(
             [(f"{n} · stride {stride_of(n)}\n{_shape(t.shape[1:])}", reduced[n]) for n, t in levels.items()],
-            rngs=[ranges[n] for n in levels] if style.scope != "shared" else ranges[first],
+            rngs=[ranges[n] for n in levels],
             colormap=style.colormap,
             suptitle=f"{label} of each level, width d = {d}",
             colorbar_label=label,
         ),
     )
 
-    # 5. one slide per level: c_k -> lateral -> top-down -> merged -> p_k
+    # 5. one slide per level: c_k -> lateral -> top-down -> merged -> p_k, the Step by step page's panels and prose
     step_rows = runs.steps.fpn_steps()
-    top_level = list(out.steps)[-1]
     for level, step in reversed(list(out.steps.items())):  # coarse to fine, as the top-down path runs
         stage = stage_of(level)
         output = step.output if step.output is not None else step.merged
-        panels: list[tuple[str, np.ndarray | None, str]] = [
-            (f"{stage} (backbone)", reduced[stage], ""),
-            (
-                "lateral 1×1",
-                None if step.lateral is None else aggregate_channels(step.lateral, style.aggregation),
-                "no lateral\n(ablation)",
-            ),
-            (
-                f"top-down from {level_above(level)} ↑2×" if step.top_down is not None else "top-down input",
-                None if step.top_down is None else aggregate_channels(step.top_down, style.aggregation),
-                "nothing comes down:\ntop of the pyramid" if level == top_level else "no top-down\n(ablation)",
-            ),
-            (f"merged ({config.merge})", aggregate_channels(step.merged, style.aggregation), ""),
-            (f"{level} (3×3 output)", None if step.output is None else reduced.get(level), "no output\n(ablation)"),
+        lesson = level_lesson(level, stages[stage], step, config)
+        maps = [
+            None
+            if p.tensor is None
+            else reduced[stage]
+            if p.step == "stage"
+            else reduced[level]
+            if p.step == "output" and level in reduced
+            else aggregate_channels(p.tensor, style.aggregation)
+            for p in lesson
         ]
-        rngs = [None if m is None else map_range([m]) for _, m, _ in panels]
-        numbers = [_stats_line(stage, stages[stage])]
-        numbers += [
+        numbers = [
             f"{r.key}: {r.what}; output {_shape(r.shape)}; {r.ms:.2f} ms, {r.flops / 1e9:.3f} GFLOPs, "
             f"{r.params:,} parameters"
             for r in step_rows.get(level, [])
         ]
+        numbers += [_stats_line(stage, stages[stage])]
         if step.output is not None:
             numbers.append(_stats_line(level, step.output))
         slide = deck.slide(
             f"{level} · stride {stride_of(level)} · {_shape(output.shape)} · width {int(output.shape[1])}: "
             f"{stage} → lateral → top-down → {level}",
-            _plain(STEPS_INTRO) + "\n\n" + "\n".join(numbers),
+            _plain(STEPS_INTRO)
+            + "\n\n"
+            + "\n".join(f"{p.title}: {_plain(p.caption)}" for p in lesson)
+            + "\n\n"
+            + "\n".join(numbers),
         )
         deck.body_figure(
             slide,
-            step_row_figure(
-                panels,
-                rngs=rngs,
+            maps_row_figure(
+                [(p.title, m) for p, m in zip(lesson, maps, strict=True)],
+                rngs=[None if m is None else map_range([m]) for m in maps],
+                missing=[p.missing for p in lesson],
                 colormap=style.colormap,
                 suptitle=f"{stage} → {level}: each panel on its own color scale ({label})",
                 colorbar_label=label,
@@ -507,7 +495,7 @@ def build_deck(
         slide_figure(
             out.image,
             [(f"{n} · stride {stride_of(n)} · width {d}", reduced[n]) for n in level_names],
-            rng=ranges[first] if style.scope == "shared" else [ranges[n] for n in level_names],
+            rngs=[ranges[n] for n in level_names],
             alpha=style.alpha,
             colormap=style.colormap,
             suptitle=f"FPN levels over the image, {label}",
@@ -588,7 +576,7 @@ def build_deck(
         )
         deck.body_figure(slide, _image_figure(out.image, "no detector run"))
     else:
-        spec = DETECTORS[dets.detector]
+        spec = dets.spec
         trained = dets.provenance is None or dets.provenance.pretrained
         counts = dets.count_per_level()
         obj = _objectness(dets)
@@ -597,7 +585,7 @@ def build_deck(
             f"Detections by level: {spec.title} on {dets.level_names[0]}..{dets.level_names[-1]}, "
             f"{len(dets)} boxes ≥ {dets.score_threshold:.2f}{noise}",
             _plain(DETECTION_INTRO)
-            + f"\n{spec.level_meaning}\nObjectness maps: each level's {spec.objectness}."
+            + f"\nLevel: {spec.level_source}.\nObjectness maps: each level's {spec.objectness}."
             + ("" if trained else "\nUntrained detector (random init): boxes, classes, scores and maps are noise.")
             + f"\n\nNetwork input {dets.input_hw[1]} × {dets.input_hw[0]} px. Detections per level: "
             + ", ".join(f"{lv} {n}" for lv, n in counts.items())

@@ -15,8 +15,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
-from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
+from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms, load_resnet
 from .device import device_slot, is_device_error, resolve_device, synchronize
 from .fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, build_extra_block, validate_out_channels
 from .images import resize_long_side, to_tensor
@@ -31,7 +32,15 @@ from .levels import (
     validate_stages,
 )
 from .timing import NULL_RECORDER, FlopRecorder, Recorder, StepTimer, median_run
-from .weights import Progress, Provenance, fpn_weights, load_resnet, select_fpn_levels, trained_fpn_stages
+from .weights import (
+    IMAGENET,
+    Progress,
+    Provenance,
+    checkpoint_part,
+    fpn_weights,
+    select_fpn_levels,
+    trained_fpn_stages,
+)
 
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 64, 1024
@@ -127,10 +136,12 @@ def build_backbone(
     loaded = load_resnet(
         weights, operator_file=operator_file, seed=seed, allow_download=allow_download, progress=progress
     )
-    backbone = ResNetBackbone(loaded.resnet, mean=loaded.mean, std=loaded.std).eval().requires_grad_(False)
+    record = loaded.record or IMAGENET  # the normalization of the file's record (ImageNet's for any other)
+    backbone = ResNetBackbone(loaded.model, mean=record.mean, std=record.std).eval().requires_grad_(False)
     backbone.provenance = loaded.provenance
-    backbone.fpn_state = loaded.fpn_state
-    backbone.fpn_stages = trained_fpn_stages(loaded.fpn_state)
+    fpn_state = checkpoint_part(loaded.state or {}, "backbone.fpn.")
+    backbone.fpn_state = fpn_state or None
+    backbone.fpn_stages = trained_fpn_stages(fpn_state)
     if optimize:
         fold_batchnorms(backbone)
     dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
@@ -155,7 +166,7 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         ablation=config.ablation,
         seed=config.seed,
     )
-    desc, trained = fpn_weights(config, backbone)
+    desc, trained = describe_fpn_weights(config, backbone)
     if trained:
         assert backbone is not None and backbone.fpn_state is not None
         fpn.load_state_dict(select_fpn_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
@@ -164,6 +175,13 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format
         fpn.to(backbone.device, memory_format=fmt)
     return fpn, desc, trained
+
+
+def describe_fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
+    """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained
+    (:func:`fpn_core.weights.fpn_weights` on the backbone's checkpoint; nothing is built)."""
+    trained = backbone.fpn_stages if backbone is not None and backbone.fpn_state else ()
+    return fpn_weights(config.stages, config.out_channels, config.seed, trained)
 
 
 class Pyramid(nn.Module):
@@ -464,13 +482,15 @@ def count_parameters(model: Pyramid) -> dict[str, int]:
 def count_flops(model: Pyramid, image: np.ndarray, *, size: int = DEFAULT_SIZE) -> dict[str, int]:
     """Floating-point operations per step on this image, counted by ``FlopCounterMode``.
 
-    The keys match ``run_pyramid``'s ``timings_ms`` (without ``"total"``). One forward pass.
+    The keys match ``run_pyramid``'s ``timings_ms`` (without ``"total"``). One forward pass on fake
+    tensors (``FakeTensorMode``): FLOPs depend on shapes only, so nothing is computed and the count
+    is the one a real pass gives, in a fraction of its time.
     """
     recorder = FlopRecorder()
     _, x = prepare_input(image, size, model.backbone)
     names = model.config.recorded_levels
-    with device_slot(model.device), torch.inference_mode():
-        stages = model.backbone(x, recorder)
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake, torch.inference_mode():
+        stages = model.backbone(fake.from_tensor(x), recorder)
         inputs = OrderedDict((s, stages[s]) for s in model.config.stages)
         model.fpn.forward_steps(inputs, recorder, names)
     return dict(recorder.flops)

@@ -20,29 +20,26 @@ whose SHA-256 does not start with the hash in its name is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import pickletools
 import re
 import tempfile
 import threading
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import resnet50
-from torchvision.models.resnet import ResNet
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .levels import FPN_STAGES
-
-if TYPE_CHECKING:
-    from .backbone import ResNetBackbone
-    from .pyramid import PyramidConfig
 
 WEIGHTS_ENV = "FPN_WEIGHTS"
 ALLOW_DOWNLOAD_ENV = "FPN_ALLOW_DOWNLOAD"
@@ -234,52 +231,119 @@ def verify_hash(path: Path, *, name: str | None = None) -> None:
     prefix = _hash_prefix(name or path.name)
     if not prefix:
         return
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(prefix):
+    digest = sha256_of(path)
+    if not digest.startswith(prefix):
         raise WeightsError(
-            f"{path} was refused: its SHA-256 ({digest.hexdigest()[:8]}…) does not match the hash "
+            f"{path} was refused: its SHA-256 ({digest[:8]}…) does not match the hash "
             f"{prefix} in its name, so it is corrupt or not the file torchvision published. Delete it."
         )
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+def load_state_dict_file(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Tensor]:
     """Read a checkpoint safely: tensors only, no code.
 
     Accepts a plain state dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``.
 
+    Args:
+        path: the file.
+        mmap: map the tensors' storage instead of reading it (zip files only; an old non-zip
+            file is read whole): keys and shapes come without reading the data.
+
     Raises:
         WeightsError: the file is missing, empty, truncated, not a checkpoint, or holds
             anything but tensors (a pickle with code is refused, never run).
+    """
+    return read_checkpoint(path, mmap=mmap)[0]
+
+
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> tuple[dict[str, Tensor], dict[str, object]]:
+    """Read a checkpoint safely, with the plain metadata of its wrapper dict.
+
+    Returns:
+        The state dict, and the wrapper's plain entries (strings, numbers, and lists or dicts
+        of them: e.g. ``classes``, ``categories``, ``epoch``) beside ``state_dict`` / ``model``;
+        empty for a bare state dict.
+
+    Raises:
+        WeightsError: as :func:`load_state_dict_file`.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.stat().st_size == 0:
         raise WeightsError(f"weights file {path} is empty")
+    with path.open("rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; only it can be mapped
+    corrupt = f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"{path} was refused: it holds pickled objects or code, not just tensors, and is never "
-            f"run (torch.load weights_only=True). Use a plain state dict. ({_first_line(exc)})"
-        ) from None
+        if "Unsupported operand" in str(exc) or "invalid load key" in str(exc):  # not a pickle at all
+            raise WeightsError(corrupt) from None
+        raise WeightsError(_pickled_objects_message(path, is_zip)) from None  # objects the safe loader refuses
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
-        raise WeightsError(
-            f"{path} could not be read as a PyTorch checkpoint; it looks truncated or corrupt ({_first_line(exc)})"
-        ) from None
+        raise WeightsError(f"{corrupt} ({_first_line(exc)})") from None
+    extras: dict[str, object] = {}
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            extras.update((k, v) for k, v in obj.items() if k not in ("state_dict", "model") and _is_plain(v))
             obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(f"{path} is not a state dict of tensors")
-    return dict(obj)
+    return dict(obj), extras
+
+
+def _is_plain(value: object) -> bool:
+    """Strings, numbers, booleans, None, and lists, tuples or str-keyed dicts of them (no tensors)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _pickled_objects_message(path: Path, is_zip: bool) -> str:
+    """Why a file with pickled objects is refused, naming the objects, and how to save a state dict instead.
+
+    The objects' names are read from the pickle's opcodes (nothing is unpickled).
+    """
+    names: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if is_zip:  # torch.save's zip: the objects are pickled in <archive>/data.pkl
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                member = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+                fh = stack.enter_context(archive.open(member))
+            else:
+                fh = stack.enter_context(path.open("rb"))
+            for _ in range(4):  # an old torch.save file is a few pickles in a row; the model is in one
+                ops = pickletools.genops(fh)
+                names += [str(arg).replace(" ", ".") for op, arg, _pos in ops if op.name == "GLOBAL"]
+    except Exception:  # noqa: S110 (naming the objects is a courtesy; the refusal stands without it)
+        pass
+    standard = ("torch._utils.", "collections.OrderedDict", "torch.serialization.")
+    names = [n for n in dict.fromkeys(names) if not n.startswith(standard) and not n.endswith("Storage")]
+    modules = [n for n in names if n.startswith(("torch.nn.modules.", "torchvision.models.", "torchvision.ops."))]
+    # names[0], the first object pickled, is the model itself (FasterRCNN, or the user's class)
+    how = (
+        "It is never unpickled (torch.load weights_only=True). Save the weights alone instead: "
+        "torch.save(model.state_dict(), 'model.pth'), or a dict like "
+        "{'model': model.state_dict(), 'classes': [...]}."
+    )
+    if modules:
+        return f"{path} was refused: it is a whole pickled model ({names[0]}), saved with torch.save(model). {how}"
+    found = f" ({', '.join(names[:3])})" if names else ""
+    return f"{path} was refused: it holds pickled Python objects or code{found}, not just tensors. {how}"
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The first line of an exception's message, as plain text (torch's messages carry terminal escape codes)."""
+    text = _ANSI_ESCAPE.sub("", str(exc)).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 
 
@@ -370,129 +434,161 @@ def find_or_download(
     raise WeightsError("; ".join(reasons) + ". " + how_to_place(wf, env))
 
 
-# --------------------------------------------------------------------------- the backbone's weights
+# --------------------------------------------------------------------------- the one resolver
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
-class LoadedResNet:
-    """What :func:`load_resnet` resolved: a ResNet-50 carrying the weights, and what came with them.
+class Candidate:
+    """One place the weights may come from: a local file, or a published record (hub cache, then download).
 
     Attributes:
-        resnet: torchvision's ResNet-50, weights loaded (or seeded random init).
-        provenance: what was asked for, what loaded, from where, and why anything earlier failed.
-        mean, std: the input normalization of the loaded record (ImageNet's for any other file and random init).
-        fpn_state: the ``backbone.fpn`` tensors of a detection checkpoint, else None.
+        path: a local file (one asked for, or the operator's).
+        record: a published checkpoint, looked for in the hub cache, then downloaded when allowed.
+        env: the environment variable an operator sets for this use (named in messages).
     """
 
-    resnet: ResNet
-    provenance: Provenance
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    fpn_state: dict[str, Tensor] | None = None
+    path: str | None = None
+    record: WeightFile | None = None
+    env: str = WEIGHTS_ENV
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.record is None):
+            raise ValueError("a weights candidate is a local file or a published record, not both or neither")
 
 
-def load_resnet(
-    weights: str = "imagenet",
+def weight_candidates(
+    requested: str,
+    default: WeightFile,
     *,
+    records: Mapping[str, WeightFile | None],
     operator_file: str | None = None,
-    seed: int = 0,
-    allow_download: bool | None = None,
-    progress: Progress | None = None,
-) -> LoadedResNet:
-    """A ResNet-50 with the best weights available: the first of the resolution chain that loads.
+    env: str = WEIGHTS_ENV,
+) -> list[Candidate]:
+    """The fallback chain for one request, in order (the seeded random init comes after it).
 
     Args:
-        weights: a key of :data:`WEIGHT_FILES` (a detection checkpoint falls back to the imagenet
-            chain), ``"random"``, or a path to a local file.
-        operator_file: the operator's local file, tried before the ImageNet file (never for ``"random"``).
-        seed: seed of the random init used when no file loads.
+        requested: a key of ``records``, ``"random"`` (an empty chain) or a path to a local file.
+        default: the published file every chain but ``"random"`` ends with.
+        records: the choices this use accepts besides a path, each with the published file it asks
+            for first (None: nothing before the operator's file).
+        operator_file: the operator's local file, tried after what was asked for and before ``default``.
+        env: the environment variable that names the operator's file (for messages).
+    """
+    if requested == RANDOM:
+        return []
+    chain: list[Candidate] = []
+    if requested not in records:
+        chain.append(Candidate(path=requested, env=env))
+    elif (first := records[requested]) is not None and first != default:
+        chain.append(Candidate(record=first, env=env))
+    if operator_file and operator_file != requested:
+        chain.append(Candidate(path=operator_file, env=env))
+    chain.append(Candidate(record=default, env=env))
+    return chain
+
+
+@dataclass(frozen=True)
+class Resolved(Generic[M]):
+    """What :func:`resolve_weights` found: the model the first loadable candidate fitted, and what came with it.
+
+    Attributes:
+        model: the fitted model (the seeded random one when no candidate loaded).
+        state: the whole state dict that loaded (None for the random init).
+        provenance: what was asked for, what loaded, from where, and why every earlier candidate failed.
+        record: the published checkpoint the loaded file is (by its name, or by its SHA-256 when renamed), or None.
+    """
+
+    model: M
+    state: dict[str, Tensor] | None
+    provenance: Provenance
+    record: WeightFile | None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The file's SHA-256, hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def published_record(path: str | os.PathLike, expected: Sequence[WeightFile] = ()) -> WeightFile | None:
+    """The published checkpoint a local file is: by its name (any record), else by its SHA-256
+    (only against ``expected`` records that carry a legacy BatchNorm eps, the one thing it changes)."""
+    named = record_named(os.path.basename(str(path)))
+    if named is not None:
+        return named
+    legacy = [wf for wf in expected if wf.batchnorm_eps is not None and wf.hash_prefix]
+    if not legacy:
+        return None
+    digest = sha256_of(path)
+    return next((wf for wf in legacy if digest.startswith(wf.hash_prefix)), None)
+
+
+def set_batchnorm_eps(model: nn.Module, eps: float) -> None:
+    """Set the eps of every BatchNorm (plain or torchvision's frozen one) in ``model``."""
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            m.eps = eps
+
+
+def resolve_weights(
+    candidates: Sequence[Candidate],
+    fit: Callable[[Mapping[str, Tensor] | None], M],
+    *,
+    requested: str,
+    seed: int,
+    allow_download: bool | None = None,
+    progress: Progress | None = None,
+) -> Resolved[M]:
+    """The first candidate whose file reads safely and fits, else the seeded random init.
+
+    ``fit(state)`` builds a fresh model and loads ``state`` strictly, raising :class:`WeightsError`
+    with what does not fit (``"does not fit ResNet-50: ..."``; the file's path is put before it);
+    ``fit(None)`` builds the seeded random one. A fresh model per candidate,
+    since a failed load may have written some tensors. Then the one eps rule: a published
+    checkpoint's ``batchnorm_eps`` (torchvision's ``overwrite_eps``) is set on every BatchNorm.
+
+    Args:
+        candidates: from :func:`weight_candidates`.
+        fit: builds and loads the model, as above.
+        requested: what was asked for (the provenance's ``requested``).
+        seed: the random init's seed (named in the provenance).
         allow_download: None reads ``FPN_ALLOW_DOWNLOAD`` (default on).
         progress: called with (bytes done, bytes total) during a download.
     """
     allow = download_allowed() if allow_download is None else allow_download
-    attempts: list[tuple[str, Callable[[], tuple[dict[str, Tensor], str, os.PathLike | str]]]] = []
-
-    def local(path: str) -> Callable[[], tuple[dict[str, Tensor], str, str]]:
-        return lambda: (load_state_dict_file(path), "local file", path)
-
-    def hub(wf: WeightFile) -> Callable[[], tuple[dict[str, Tensor], str, os.PathLike]]:
-        return lambda: find_or_download(wf, allow_download=allow, progress=progress)
-
-    imagenet = WEIGHT_FILES["imagenet"]
-    if weights in WEIGHT_FILES and weights != imagenet.key:
-        attempts.append((WEIGHT_FILES[weights].description, hub(WEIGHT_FILES[weights])))
-    elif weights not in WEIGHT_CHOICES:
-        attempts.append((f"local file {weights}", local(weights)))
-    if weights != RANDOM:
-        if operator_file and operator_file != weights:
-            attempts.append((f"local file {operator_file} ({WEIGHTS_ENV})", local(operator_file)))
-        attempts.append((imagenet.description, hub(imagenet)))
-
+    expected = [c.record for c in candidates if c.record is not None]
     fallbacks: list[str] = []
-    for label, attempt in attempts:
-        resnet = resnet50(weights=None)  # fresh each time: a failed load may have written some tensors
+    for cand in candidates:
         try:
-            state, source, path = attempt()
-            fpn_state = _load_resnet_state(resnet, state, str(path))
+            if cand.record is not None:
+                state, source, path = find_or_download(
+                    cand.record, allow_download=allow, progress=progress, env=cand.env
+                )
+                record: WeightFile | None = cand.record
+                desc = cand.record.description
+            else:
+                assert cand.path is not None
+                state, source, path = load_state_dict_file(cand.path), "local file", Path(cand.path)
+                record = published_record(path, expected)
+                desc = f"local file {path.name}"
+            try:
+                model = fit(state)
+            except WeightsError as exc:  # the fit says what does not fit; the file is named here
+                raise WeightsError(f"{path} {exc}") from None
         except WeightsError as exc:
             fallbacks.append(str(exc))
             continue
-        desc = label if source != "local file" else f"local file {os.path.basename(str(path))}"
-        record = record_named(os.path.basename(str(path))) or imagenet
-        provenance = Provenance(weights, desc, source, str(path), True, fallbacks=tuple(fallbacks))
-        return LoadedResNet(resnet, provenance, record.mean, record.std, fpn_state)
-    resnet = resnet50(weights=None)
-    _reset_resnet(resnet, seed)
-    provenance = Provenance(weights, f"random init (seed {seed})", "random init", fallbacks=tuple(fallbacks))
-    return LoadedResNet(resnet, provenance, imagenet.mean, imagenet.std)
-
-
-def _reset_resnet(resnet: nn.Module, seed: int) -> None:
-    """torchvision's ResNet init drawn from a seeded generator (same weights in every process)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in resnet.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
-def _load_resnet_state(resnet: nn.Module, state: Mapping[str, Tensor], path: str) -> dict[str, Tensor] | None:
-    """Load a ResNet-50 state dict, or the ``backbone.body`` of a detection checkpoint, strictly.
-
-    Returns the ``backbone.fpn`` tensors of a detection checkpoint, else None.
-
-    Raises:
-        WeightsError: missing or unexpected keys, or wrong shapes.
-    """
-    fpn_state = None
-    if any(k.startswith("backbone.body.") for k in state):
-        body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
-        fpn_state = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
-        state = body
-        # Detection checkpoints have no classifier and use FrozenBatchNorm (no batch counter).
-        record = record_named(os.path.basename(path))
         if record is not None and record.batchnorm_eps is not None:
-            for m in resnet.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eps = record.batchnorm_eps
-        optional = lambda k: k.startswith("fc.") or k.endswith("num_batches_tracked")  # noqa: E731
-    else:
-        optional = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
-    try:
-        missing, unexpected = resnet.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        detail = str(exc).split("\n\t")[1:3]
-        raise WeightsError(f"{path} does not fit ResNet-50: {'; '.join(detail) or exc}") from None
-    missing = [k for k in missing if not optional(k)]
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path} does not fit ResNet-50 (strict load): "
-            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
-    return fpn_state or None
+            set_batchnorm_eps(model, record.batchnorm_eps)
+        provenance = Provenance(requested, desc, source, str(path), True, fallbacks=tuple(fallbacks))
+        return Resolved(model, state, provenance, record)
+    provenance = Provenance(requested, f"random init (seed {seed})", "random init", fallbacks=tuple(fallbacks))
+    return Resolved(fit(None), None, provenance, None)
 
 
 # --------------------------------------------------------------------------- the FPN's weights
@@ -516,36 +612,53 @@ def fpn_record(stages: tuple[str, ...]) -> WeightFile:
     return next(matches, WEIGHT_FILES["coco-fpn"])
 
 
-def fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
-    """What ``pyramid.build_fpn`` gives ``config`` on ``backbone``: a description, and whether it is trained.
+def fpn_weights(
+    stages: Sequence[str], out_channels: int, seed: int, trained_stages: Sequence[str] = ()
+) -> tuple[str, bool]:
+    """Which FPN weights a pyramid on ``stages`` at width ``out_channels`` gets: a description, and whether trained.
 
-    Trained FPN tensors come only with a COCO detection checkpoint, only at its width, and only
-    for the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the
-    dashboard says which weights run before it needs the FPN).
+    Trained FPN tensors come only with a COCO detection checkpoint (its FPN was trained on
+    ``trained_stages``; empty: the backbone's file has none), only at its width, and only for
+    the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the dashboard
+    says which weights run before it needs the FPN).
     """
-    coco = backbone.fpn_state if backbone is not None else None
-    trained = backbone.fpn_stages if backbone is not None else ()
+    stages, trained = tuple(stages), tuple(trained_stages)
+    if not trained:
+        return f"random init (seed {seed})", False
     record = fpn_record(trained)
-    if coco is not None and config.out_channels == record.fpn_out_channels and set(config.stages) <= set(trained):
-        return f"COCO-trained ({record.detector}) for {', '.join(config.stages)}", True
-    if coco is not None and config.out_channels != record.fpn_out_channels:
+    if out_channels != record.fpn_out_channels:
         return (
-            f"random init (seed {config.seed}): COCO-trained FPN weights exist only at width {record.fpn_out_channels}",
+            f"random init (seed {seed}): COCO-trained FPN weights exist only at width {record.fpn_out_channels}",
             False,
         )
-    if coco is not None:
+    if not set(stages) <= set(trained):
         return (
-            f"random init (seed {config.seed}): the {record.detector} checkpoint's FPN was trained on "
+            f"random init (seed {seed}): the {record.detector} checkpoint's FPN was trained on "
             f"{', '.join(trained)} only",
             False,
         )
-    return f"random init (seed {config.seed})", False
+    return f"COCO-trained ({record.detector}) for {', '.join(stages)}", True
+
+
+def checkpoint_part(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors of a checkpoint under ``prefix`` (``"backbone.body."``, ``"backbone.fpn."``), prefix removed."""
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def select_fpn_levels(
-    coco: Mapping[str, Tensor], stages: tuple[str, ...], trained: tuple[str, ...] = FPN_STAGES
+    coco: Mapping[str, Tensor], stages: Sequence[str], trained: Sequence[str] = FPN_STAGES
 ) -> dict[str, Tensor]:
-    """Take the blocks of the chosen stages from a COCO FPN trained on ``trained``, renumbered."""
+    """The lateral and output blocks of ``stages`` from an FPN state trained on ``trained``, renumbered
+    in the key layout of ``fpn_core.fpn.FPN`` (torchvision's), for a strict load.
+
+    Raises:
+        ValueError: a stage the trained FPN has no lateral for.
+        WeightsError: the FPN tensors lack a block.
+    """
+    trained = tuple(trained)
+    missing = [s for s in stages if s not in trained]
+    if missing:
+        raise ValueError(f"the FPN has no lateral for {', '.join(missing)}; it was trained on {', '.join(trained)}")
     out = {}
     for i, stage in enumerate(stages):
         j = trained.index(stage)

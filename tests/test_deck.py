@@ -166,7 +166,7 @@ def test_export_page_offers_the_lecture_deck_made_from_its_settings_and_point():
     settings = _settings("scales-deck", stages=("c4", "c5"), p6=False, out_channels=16)
     analysis = _analyse(settings)
     point = ((40, 30), None, "abs")
-    data = export_page.lecture_deck(analysis.key, settings.style, "scales-deck", None, point, settings, analysis)
+    data = export_page.lecture_deck(settings, analysis, None, point)
     prs = Presentation(io.BytesIO(data))
     titles = [_title(s) for s in prs.slides]
     assert any(t.startswith("Receptive fields at (40, 30)") for t in titles), titles

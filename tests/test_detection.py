@@ -8,10 +8,8 @@ small (long side 320) to keep the tests fast on a CPU.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import pickle
 import threading
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from torchvision.ops.poolers import initLevelMapper
 
 import fpn_core.detection as detection
 import fpn_core.weights as weights
-from fpn_core import cli, load_image
+from fpn_core import FPN, ResNetBackbone, cli, load_image
 from fpn_core.detection import (
     DETECTORS,
     build_detector,
@@ -37,7 +35,7 @@ from fpn_core.detection import (
 )
 from fpn_core.export import build_export
 from fpn_core.weights import WeightFile
-from tests.conftest import malicious_checkpoint, named_by_hash, run_cli_process
+from tests.conftest import named_by_hash, run_cli_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 320  # network input long side in these tests (torchvision's default is 800)
@@ -162,11 +160,15 @@ def test_state_dict_is_torchvisions_and_loads_strictly(name):
     tv = BUILDERS[name](weights=None, weights_backbone=None)
     det = build_detector(name, weights="random", optimize=False, allow_download=False)
     tv_keys = {k for k in tv.state_dict() if not k.endswith("num_batches_tracked")}
-    assert set(det.state_dict()) == tv_keys
-    det.load_state_dict(tv.state_dict(), strict=True)  # BatchNorm2d layout, num_batches_tracked included
-    assert type(det).__name__ == type(tv).__name__  # torchvision's own class
-    assert isinstance(det.backbone.fpn, torch.nn.Module) and type(det.backbone.fpn).__name__ == "FPN"
-    assert type(det.backbone.body).__name__ == "ResNetBackbone"
+    assert isinstance(det, detection.Detector) and det.spec is DETECTORS[name]
+    model = det.model
+    assert set(model.state_dict()) == tv_keys
+    model.load_state_dict(tv.state_dict(), strict=True)  # BatchNorm2d layout, num_batches_tracked included
+    assert type(model) is type(tv) is det.spec.family.model_class  # torchvision's own class
+    assert isinstance(model.backbone.fpn, FPN) and isinstance(model.backbone.body, ResNetBackbone)
+    assert det.device == next(model.parameters()).device
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        det.folded = True  # a record, not a module with attributes stuck on
 
 
 @pytest.mark.parametrize("optimize", [False, True], ids=["plain", "folded-channels-last"])
@@ -175,7 +177,7 @@ def test_equals_torchvision(name, optimize, pair, ours, image):
     ref, _ = pair(name)
     det = ours(name, optimize)
     assert det.folded == optimize
-    has_norm = any(isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)) for m in det.modules())
+    has_norm = any(isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)) for m in det.model.modules())
     assert has_norm == (not optimize)  # folded away, or still there
     # the pyramid itself
     feats = run_detector_features(det, image, size=SIZE)
@@ -319,8 +321,8 @@ def test_threshold_only_refilters_cached_heads(ours, image):
 
 def test_model_stays_read_only_and_shareable(ours, image):
     det = ours("faster-rcnn")
-    before = {k: v.clone() for k, v in det.state_dict().items()}
-    cells = [c.clone() for c in det.rpn.anchor_generator.cell_anchors]
+    before = {k: v.clone() for k, v in det.model.state_dict().items()}
+    cells = [c.clone() for c in det.model.rpn.anchor_generator.cell_anchors]
     results: list = [None, None]
 
     def run(i: int) -> None:
@@ -332,13 +334,14 @@ def test_model_stays_read_only_and_shareable(ours, image):
     for t in threads:
         t.join()
     assert torch.equal(results[0].boxes, results[1].boxes) and results[0].levels == results[1].levels
-    assert not det.training and not any(p.requires_grad for p in det.parameters())
-    assert all(torch.equal(v, det.state_dict()[k]) for k, v in before.items())
-    for m in det.modules():
+    model = det.model
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    for m in model.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
     # torchvision's lazy caches were never written (its own forward would set them)
-    assert det.roi_heads.box_roi_pool.scales is None and det.roi_heads.box_roi_pool.map_levels is None
-    assert all(torch.equal(a, b) for a, b in zip(cells, det.rpn.anchor_generator.cell_anchors, strict=True))
+    assert model.roi_heads.box_roi_pool.scales is None and model.roi_heads.box_roi_pool.map_levels is None
+    assert all(torch.equal(a, b) for a, b in zip(cells, model.rpn.anchor_generator.cell_anchors, strict=True))
 
 
 def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, image):
@@ -346,22 +349,25 @@ def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, im
 
     det = ours("faster-rcnn")
     pyr = detection.detector_pyramid(det, PyramidConfig(stages=("c3", "c4", "c5")))
-    assert pyr.backbone is det.backbone.body  # shared, not copied
+    source = det.model.backbone
+    assert pyr.backbone is source.body  # shared, not copied
     for i, j in enumerate((1, 2, 3)):  # c3..c5 are the Faster R-CNN FPN's blocks 1..3
-        assert torch.equal(pyr.fpn.inner_blocks[i][0].weight, det.backbone.fpn.inner_blocks[j][0].weight)
-        assert torch.equal(pyr.fpn.layer_blocks[i][0].bias, det.backbone.fpn.layer_blocks[j][0].bias)
+        assert torch.equal(pyr.fpn.inner_blocks[i][0].weight, source.fpn.inner_blocks[j][0].weight)
+        assert torch.equal(pyr.fpn.layer_blocks[i][0].bias, source.fpn.layer_blocks[j][0].bias)
     assert pyr.provenance.fpn_pretrained and "Faster R-CNN" in pyr.provenance.fpn
     out = run_pyramid(pyr, image, size=128)
     assert list(out.levels) == ["p3", "p4", "p5", "p6"]
     retina = detection.detector_pyramid(ours("retinanet"))
     assert retina.config.stages == ("c3", "c4", "c5") and list(run_pyramid(retina, image, size=128).levels)[-1] == "p6"
-    with pytest.raises(ValueError, match="no lateral for c2"):
+    with pytest.raises(ValueError, match="c2"):  # the detector's FPN has no lateral for it
         detection.detector_pyramid(ours("retinanet"), PyramidConfig(stages=("c2", "c3")))
-    with pytest.raises(ValueError, match="width 256"):
+    with pytest.raises(ValueError, match="256"):
         detection.detector_pyramid(det, PyramidConfig(out_channels=128))
 
 
 # --------------------------------------------------------------------------- weights
+# The resolver (chain, hash check, download, refusals, eps rule) is tested once, in test_weights.py;
+# here: that each detector goes through it with its own record, layout and operator variable.
 
 
 def _use_record(monkeypatch, name: str, filename: str) -> WeightFile:
@@ -386,101 +392,34 @@ def test_coco_from_the_hub_cache(name, hub, monkeypatch):
     prov = det.provenance
     assert prov.pretrained and prov.fpn_pretrained and prov.source == "torch hub cache"
     assert prov.path == str(path) and not prov.fallbacks
-    key = "rpn.head.cls_logits.weight" if name == "faster-rcnn" else "head.classification_head.cls_logits.weight"
-    assert torch.equal(det.state_dict()[key], state[key])
-    # torchvision's published COCO_V1 files expect BatchNorm eps 0 (its overwrite_eps)
-    assert {m.eps for m in det.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}
+    assert all(torch.equal(v, state[k]) for k, v in det.model.state_dict().items())
+    # torchvision's published COCO_V1 files expect BatchNorm eps 0 (its overwrite_eps): the record's eps
+    assert {m.eps for m in det.model.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}
 
 
-def test_operator_file_comes_first_and_keeps_eps(hub, tmp_path, monkeypatch):
-    state = _small_state("retinanet")
-    path = tmp_path / "mine.pth"
-    torch.save({"model": state}, path)
-    det = build_detector("retinanet", weights="coco", optimize=False, allow_download=False, operator_file=str(path))
-    assert det.provenance.source == "local file" and det.provenance.path == str(path)
-    assert torch.equal(
-        det.state_dict()["backbone.fpn.extra_blocks.p7.weight"], state["backbone.fpn.extra_blocks.p7.weight"]
-    )
-    assert {m.eps for m in det.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-5}
-
-
-def test_download_when_allowed_lands_in_the_cache(hub, tmp_path, monkeypatch):
-    src = tmp_path / "x.pth"
-    torch.save(_small_state("faster-rcnn"), src)
-    src = named_by_hash(src, "fasterrcnn_resnet50_fpn_coco")
-    _use_record(monkeypatch, "faster-rcnn", src.name)
-    payload = src.read_bytes()
-
-    class Response(io.BytesIO):
-        def __init__(self, data: bytes) -> None:
-            super().__init__(data)
-            self.headers = {"Content-Length": str(len(data))}
-
-    timeouts: list[float] = []
-
-    def urlopen(url, timeout):
-        timeouts.append(timeout)
-        return Response(payload)
-
-    monkeypatch.setattr(weights.urllib.request, "urlopen", urlopen)
-    det = build_detector("faster-rcnn", weights="coco", optimize=False, allow_download=True)
-    assert det.provenance.source == "download" and det.provenance.pretrained
-    assert timeouts and all(t <= 15 for t in timeouts)  # a dead network cannot hang the app
-    assert (hub / src.name).read_bytes() == payload
-
-
-def test_offline_falls_back_to_untrained_and_says_where_to_put_the_file(hub, monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
-    det = build_detector("retinanet", weights="coco", allow_download=True)
+def test_the_chain_names_the_detectors_file_and_operator_variable(hub):
+    det = build_detector("retinanet", weights="coco", allow_download=False)
     prov = det.provenance
-    assert not prov.pretrained and prov.source == "random init"
+    assert not prov.pretrained and prov.source == "random init" and not prov.fpn_pretrained
+    spec = DETECTORS["retinanet"]
     reasons = " ".join(prov.fallbacks)
-    assert "could not download" in reasons and str(hub / "retinanet_resnet50_fpn_coco-eeacb38b.pth") in reasons
-    det2 = build_detector("retinanet", weights="coco", allow_download=False)
-    assert any("downloads are off" in r for r in det2.provenance.fallbacks)
-    help_text = detection.how_to_get_weights("retinanet")
-    assert "retinanet_resnet50_fpn_coco-eeacb38b.pth" in help_text and "130 MB" in help_text and str(hub) in help_text
-    assert "160 MB" in detection.how_to_get_weights("faster-rcnn")
+    assert str(hub / spec.weights.filename) in reasons and spec.env in reasons  # where to put it, and how
+    for spec in DETECTORS.values():
+        help_text = detection.how_to_get_weights(spec.name)
+        assert spec.weights.filename in help_text and str(hub) in help_text and spec.env in help_text
+        assert f"{spec.file_mb} MB" in help_text
 
 
-def test_hash_mismatch_and_wrong_layout_are_refused(hub, tmp_path):
-    torch.save(_small_state("faster-rcnn"), hub / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")  # wrong content
-    det = build_detector("faster-rcnn", weights="coco", allow_download=False)
-    assert not det.provenance.pretrained
-    assert any("does not match the hash 258fb6c6" in r for r in det.provenance.fallbacks)
+def test_a_checkpoint_of_another_layout_is_refused(hub, tmp_path):
     imagenet = tmp_path / "resnet.pth"
     torch.save(resnet50().state_dict(), imagenet)
-    det = build_detector("faster-rcnn", weights=str(imagenet), allow_download=False)
-    assert not det.provenance.pretrained
-    assert any("does not fit Faster R-CNN (strict load)" in r for r in det.provenance.fallbacks)
     retina = tmp_path / "retina.pth"
     torch.save(_small_state("retinanet"), retina)  # the other detector's checkpoint
-    det = build_detector("faster-rcnn", weights=str(retina), allow_download=False)
-    assert any("does not fit Faster R-CNN" in r for r in det.provenance.fallbacks)
-
-
-@pytest.mark.parametrize("where", ["path", "operator file", "hub cache"])
-def test_malicious_checkpoint_is_refused_and_never_runs(where, hub, tmp_path, monkeypatch):
-    marker = tmp_path / "pwned"
-    path = malicious_checkpoint(tmp_path / "evil.pth", marker, "backbone.body.conv1.weight")
-    requested, operator_file = "coco", None
-    if where == "path":
-        requested = str(path)
-    elif where == "operator file":
-        operator_file = str(path)
-    else:
-        path = named_by_hash(path.rename(hub / "evil.pth"), "fasterrcnn_resnet50_fpn_coco")  # passes the hash check
-        _use_record(monkeypatch, "faster-rcnn", path.name)
-    det = build_detector("faster-rcnn", weights=requested, allow_download=False, operator_file=operator_file)
-    assert not marker.exists(), "the pickle payload ran"
-    assert not det.provenance.pretrained
-    assert any("refused" in r and str(path) in r for r in det.provenance.fallbacks), det.provenance.fallbacks
-    with path.open("rb") as fh:  # the payload is real: the unsafe loader runs it
-        pickle.load(fh)
-    assert marker.exists()
+    for path in (imagenet, retina):
+        det = build_detector("faster-rcnn", weights=str(path), allow_download=False)
+        assert not det.provenance.pretrained
+        reason = det.provenance.fallbacks[0]  # names the file and the detector it does not fit
+        assert str(path) in reason and DETECTORS["faster-rcnn"].title in reason
 
 
 def test_random_is_seeded_and_leaves_the_global_rng_alone():
@@ -491,9 +430,9 @@ def test_random_is_seeded_and_leaves_the_global_rng_alone():
     after = torch.rand(3)
     b = build_detector("retinanet", weights="random", seed=4, optimize=False)
     assert torch.equal(expected, after)
-    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
     assert a.provenance.source == "random init" and not a.provenance.fallbacks
-    with pytest.raises(ValueError, match="detector must be one of"):
+    with pytest.raises(ValueError, match="yolo"):  # names the bad value
         build_detector("yolo")
 
 

@@ -193,7 +193,7 @@ def test_with_a_checkpoint_boxes_show_without_notice_or_toggle(tmp_path, monkeyp
 
     donor = build_detector("faster-rcnn", weights="random", seed=3, optimize=False, allow_download=False)
     path = tmp_path / "frcnn-checkpoint.pth"
-    torch.save(donor.state_dict(), path)
+    torch.save(donor.model.state_dict(), path)
     monkeypatch.setenv(DETECTORS["faster-rcnn"].env, str(path))
     cache.get_detector.clear()  # the process-wide detector was built before the file existed
     try:

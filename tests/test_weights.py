@@ -6,6 +6,7 @@ No test here skips the load: each one runs the real loading code on a real file.
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import time
 from pathlib import Path
@@ -143,10 +144,11 @@ def test_malicious_pickle_never_runs(hub, tmp_path, monkeypatch, where):
     assert marker.exists()
 
 
-def test_operator_file_comes_first(hub, tmp_path, monkeypatch):
+@pytest.mark.parametrize("wrapper", ["state_dict", "model"])
+def test_operator_file_comes_first(hub, tmp_path, monkeypatch, wrapper):
     state = _resnet_state(seed=11)
     path = tmp_path / "mine.pth"
-    torch.save({"state_dict": state}, path)
+    torch.save({wrapper: state}, path)
     bb = build_backbone("imagenet", allow_download=False, optimize=False, operator_file=str(path))
     assert bb.provenance.source == "local file" and bb.provenance.path == str(path)
     assert torch.equal(bb.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
@@ -278,3 +280,136 @@ def test_a_checkpoints_fpn_is_named_by_the_record_trained_on_its_stages():
     assert weights.fpn_record(("c3", "c4", "c5")) is weights.RETINANET_COCO
     assert weights.fpn_record(("c2", "c3", "c4", "c5")) is weights.COCO
     assert weights.fpn_record(("c4", "c5")) is weights.COCO  # any other local checkpoint: as Faster R-CNN's
+
+
+def test_fpn_weights_takes_plain_values():
+    assert weights.fpn_weights(("c3", "c4", "c5"), 256, 0) == ("random init (seed 0)", False)
+    desc, trained = weights.fpn_weights(("c3", "c4", "c5"), 256, 0, ("c3", "c4", "c5"))
+    assert trained and weights.RETINANET_COCO.detector in desc
+    desc, trained = weights.fpn_weights(("c2", "c3"), 256, 3, ("c3", "c4", "c5"))
+    assert not trained and "seed 3" in desc and "c3, c4, c5" in desc  # what it was trained on
+    desc, trained = weights.fpn_weights(("c3", "c4", "c5"), 128, 0, ("c2", "c3", "c4", "c5"))
+    assert not trained and "256" in desc  # the width it exists at
+
+
+# --------------------------------------------------------------------------- the resolver, once
+
+
+class _Toy(torch.nn.Module):
+    """A model small enough to resolve many times: one conv and one BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        self.bn = torch.nn.BatchNorm2d(2)
+
+
+def _fit_toy(state):
+    model = _Toy()
+    if state is None:
+        torch.nn.init.zeros_(model.conv.weight)
+        return model
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise WeightsError("does not fit the toy") from None
+    return model
+
+
+def _toy_file(path: Path, value: float) -> Path:
+    model = _Toy()
+    torch.nn.init.constant_(model.conv.weight, value)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_candidates_in_order_for_every_use(tmp_path):
+    rec = weights.WEIGHT_FILES["coco-fpn"]
+    default = weights.IMAGENET
+    records = {"imagenet": None, "coco-fpn": rec}
+    chain = weights.weight_candidates("coco-fpn", default, records=records, operator_file="op.pth", env="MY_ENV")
+    assert [(c.path, c.record) for c in chain] == [(None, rec), ("op.pth", None), (None, default)]
+    assert {c.env for c in chain} == {"MY_ENV"}
+    chain = weights.weight_candidates("mine.pth", default, records=records, operator_file="mine.pth")
+    assert [(c.path, c.record) for c in chain] == [("mine.pth", None), (None, default)]  # no file twice
+    assert weights.weight_candidates("imagenet", default, records=records)[0].record is default
+    assert weights.weight_candidates("random", default, records=records, operator_file="op.pth") == []
+    with pytest.raises(ValueError):
+        weights.Candidate()
+
+
+def test_resolve_takes_the_first_that_reads_and_fits(hub, tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"other": torch.zeros(1)}, bad)  # reads, does not fit
+    good = _toy_file(tmp_path / "good.pth", 2.0)
+    later = _toy_file(tmp_path / "later.pth", 3.0)
+    chain = [weights.Candidate(path=str(tmp_path / "missing.pth")), weights.Candidate(path=str(bad))]
+    chain += [weights.Candidate(path=str(good)), weights.Candidate(path=str(later))]
+    out = weights.resolve_weights(chain, _fit_toy, requested="x", seed=0, allow_download=False)
+    assert float(out.model.conv.weight.detach().mean()) == 2.0 and out.state is not None
+    prov = out.provenance
+    assert (prov.requested, prov.source, prov.path, prov.pretrained) == ("x", "local file", str(good), True)
+    assert len(prov.fallbacks) == 2 and str(bad) in prov.fallbacks[1] and "toy" in prov.fallbacks[1]
+    assert out.record is None
+
+
+def test_resolve_ends_with_the_seeded_random_init(hub):
+    chain = [weights.Candidate(record=weights.IMAGENET)]
+    out = weights.resolve_weights(chain, _fit_toy, requested="imagenet", seed=9, allow_download=False)
+    assert out.state is None and out.record is None and not out.provenance.pretrained
+    assert out.provenance.source == "random init" and "9" in out.provenance.backbone
+    assert float(out.model.conv.weight.detach().abs().sum()) == 0.0  # fit(None) made it
+    assert len(out.provenance.fallbacks) == 1 and weights.IMAGENET.filename in out.provenance.fallbacks[0]
+
+
+def test_download_when_allowed_lands_in_the_cache(hub, tmp_path, monkeypatch):
+    src = named_by_hash(_toy_file(tmp_path / "x.pth", 1.0), "toy")
+    record = WeightFile("toy", src.name, "https://invalid.example/toy.pth", "toy", "a toy file")
+    payload = src.read_bytes()
+
+    class Response(io.BytesIO):
+        def __init__(self, data: bytes) -> None:
+            super().__init__(data)
+            self.headers = {"Content-Length": str(len(data))}
+
+    timeouts: list[float] = []
+
+    def urlopen(url, timeout):
+        timeouts.append(timeout)
+        return Response(payload)
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", urlopen)
+    seen: list[tuple[int, int]] = []
+    out = weights.resolve_weights(
+        [weights.Candidate(record=record)],
+        _fit_toy,
+        requested="toy",
+        seed=0,
+        allow_download=True,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert out.provenance.source == "download" and out.provenance.pretrained and out.record is record
+    assert timeouts and all(t <= weights.DOWNLOAD_TIMEOUT_S for t in timeouts)  # a dead network cannot hang
+    assert (hub / src.name).read_bytes() == payload and seen[-1] == (len(payload), len(payload))
+
+
+def test_the_one_eps_rule_reads_the_record_of_the_loaded_file(hub, tmp_path):
+    """A published file's legacy eps applies: found in the hub cache, or a local copy known by its
+    name or (for the records this chain expects) by its SHA-256; any other file keeps the default."""
+    src = named_by_hash(_toy_file(tmp_path / "x.pth", 1.0), "toy")
+    record = WeightFile("toy", src.name, "https://invalid.example/toy.pth", "toy", "a toy", batchnorm_eps=0.0)
+    renamed = tmp_path / "renamed.pth"
+    renamed.write_bytes(src.read_bytes())
+    other = _toy_file(tmp_path / "other.pth", 1.0)
+    (hub / src.name).write_bytes(src.read_bytes())
+
+    def eps(chain) -> float:
+        out = weights.resolve_weights(chain, _fit_toy, requested="toy", seed=0, allow_download=False)
+        assert out.provenance.pretrained
+        return out.model.bn.eps
+
+    expected = weights.Candidate(record=record)
+    assert eps([expected]) == 0.0  # the hub cache
+    assert eps([weights.Candidate(path=str(renamed)), expected]) == 0.0  # renamed, known by its hash
+    assert eps([weights.Candidate(path=str(renamed))]) == 1e-5  # no chain record to compare with
+    assert eps([weights.Candidate(path=str(other)), expected]) == 1e-5  # another file

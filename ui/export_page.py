@@ -1,5 +1,6 @@
 """The export page: every map, overlay, the slide and metadata.json in one zip."""
 
+import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -7,8 +8,6 @@ from collections.abc import Mapping
 import streamlit as st
 from PIL import Image
 
-from fpn_core.deck import DeckStyle, build_deck, run_lesson
-from fpn_core.point import analyse_point
 from ui import cache, detection_page, loading
 from ui import settings as S
 
@@ -32,30 +31,26 @@ def deck_point(settings: S.Settings) -> tuple[tuple[int, int], int | None, str]:
     return xy, (None if channel is None else int(channel)), str(state.get(S.KEY_RF_MAGNITUDE, "abs"))
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
 def lecture_deck(
-    key: cache.AnalysisKey,
-    style: object,
-    digest: str,
-    shown: detection_page.DetectionChoice | None,
+    settings: S.Settings,
+    analysis: cache.Analysis,
+    shown: cache.DetectionChoice | None,
     point: tuple[tuple[int, int], int | None, str],
-    _settings: S.Settings,
-    _analysis: cache.Analysis,
 ) -> bytes:
-    """The lecture deck (.pptx bytes) of the current analysis, cached by settings, image, detections and point."""
-    image = _settings.image
+    """The lecture deck (.pptx bytes) of the current analysis: cached by settings, image, detections and point
+    (``cache.get_deck``); the point's ERF is the Receptive fields page's own cache entry."""
+    image = settings.image
     assert image is not None
-    out = cache.pyramid_output(_analysis)
     (x, y), channel, magnitude = point
-    at = analyse_point(
-        _analysis.model, image.array, (x, y), size=_settings.size, channel=channel, magnitude=magnitude,
-        keep_tensors=False,
-    )  # fmt: skip
-    dets = detection_page.choice_detections(shown, image)
-    runs = run_lesson(_analysis.model, out, image.array, size=_settings.size, detections=dets, point=at)
-    deck_style = DeckStyle(_settings.style.colormap, _settings.style.alpha, _settings.style.aggregation,
-                           _settings.style.scope)  # fmt: skip
-    return build_deck(_analysis.model, out, runs, style=deck_style, source=image.name)
+    detections = detection_page.choice_detections(shown, image)
+    key = cache.DeckKey(
+        analysis.key,
+        settings.style,
+        image.name,
+        shown if detections is not None else None,
+        cache.ErfKey(analysis.key, (float(x), float(y)), channel, magnitude),
+    )
+    return cache.get_deck(key, analysis, image.array, detections)
 
 
 def deck_button(settings: S.Settings, analysis: cache.Analysis) -> None:
@@ -65,10 +60,9 @@ def deck_button(settings: S.Settings, analysis: cache.Analysis) -> None:
         return
     shown = detection_page.shown_choice(settings)  # session state is read here: the download runs outside the run
     point = deck_point(settings)
-    digest = settings.image.digest
     st.download_button(
         "Lecture deck (.pptx)",
-        lambda: lecture_deck(analysis.key, settings.style, digest, shown, point, settings, analysis),
+        lambda: lecture_deck(settings, analysis, shown, point),
         file_name=export_file_name(settings).replace("fpn_export_", "fpn_lecture_").rsplit("_", 1)[0] + ".pptx",
         mime=DECK_MIME,
         key=KEY_EXPORT_DECK,
@@ -80,7 +74,7 @@ def deck_button(settings: S.Settings, analysis: cache.Analysis) -> None:
 
 
 def export_bundle(
-    settings: S.Settings, analysis: cache.Analysis, shown: detection_page.DetectionChoice | None = None
+    settings: S.Settings, analysis: cache.Analysis, shown: cache.DetectionChoice | None = None
 ) -> cache.ExportBundle:
     """The cached "Export all" bundle for the current analysis and sidebar.
 
@@ -88,9 +82,10 @@ def export_bundle(
     """
     source = settings.image.name if settings.image is not None else None
     detections = detection_page.choice_detections(shown, settings.image)
+    key = cache.ExportKey(analysis.key, settings.style, settings.export_scale, source)
     if shown is None or detections is None:
-        return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis)
-    return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis, shown, detections)
+        return cache.get_export(key, analysis)
+    return cache.get_export(dataclasses.replace(key, detection=shown), analysis, detections)
 
 
 def export_file_name(settings: S.Settings) -> str:

@@ -7,20 +7,21 @@ the outputs equal torchvision's.
 
 Where is what:
 
-- ``specs``: the detectors as data (:class:`DetectorSpec`, :data:`DETECTORS`), where their weights
+- ``specs``: the detectors as data (:class:`DetectorSpec`, :class:`HeadFamily`, :data:`DETECTORS`), where their weights
   go (:func:`how_to_get_weights`), the paper's level rule for a box (:func:`paper_level`).
-- ``build``: :func:`build_detector` (assemble, load weights, provenance) and
+- ``build``: :func:`build_detector` (assemble, load weights, provenance; returns a :class:`Detector`) and
   :func:`detector_pyramid` (a detector's backbone and FPN as a ``Pyramid`` for the other views).
 - ``results``: the dataclasses a run returns (:class:`DetectorFeatures`, :class:`Detections`, ...).
 - ``run``: :func:`run_detector_features`, :func:`run_heads`, :func:`filter_detections`,
   :func:`detect`: torchvision's steps one by one, keeping each box's source level.
 - ``figure``: ``detection_figure``, the boxes drawn in their levels' colors (matplotlib; not imported here).
-- ``cli``: the ``detect`` command of ``python -m fpn_core`` (not imported here).
 
-Import the names below from ``fpn_core.detection``; ``figure`` and ``cli`` by their module.
+The ``detect`` command lives with the other commands, in ``fpn_core.cli.detect``.
+
+Import the names below from ``fpn_core.detection``; ``figure`` by its module.
 """
 
-from .build import DETECTOR_WEIGHTS, DetectorBackbone, build_detector, detector_pyramid
+from .build import DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid
 from .results import Detections, DetectorFeatures, LevelAnchors, LevelProposals
 from .run import (
     DEFAULT_MAX_SIZE,
@@ -33,7 +34,15 @@ from .run import (
     run_detector_features,
     run_heads,
 )
-from .specs import DETECTOR_NAMES, DETECTORS, DetectorSpec, detector_spec, how_to_get_weights, paper_level
+from .specs import (
+    DETECTOR_NAMES,
+    DETECTORS,
+    DetectorSpec,
+    HeadFamily,
+    detector_spec,
+    how_to_get_weights,
+    paper_level,
+)
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -45,9 +54,11 @@ __all__ = [
     "MIN_INPUT_SIZE",
     "TOP_K_PROPOSALS",
     "Detections",
+    "Detector",
     "DetectorBackbone",
     "DetectorFeatures",
     "DetectorSpec",
+    "HeadFamily",
     "LevelAnchors",
     "LevelProposals",
     "build_detector",

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from ..figures import LABEL_PT, TICK_PT, TITLE_PT, _image_axes, _new_figure, _panel_size
+from ..figures import LABEL_PT, TICK_PT, TITLE_PT, image_axes, new_figure, panel_size
 from ..images import check_rgb
 from ..levels import hex_color, stride_of
 from .results import Detections
@@ -39,10 +39,10 @@ def detection_figure(image: np.ndarray, dets: Detections, *, title: str | None =
     sx, sy = w / dw, h / dh
     if abs(sx - sy) > 0.02 * max(sx, sy) + 1.0 / min(dh, dw):
         raise ValueError(f"the image ({w} × {h}) is not the one the detections were made on ({dw} × {dh})")
-    fig = _new_figure(*_panel_size(w, h, base=8.0, extra_w=1.8, extra_h=0.8))
+    fig = new_figure(*panel_size(w, h, base=8.0, extra_w=1.8, extra_h=0.8))
     ax = fig.add_subplot()
     ax.imshow(image, interpolation="antialiased")
-    _image_axes(ax)
+    image_axes(ax)
     boxes = dets.boxes.numpy() * np.array([sx, sy, sx, sy], dtype=np.float32)
     for i in range(len(dets) - 1, -1, -1):  # best score drawn last, on top
         x1, y1, x2, y2 = (float(v) for v in boxes[i])

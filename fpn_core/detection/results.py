@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..levels import torchvision_key_to_level
 from ..weights import Provenance
-from .specs import DETECTORS, paper_level
+from .specs import DetectorSpec, paper_level
 
 __all__ = ["Detections", "DetectorFeatures", "LevelAnchors", "LevelProposals"]
 
@@ -54,24 +54,27 @@ class DetectorFeatures:
     """Backbone + FPN output on one image: what :func:`run_heads` needs, computed once.
 
     Attributes:
-        detector: the detector's name (the heads check it matches).
+        spec: the detector's spec (the heads check it matches; ``detector`` is its name).
         maps: the pyramid with torchvision's keys (``'0'..'3', 'pool'`` or ``'0'..'2', 'p6', 'p7'``).
         image_hw: the input image's size.
         input_hw: the resized network input's size, before padding to a multiple of 32.
         padded_hw: the batched tensor's size (what anchors are laid out on).
     """
 
-    detector: str
+    spec: DetectorSpec
     maps: OrderedDict[str, Tensor]
     image_hw: tuple[int, int]
     input_hw: tuple[int, int]
     padded_hw: tuple[int, int]
 
     @property
+    def detector(self) -> str:
+        return self.spec.name
+
+    @property
     def levels(self) -> OrderedDict[str, Tensor]:
         """The same maps named by level (``p2..p6`` or ``p3..p7``)."""
-        stages = DETECTORS[self.detector].stages
-        return OrderedDict((torchvision_key_to_level(k, stages), v) for k, v in self.maps.items())
+        return OrderedDict((torchvision_key_to_level(k, self.spec.stages), v) for k, v in self.maps.items())
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Detections:
     """What a detector found on one image, each box traced to its pyramid level.
 
     Attributes:
-        detector: ``"faster-rcnn"`` or ``"retinanet"``.
+        spec: the detector's spec (``detector`` is its name, the JSON's ``"detector"``).
         boxes: ``(N, 4)`` float x1, y1, x2, y2 in the input image's pixels, best score first.
         scores: ``(N,)``.
         labels: ``(N,)`` COCO category ids, as torchvision returns them.
@@ -102,7 +105,7 @@ class Detections:
         provenance: the detector's weights.
     """
 
-    detector: str
+    spec: DetectorSpec
     boxes: Tensor
     scores: Tensor
     labels: Tensor
@@ -120,6 +123,10 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.scores.numel())
+
+    @property
+    def detector(self) -> str:
+        return self.spec.name
 
     @property
     def level_names(self) -> tuple[str, ...]:

@@ -16,13 +16,13 @@ re-applies a score threshold without running anything. :func:`detect` does all t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import concat_box_prediction_layers
@@ -33,9 +33,9 @@ from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 from ..device import device_slot
 from ..images import check_rgb
 from ..levels import level_name, stage_index
-from .build import _device_of, _spec_of
+from .build import Detector
 from .results import Detections, DetectorFeatures, LevelAnchors, LevelProposals
-from .specs import DETECTORS
+from .specs import RCNN, RETINANET, DetectorSpec, HeadFamily
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -65,7 +65,7 @@ def _image_tensor(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
 
 
-def run_detector_features(det: nn.Module, image: np.ndarray, *, size: int | None = None) -> DetectorFeatures:
+def run_detector_features(det: Detector, image: np.ndarray, *, size: int | None = None) -> DetectorFeatures:
     """Resize, normalize and run the backbone and FPN: the part worth caching.
 
     Args:
@@ -77,23 +77,23 @@ def run_detector_features(det: nn.Module, image: np.ndarray, *, size: int | None
     Raises:
         ValueError: a bad image or size.
     """
-    spec = _spec_of(det)
+    spec = det.spec
     if size is not None and not MIN_INPUT_SIZE <= int(size) <= MAX_INPUT_SIZE:
         raise ValueError(f"size must be from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} pixels, got {size}")
     tensor = _image_tensor(image)
-    device = _device_of(det)
-    transform = det.transform
+    device = det.device
+    transform = det.model.transform
     if size is not None:  # min = max = size: the long side becomes ``size``
         transform = GeneralizedRCNNTransform(int(size), int(size), list(spec.weights.mean), list(spec.weights.std))
     with device_slot(device), torch.inference_mode():
         images, _ = transform([tensor.to(device)])
         x = images.tensors
-        if getattr(det, "folded", False):
+        if det.folded:
             x = x.contiguous(memory_format=torch.channels_last)
-        maps = det.backbone(x)
+        maps = det.model.backbone(x)
     h, w = images.image_sizes[0]
     return DetectorFeatures(
-        spec.name, maps, (int(image.shape[0]), int(image.shape[1])), (int(h), int(w)), tuple(x.shape[-2:])
+        spec, maps, (int(image.shape[0]), int(image.shape[1])), (int(h), int(w)), tuple(x.shape[-2:])
     )
 
 
@@ -148,8 +148,8 @@ class _Raw:
     anchors: dict[str, LevelAnchors]
 
 
-def _faster_rcnn_heads(
-    det: FasterRCNN, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
+def _rcnn_heads(
+    det: FasterRCNN, spec: DetectorSpec, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
 ) -> _Raw:
     """torchvision's RPN and RoI heads (eval), keeping each box's proposal and its levels."""
     rpn, rh = det.rpn, det.roi_heads
@@ -210,7 +210,7 @@ def _faster_rcnn_heads(
 
     sources = props[source]
     pooled = mapper([sources]) if sources.numel() else torch.zeros(0, dtype=torch.int64)
-    k_min = stage_index(DETECTORS["faster-rcnn"].pooled_levels[0])
+    k_min = stage_index(spec.pooled_levels[0])
     return _Raw(
         pred_boxes,
         scores,
@@ -224,7 +224,9 @@ def _faster_rcnn_heads(
     )
 
 
-def _retinanet_heads(det: RetinaNet, feats: DetectorFeatures, names: list[str], min_score: float) -> _Raw:
+def _retinanet_heads(
+    det: RetinaNet, spec: DetectorSpec, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
+) -> _Raw:
     """torchvision's RetinaNet head and post-processing (eval), keeping each box's anchor and level."""
     image_shape = feats.input_hw
     maps = list(feats.maps.values())
@@ -274,8 +276,12 @@ def _retinanet_heads(det: RetinaNet, feats: DetectorFeatures, names: list[str], 
     )
 
 
+#: The heads runner of each family: (model, spec, features, level names, top_k, min_score) -> _Raw.
+_HEADS: dict[HeadFamily, Callable[..., _Raw]] = {RCNN: _rcnn_heads, RETINANET: _retinanet_heads}
+
+
 def run_heads(
-    det: nn.Module, features: DetectorFeatures, *, top_k: int = TOP_K_PROPOSALS, min_score: float | None = None
+    det: Detector, features: DetectorFeatures, *, top_k: int = TOP_K_PROPOSALS, min_score: float | None = None
 ) -> Detections:
     """Run the detector's heads on cached features: every detection torchvision's model returns.
 
@@ -293,22 +299,18 @@ def run_heads(
     Raises:
         ValueError: features of another detector, or a bad ``top_k`` / ``min_score``.
     """
-    spec = _spec_of(det)
+    spec = det.spec
     if features.detector != spec.name:
         raise ValueError(f"these features come from {features.detector}, not {spec.name}")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
-    base = float(det.roi_heads.score_thresh if spec.name == "faster-rcnn" else det.score_thresh)
+    base = spec.family.score_threshold(det.model)
     min_score = base if min_score is None else float(min_score)
     if not 0.0 <= min_score < 1.0:
         raise ValueError(f"min_score must be in [0, 1), got {min_score}")
     names = list(features.levels)
-    device = _device_of(det)
-    with device_slot(device), torch.inference_mode():
-        if spec.name == "faster-rcnn":
-            raw = _faster_rcnn_heads(det, features, names, top_k, min_score)
-        else:
-            raw = _retinanet_heads(det, features, names, min_score)
+    with device_slot(det.device), torch.inference_mode():
+        raw = _HEADS[spec.family](det.model, spec, features, names, top_k, min_score)
         boxes = resize_boxes(raw.boxes, list(features.input_hw), list(features.image_hw))
         proposals = {
             n: LevelProposals(
@@ -318,7 +320,7 @@ def run_heads(
         }
     labels = raw.labels.cpu()
     return Detections(
-        detector=spec.name,
+        spec=spec,
         boxes=boxes.float().cpu(),
         scores=raw.scores.float().cpu(),
         labels=labels,
@@ -332,7 +334,7 @@ def run_heads(
         score_threshold=min_score,
         image_hw=features.image_hw,
         input_hw=features.input_hw,
-        provenance=getattr(det, "provenance", None),
+        provenance=det.provenance,
     )
 
 
@@ -363,7 +365,7 @@ def filter_detections(dets: Detections, score_threshold: float) -> Detections:
     )
 
 
-def detect(det: nn.Module, image: np.ndarray, score_threshold: float = 0.5, *, size: int | None = None) -> Detections:
+def detect(det: Detector, image: np.ndarray, score_threshold: float = 0.5, *, size: int | None = None) -> Detections:
     """Detect objects in one image and trace each to its pyramid level.
 
     Args:
