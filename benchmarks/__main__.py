@@ -29,6 +29,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         camera,
         coldstart,
         concurrency,
+        deck,
         detection,
         display,
         forward,
@@ -57,6 +58,7 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "models": models.run,
         "frameworks": frameworks.run,
         "camera": camera.run,
+        "deck": deck.run,
     }
 
 
@@ -77,6 +79,7 @@ NAMES = (
     "models",
     "frameworks",
     "camera",
+    "deck",
 )
 
 

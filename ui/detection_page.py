@@ -517,7 +517,7 @@ def _show_objectness(
         disabled=not is_rcnn,
         help="Faster R-CNN only: RetinaNet has no region proposal network.",
     )
-    what = "RPN objectness (max over 3 anchors)" if is_rcnn else "top class probability (max over 9 anchors)"
+    what = dets.spec.objectness
     st.caption(
         f"Each level's {what} at every position, blended over the image."
         + ("" if trained else " Untrained: these maps are noise too.")
