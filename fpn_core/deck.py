@@ -166,8 +166,9 @@ def _shape(shape: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in shape)
 
 
-def _stats_line(name: str, tensor) -> str:
-    s = map_stats(tensor)
+def _stats_line(name: str, tensor, stats: Mapping[str, float] | None = None) -> str:
+    """One tensor's shape, stride, width and statistics (``stats``: its ``map_stats`` when known)."""
+    s = stats if stats is not None else map_stats(tensor)
     return (
         f"{name}: shape {_shape(tensor.shape)}, stride {stride_of(name)}, {int(tensor.shape[1])} channels; "
         f"mean {s['mean']:.3g}, std {s['std']:.3g}, min {s['min']:.3g}, max {s['max']:.3g}, "
@@ -239,13 +240,21 @@ class _Deck:
             Emu(int(Inches(h_in))),
         )
 
-    def body_figure(self, slide, fig: Figure) -> None:
-        self.figure(slide, fig, _MARGIN, _BODY_TOP, _BODY_W, _BODY_H)
+    def body_figure(self, slide, fig: Figure, height: float = _BODY_H) -> None:
+        """``fig`` across the body, ``height`` inches tall (at most the body's), centred in the body."""
+        height = min(height, _BODY_H)
+        self.figure(slide, fig, _MARGIN, _BODY_TOP + (_BODY_H - height) / 2, _BODY_W, height)
 
     def save(self) -> bytes:
         buffer = io.BytesIO()
         self.prs.save(buffer)
         return buffer.getvalue()
+
+
+def _row_height(panels: int, aspect: float) -> float:
+    """Inches a one-row figure of ``panels`` maps of ``aspect`` (height / width) needs across the body:
+    the maps, plus room for the suptitle, two-line panel titles, the cell counts and color bars."""
+    return _BODY_W / panels * aspect + 1.9
 
 
 def _render(fig: Figure) -> bytes:
@@ -360,6 +369,8 @@ def build_deck(
     level_list = list(levels)
     first, last = level_list[0], level_list[-1]
     stage_names = list(stages)
+    aspect = h / w
+    stats = {n: map_stats(t) for n, t in {**stages, **levels}.items()}
 
     # 1. title
     p = out.provenance
@@ -404,7 +415,7 @@ def build_deck(
     widths = ", ".join(str(int(t.shape[1])) for t in stages.values())
     slide = deck.slide(
         f"Backbone stages c1..c5: strides {stride_of('c1')}..{stride_of('c5')}, widths {widths}",
-        _plain(STAGES_INTRO) + "\n\n" + "\n".join(_stats_line(n, t) for n, t in stages.items()),
+        _plain(STAGES_INTRO) + "\n\n" + "\n".join(_stats_line(n, t, stats[n]) for n, t in stages.items()),
     )
     deck.body_figure(
         slide,
@@ -415,12 +426,13 @@ def build_deck(
             suptitle=f"{label} of each backbone stage",
             colorbar_label=label,
         ),
+        _row_height(len(stages), aspect),
     )
 
     # 4. FPN outputs
     slide = deck.slide(
         f"FPN outputs {first}..{last}: strides {stride_of(first)}..{stride_of(last)}, width {d} at every level",
-        _plain(LEVELS_INTRO) + "\n\n" + "\n".join(_stats_line(n, t) for n, t in levels.items()),
+        _plain(LEVELS_INTRO) + "\n\n" + "\n".join(_stats_line(n, t, stats[n]) for n, t in levels.items()),
     )
     deck.body_figure(
         slide,
@@ -431,6 +443,7 @@ def build_deck(
             suptitle=f"{label} of each level, width d = {d}",
             colorbar_label=label,
         ),
+        _row_height(len(levels), aspect),
     )
 
     # 5. one slide per level: c_k -> lateral -> top-down -> merged -> p_k, the Step by step page's panels and prose
@@ -454,9 +467,9 @@ def build_deck(
             f"{r.params:,} parameters"
             for r in step_rows.get(level, [])
         ]
-        numbers += [_stats_line(stage, stages[stage])]
+        numbers += [_stats_line(stage, stages[stage], stats[stage])]
         if step.output is not None:
-            numbers.append(_stats_line(level, step.output))
+            numbers.append(_stats_line(level, step.output, stats.get(level)))
         slide = deck.slide(
             f"{level} · stride {stride_of(level)} · {_shape(output.shape)} · width {int(output.shape[1])}: "
             f"{stage} → lateral → top-down → {level}",
@@ -476,6 +489,7 @@ def build_deck(
                 suptitle=f"{stage} → {level}: each panel on its own color scale ({label})",
                 colorbar_label=label,
             ),
+            _row_height(len(lesson), aspect),
         )
 
     # 6. overlays
