@@ -1,6 +1,7 @@
 """Object detection on the pyramid, every detection traced to the level that found it.
 
-The two detectors are torchvision's own ``FasterRCNN`` and ``RetinaNet`` classes, built on
+The eight detectors are torchvision's own classes (``FasterRCNN``, ``RetinaNet``, ``FCOS``,
+``MaskRCNN``, ``KeypointRCNN``) with the heads torchvision's builders give them, built on
 fpn_core's ``ResNetBackbone`` and ``FPN`` (a ``FeaturePyramidNetwork`` subclass). Their
 state dicts are torchvision's, key for key, so torchvision's COCO checkpoints load strictly and
 the outputs equal torchvision's.
@@ -36,6 +37,8 @@ from .run import (
 from .specs import (
     DETECTOR_NAMES,
     DETECTORS,
+    FCOS_LESSON,
+    FCOS_REGRESSION_RANGES,
     DetectorSpec,
     HeadFamily,
     detector_spec,
@@ -49,6 +52,8 @@ __all__ = [
     "DETECTORS",
     "DETECTOR_NAMES",
     "DETECTOR_WEIGHTS",
+    "FCOS_LESSON",
+    "FCOS_REGRESSION_RANGES",
     "MAX_INPUT_SIZE",
     "MIN_INPUT_SIZE",
     "TOP_K_PROPOSALS",
