@@ -22,21 +22,19 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torchvision.models import resnet50
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms
 from ..checkpoints import CheckpointInfo, inspect_checkpoint, names_by_label
 from ..device import resolve_device
 from ..fpn import FPN
-from ..pyramid import Pyramid, PyramidConfig, with_fpn
+from ..pyramid import Pyramid, PyramidConfig, trained_fpn, with_fpn
 from ..weights import (
     Candidate,
     Progress,
     Provenance,
     WeightsError,
     resolve_weights,
-    select_fpn_levels,
     weight_candidates,
 )
 from .specs import DetectorSpec, detector_spec
@@ -271,38 +269,30 @@ def build_detector(
 def detector_pyramid(det: Detector, config: PyramidConfig | None = None) -> Pyramid:
     """The detector's backbone and FPN as a :class:`~fpn_core.pyramid.Pyramid` for every other view.
 
-    A trained detector carries a COCO-trained ResNet-50 and FPN; this hands them to the pages
+    A detector's checkpoint carries its trained ResNet-50 and FPN; this hands them to the pages
     that teach the pyramid. The backbone module is shared (read-only, no copy). The FPN is a new
-    ``FPN`` for ``config`` (its upsampling, merge, ablation and p6 options) whose lateral
-    and output convolutions are the detector's for the chosen stages. RetinaNet's p6/p7 are convs
-    of its own that only its head uses; with ``config.p6`` the pyramid's p6 is the usual stride-2
-    subsampling of the top level.
+    ``FPN`` for ``config`` (its upsampling, merge and ablation options) whose lateral and output
+    convolutions, norm layers (the v2 R-CNNs' BatchNorm) and, with ``config.p6``, extra block (max-pool
+    P6; P6/P7 from P5 for RetinaNet and FCOS, from C5 for RetinaNet v2) are the detector's own for
+    the chosen stages (:func:`fpn_core.pyramid.trained_fpn`). With the detector's own stages the
+    pyramid equals ``det.model.backbone(x)``.
 
     Args:
         det: from :func:`build_detector`.
-        config: width 256 and stages among the detector's (Faster R-CNN: c2..c5; RetinaNet:
-            c3..c5). Default: the detector's own stages, with p6.
+        config: width 256 and stages among the detector's (R-CNNs: c2..c5; RetinaNet, FCOS: c3..c5).
+            Default: the detector's own stages, with its extra block.
 
     Raises:
         ValueError: a width other than 256, or a stage the detector's FPN does not have.
     """
     spec = det.spec
     config = config or PyramidConfig(stages=spec.stages, weights=det.provenance.requested, optimize=det.folded)
-    if config.out_channels != 256:
-        raise ValueError(f"the detector's FPN has width 256, got out_channels={config.out_channels}")
+    if config.out_channels != FPN_WIDTH:
+        raise ValueError(f"the detector's FPN has width {FPN_WIDTH}, got out_channels={config.out_channels}")
     body: ResNetBackbone = det.model.backbone.body
-    state = select_fpn_levels(det.model.backbone.fpn.state_dict(), config.stages, spec.stages)
-    fpn = FPN(
-        RESNET50_FEATURE_INFO.channels(config.stages),
-        256,
-        LastLevelMaxPool() if config.p6 else None,
-        upsample=config.upsample,
-        merge=config.merge,
-        ablation=config.ablation,
-    )
-    fpn.load_state_dict(state, strict=True)
-    fpn.eval().requires_grad_(False)
+    fpn = trained_fpn(config, det.model.backbone.fpn.state_dict(), spec.stages)
     fpn.to(body.device, memory_format=torch.channels_last if body.folded else torch.contiguous_format)
     trained = bool(det.provenance.pretrained)
-    desc = f"{'trained' if trained else 'random init'} with {spec.title} for {', '.join(config.stages)}"
+    source = f"your checkpoint {det.checkpoint.path.name}" if det.checkpoint else spec.title
+    desc = f"{'trained' if trained else 'random init'} with {source} for {', '.join(config.stages)}"
     return with_fpn(body, fpn, config, desc, trained)
