@@ -355,6 +355,7 @@ def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, im
         assert torch.equal(pyr.fpn.inner_blocks[i][0].weight, source.fpn.inner_blocks[j][0].weight)
         assert torch.equal(pyr.fpn.layer_blocks[i][0].bias, source.fpn.layer_blocks[j][0].bias)
     assert pyr.provenance.fpn_pretrained and "Faster R-CNN" in pyr.provenance.fpn
+    assert "your checkpoint faster-rcnn-random.pth" in pyr.provenance.fpn and "COCO" not in pyr.provenance.fpn
     out = run_pyramid(pyr, image, size=128)
     assert list(out.levels) == ["p3", "p4", "p5", "p6"]
     retina = detection.detector_pyramid(ours("retinanet"))  # its own P6/P7 convs from P5

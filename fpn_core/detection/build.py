@@ -174,7 +174,8 @@ def build_detector(
     """Build one of :data:`~fpn_core.detectors.DETECTORS` on fpn_core's backbone and FPN.
 
     ``build_detector(weights="runs/pennfudan.pth")`` reads the detector's kind, its number of
-    classes (and keypoints), its FPN layout and its class names from the file alone
+    classes (and keypoints), its FPN layout and its class names from the file alone (a file without
+    names whose head has the COCO file's outputs keeps COCO's names for its label ids)
     (:func:`fpn_core.checkpoints.inspect_checkpoint`); ``build_detector("mask-rcnn-v2")`` loads the
     COCO file. Weights are resolved like the backbone's (:func:`fpn_core.weights.resolve_weights`):
     a path asked for, then the operator's file (``operator_file``), then the COCO_V1 file in the
@@ -222,6 +223,8 @@ def build_detector(
     num_classes = info.num_classes if info else spec.num_classes
     num_keypoints = info.num_keypoints if info else spec.num_keypoints
     classes = info.class_names if info else spec.categories
+    if info is not None and info.names_from == "numbered" and num_classes == spec.num_classes:
+        classes = spec.categories  # a head with COCO's outputs and no names of its own: COCO's label ids
     if class_names is not None:
         classes = names_by_label(list(class_names), num_classes, "the class names given")
     if info is not None:  # the user's file, its own head: nothing else fits it
@@ -293,6 +296,6 @@ def detector_pyramid(det: Detector, config: PyramidConfig | None = None) -> Pyra
     fpn = trained_fpn(config, det.model.backbone.fpn.state_dict(), spec.stages)
     fpn.to(body.device, memory_format=torch.channels_last if body.folded else torch.contiguous_format)
     trained = bool(det.provenance.pretrained)
-    source = f"your checkpoint {det.checkpoint.path.name}" if det.checkpoint else spec.title
+    source = f"your checkpoint {det.checkpoint.path.name} ({spec.title})" if det.checkpoint else spec.title
     desc = f"{'trained' if trained else 'random init'} with {source} for {', '.join(config.stages)}"
     return with_fpn(body, fpn, config, desc, trained)
