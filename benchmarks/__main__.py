@@ -25,7 +25,20 @@ from .report import Report, Row
 
 
 def _sections() -> dict[str, Callable[[Context], None]]:
-    from . import coldstart, concurrency, detection, display, forward, live, models, receptive, reference, scaling
+    from . import (
+        camera,
+        coldstart,
+        concurrency,
+        detection,
+        display,
+        forward,
+        frameworks,
+        live,
+        models,
+        receptive,
+        reference,
+        scaling,
+    )
 
     return {
         "reference": reference.run,
@@ -42,6 +55,8 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "receptive": receptive.run,
         "detection": detection.run,
         "models": models.run,
+        "frameworks": frameworks.run,
+        "camera": camera.run,
     }
 
 
@@ -60,6 +75,8 @@ NAMES = (
     "receptive",
     "detection",
     "models",
+    "frameworks",
+    "camera",
 )
 
 

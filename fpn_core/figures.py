@@ -166,25 +166,28 @@ def map_figure(
 
 
 def maps_row_figure(
-    maps: Sequence[tuple[str, np.ndarray]],
+    maps: Sequence[tuple[str, np.ndarray | None]],
     *,
-    rngs: Sequence[MapRange] | MapRange,
+    rngs: Sequence[MapRange | None],
     colormap: str = "viridis",
     suptitle: str | None = None,
     colorbar_label: str = "activation",
+    missing: Sequence[str] = (),
 ) -> Figure:
     """Heat maps side by side, e.g. one row of the pyramid from fine to coarse.
 
     Every panel spans the same width whatever the map's resolution, so coarse levels
-    show as bigger cells over the same scene.
+    show as bigger cells over the same scene. When every map has the same range the row
+    gets one shared color bar (colors compare across panels), else a color bar under each.
 
     Args:
-        maps: ``(label, 2-D map)`` per panel, left to right.
-        rngs: One :class:`MapRange` for all panels (one shared color bar, so colors
-            compare across panels) or one per panel (a color bar under each).
+        maps: ``(label, 2-D map or None)`` per panel, left to right; None marks a step that
+            does not exist, shown as a framed text panel (``missing``).
+        rngs: one range per panel (None for a missing map).
         colormap: Matplotlib color map name.
         suptitle: Title over the whole row.
         colorbar_label: What the color bars measure.
+        missing: per panel, the text in place of a missing map.
 
     Returns:
         The figure.
@@ -195,99 +198,78 @@ def maps_row_figure(
     check_colormap(colormap)
     if not maps:
         raise ValueError("maps_row_figure needs at least one map, got none")
-    shared = isinstance(rngs, MapRange)
-    ranges = [rngs] * len(maps) if shared else list(rngs)
+    ranges = list(rngs)
     if len(ranges) != len(maps):
         raise ValueError(f"got {len(ranges)} ranges for {len(maps)} maps; give one per map")
+    present = [rng for (_, map_), rng in zip(maps, ranges, strict=True) if map_ is not None and rng is not None]
+    if not present:
+        raise ValueError("maps_row_figure needs at least one map with a range")
+    shared = len(set(present)) == 1
     n = len(maps)
-    aspect = max(np.shape(m)[1] / np.shape(m)[0] for _, m in maps)
+    aspect = max(np.shape(m)[1] / np.shape(m)[0] for _, m in maps if m is not None)
     panel_w = 3.2
     fig = new_figure(panel_w * n + 1.2, panel_w / aspect + (1.1 if shared else 1.5))
     axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, (label, map_), rng in zip(axes, maps, ranges, strict=True):
+    texts = list(missing) + [""] * (n - len(missing))
+    for ax, (label, map_), rng, text in zip(axes, maps, ranges, texts, strict=True):
+        ax.set_title(label, fontsize=PANEL_TITLE_PT)
+        if map_ is None or rng is None:
+            _missing_axes(ax, text or "not computed", aspect)
+            continue
         ax.imshow(map_, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
         image_axes(ax)
-        ax.set_title(label, fontsize=PANEL_TITLE_PT)
         ax.set_xlabel(_size_label(map_), fontsize=TICK_PT)
         if not shared:
             bar = fig.colorbar(_mappable(rng, colormap), ax=ax, orientation="horizontal", pad=0.02)
             bar.ax.tick_params(labelsize=TICK_PT - 1)
             bar.ax.xaxis.set_major_locator(MaxNLocator(3))
     if shared:
-        _colorbar(fig, ranges[0], colormap, list(axes), colorbar_label)
+        _colorbar(fig, present[0], colormap, list(axes), colorbar_label)
     if suptitle:
         fig.suptitle(suptitle, fontsize=TITLE_PT)
     return fig
 
 
+def _missing_axes(ax: Axes, text: str, aspect: float) -> None:
+    """A panel for a step that does not exist: a dashed frame with the reason inside."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_facecolor("#F1F4F8")
+    for spine in ax.spines.values():
+        spine.set_edgecolor("#C5CCD6")
+        spine.set_linestyle("--")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=STEP_PT, wrap=True, color="#1F2933")
+    ax.set_box_aspect(1 / aspect)
+
+
 def step_row_figure(
     panels: Sequence[tuple[str, np.ndarray | None, str]],
     *,
-    rngs: MapRange | Sequence[MapRange | None],
+    rngs: Sequence[MapRange | None],
     colormap: str,
     suptitle: str,
     colorbar_label: str,
 ) -> Figure:
-    """One pyramid level's pipeline as panels; a missing step shows its explanation as text.
+    """One pyramid level's pipeline as panels (:func:`maps_row_figure`); a missing step shows its explanation.
 
     Args:
         panels: ``(title, map or None, text for a missing map)`` per panel, left to right.
-        rngs: one range for all panels (one color bar, colors compare across the row) or
-            one per panel (None for a missing map).
+        rngs: one range per panel (None for a missing map); equal ranges share one color bar.
         colormap: matplotlib color map name.
         suptitle: title over the row.
-        colorbar_label: what the shared color bar measures.
+        colorbar_label: what the color bars measure.
 
     Returns:
         The figure (``matplotlib.figure.Figure``, no pyplot).
     """
-    check_colormap(colormap)
-    shared = isinstance(rngs, MapRange)
-    ranges = [rngs] * len(panels) if shared else list(rngs)
-    shapes = [np.shape(m) for _, m, _ in panels if m is not None]
-    aspect = max((w / h for h, w in shapes), default=1.0)
-    panel_w = 3.0
-    fig = Figure(figsize=(panel_w * len(panels) + (1.0 if shared else 0.3), panel_w / aspect + 1.5), facecolor="white")
-    fig.set_layout_engine("constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, map_, missing), rng in zip(axes, panels, ranges, strict=True):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title, fontsize=STEP_PT + 1)
-        if map_ is None or rng is None:
-            ax.set_facecolor("#F1F4F8")
-            for spine in ax.spines.values():
-                spine.set_edgecolor("#C5CCD6")
-                spine.set_linestyle("--")
-            ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=STEP_PT, wrap=True, color="#1F2933")
-            ax.set_box_aspect(1 / aspect)
-            continue
-        ax.imshow(map_, cmap=colormap, vmin=rng.vmin, vmax=rng.vmax, interpolation="nearest")
-        h, w = np.shape(map_)
-        ax.set_xlabel(f"{w} × {h} cells", fontsize=STEP_PT - 1)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        if not shared:
-            bar = fig.colorbar(
-                ScalarMappable(norm=Normalize(rng.vmin, rng.vmax), cmap=colormap),
-                ax=ax,
-                orientation="horizontal",
-                pad=0.03,
-            )
-            bar.ax.tick_params(labelsize=STEP_PT - 2)
-            bar.ax.xaxis.set_major_locator(MaxNLocator(3))
-    if shared:
-        bar = fig.colorbar(
-            ScalarMappable(norm=Normalize(rngs.vmin, rngs.vmax), cmap=colormap),  # type: ignore[union-attr]
-            ax=list(axes),
-            shrink=0.85,
-            pad=0.01,
-        )
-        bar.set_label(colorbar_label, fontsize=STEP_PT)
-        bar.ax.tick_params(labelsize=STEP_PT - 1)
-    fig.suptitle(suptitle, fontsize=STEP_PT + 3)
-    return fig
+    return maps_row_figure(
+        [(title, map_) for title, map_, _ in panels],
+        rngs=rngs,
+        colormap=colormap,
+        suptitle=suptitle,
+        colorbar_label=colorbar_label,
+        missing=[text for _, _, text in panels],
+    )
 
 
 def grid_figure(
@@ -355,7 +337,7 @@ def slide_figure(
     image: np.ndarray,
     overlays: Sequence[tuple[str, np.ndarray]],
     *,
-    rng: MapRange | Sequence[MapRange],
+    rngs: Sequence[MapRange],
     alpha: float,
     colormap: str,
     suptitle: str,
@@ -367,8 +349,8 @@ def slide_figure(
         image: ``uint8`` RGB input ``(H, W, 3)``.
         overlays: ``(label, 2-D map)`` per level, fine to coarse; each map is upsampled
             to the image and blended over it.
-        rng: One shared range (one color bar for the slide, so levels compare) or one
-            range per level (a color bar under each overlay).
+        rngs: One range per level: equal ranges share one color bar for the slide (levels
+            compare), else a color bar goes under each overlay.
         alpha: Weight of the color over the image, in ``[0, 1]``.
         colormap: Matplotlib color map name.
         suptitle: Title of the slide.
@@ -381,8 +363,8 @@ def slide_figure(
         ValueError: If the number of ranges does not match the number of overlays.
     """
     check_colormap(colormap)
-    shared = isinstance(rng, MapRange)
-    ranges = [rng] * len(overlays) if shared else list(rng)
+    ranges = list(rngs)
+    shared = len(set(ranges)) == 1
     if len(ranges) != len(overlays):
         raise ValueError(f"got {len(ranges)} ranges for {len(overlays)} overlays; give one per overlay")
     panels = 1 + len(overlays)
@@ -549,10 +531,11 @@ def erf_figure(
     box: tuple[int, int, int, int] | None = None,
     cell_square: tuple[int, int, int, int] | None = None,
     center: tuple[float, float] | None = None,
-    alpha: float = 0.6,
+    alpha: float = 0.85,
     colormap: str = "inferno",
 ) -> Figure:
-    """An effective receptive field over the image, normalised to its peak, with its theoretical square.
+    """An effective receptive field over the image (``fpn_core.receptive.erf_overlay``, as on
+    screen), with its theoretical square, the cell and a color bar of the shown values.
 
     Args:
         image: ``uint8`` RGB network input ``(H, W, 3)``.
@@ -561,7 +544,7 @@ def erf_figure(
         box: the cell's theoretical RF ``(x0, y0, x1, y1)``, half-open, in image pixels (drawn dashed).
         cell_square: the cell's stride-grid square ``(x0, y0, x1, y1)`` (drawn solid).
         center: ``(x, y)`` of the RF centre (marked with a cross).
-        alpha: weight of the color over the image.
+        alpha: the largest opacity of the color.
         colormap: color map of the ERF.
 
     Returns:
@@ -569,21 +552,17 @@ def erf_figure(
     """
     from matplotlib.patches import Rectangle
 
-    from fpn_core.maps import MapRange
+    from fpn_core.receptive import ERF_PERCENTILE, erf_overlay
 
-    peak = float(np.max(erf_map)) if np.size(erf_map) else 0.0
-    rng = MapRange(0.0, peak if peak > 0 else 1.0)
-    fig = overlay_figure(
-        image,
-        erf_map,
-        title=title,
-        rng=rng,
-        alpha=alpha,
-        colormap=colormap,
-        colorbar_label="|gradient| of the cell's activation",
-    )
-    ax = fig.axes[0]
+    check_colormap(colormap)
     h, w = image.shape[:2]
+    fig = new_figure(*panel_size(w, h, base=7.0, extra_w=1.4, extra_h=0.8))
+    ax = fig.add_subplot()
+    ax.imshow(erf_overlay(image, erf_map, alpha=alpha, colormap=colormap), interpolation="antialiased")
+    image_axes(ax)
+    ax.set_title(title, fontsize=TITLE_PT)
+    label = f"√(|gradient| / its {ERF_PERCENTILE:g}th percentile)"
+    _colorbar(fig, MapRange(0.0, 1.0), colormap, ax, label)
     ax.set_xlabel(
         f"network input {w} × {h} px; dashed: theoretical RF; cyan square: the cell; +: RF centre", fontsize=TICK_PT
     )

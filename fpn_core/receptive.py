@@ -46,6 +46,7 @@ from .pyramid import DEFAULT_SIZE, Pyramid, prepare_input
 
 __all__ = [
     "ERF_MASSES",
+    "ERF_PERCENTILE",
     "MAGNITUDES",
     "ErfResult",
     "RfBox",
@@ -53,6 +54,7 @@ __all__ = [
     "default_names",
     "erf_maps",
     "erf_overlay",
+    "erf_values",
     "level_sources",
     "map_point",
     "rf_boxes",
@@ -610,24 +612,43 @@ def erf_at_point(
     )
 
 
+#: The share of the gradient's nonzero values below the top of the ERF's color scale: a few
+#: pixels (the strided convolutions' checkerboard) spike far above the rest, and scaling to
+#: the very peak would leave the whole field dark.
+ERF_PERCENTILE = 99.0
+
+
+def erf_values(erf_map: np.ndarray) -> np.ndarray:
+    """An ERF map as the values its overlay shows, in [0, 1]: divided by its own
+    :data:`ERF_PERCENTILE` of nonzero values (clipped to 1), then the square root, so the
+    tails of the roughly Gaussian field stay visible. All zero when the map is."""
+    nonzero = erf_map[erf_map > 0]
+    top = float(np.percentile(nonzero, ERF_PERCENTILE)) if nonzero.size else 0.0
+    if top <= 0:
+        return np.zeros(np.shape(erf_map), dtype=np.float32)
+    return np.sqrt(np.clip(erf_map / top, 0.0, 1.0)).astype(np.float32)
+
+
 def erf_overlay(
     image: np.ndarray,
     erf_map: np.ndarray,
     *,
     box: RfBox | None = None,
-    alpha: float = 0.6,
+    alpha: float = 0.85,
     colormap: str = "inferno",
 ) -> np.ndarray:
-    """An ERF over the image as a plain RGB array (no matplotlib: fast enough to redraw on every click).
+    """An ERF over the image as a plain RGB array: color where the gradient is, the photo untouched elsewhere.
 
-    The map is normalised to its own peak (0 to 1); the cell's theoretical RF square, when
-    given, is drawn as a white outline and its centre as a cyan cross.
+    The map is shown as :func:`erf_values` and blended with an opacity that grows with the
+    value (``alpha`` at the top). The cell's theoretical RF square, when given, is drawn as a
+    white outline and its centre as a cyan cross. No matplotlib: fast enough to redraw on
+    every click; the download (``fpn_core.figures.erf_figure``) shows this same image.
 
     Args:
         image: ``(H, W, 3)`` uint8 network input (``ErfResult.image``).
         erf_map: ``(H, W)`` map (``ErfResult.maps[name]``).
         box: the cell's ``RfBox`` (``ErfResult.boxes[name]``).
-        alpha: weight of the color over the image.
+        alpha: the largest opacity of the color.
         colormap: matplotlib color map name.
 
     Returns:
@@ -635,12 +656,13 @@ def erf_overlay(
     """
     import cv2
 
-    from .maps import MapRange, overlay
+    from .maps import colorize
 
-    peak = float(np.max(erf_map)) if np.size(erf_map) else 0.0
-    out = overlay(image, erf_map, rng=MapRange(0.0, peak if peak > 0 else 1.0), alpha=alpha, colormap=colormap)
+    value = erf_values(erf_map)
+    color = colorize(value, colormap).astype(np.float32)
+    weight = (alpha * value)[..., None]
+    out = np.ascontiguousarray(np.rint(image * (1.0 - weight) + color * weight).astype(np.uint8))
     if box is not None:
-        out = np.ascontiguousarray(out)
         cv2.rectangle(out, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), (255, 255, 255), 1)
         cx, cy = round(box.cx), round(box.cy)
         cv2.drawMarker(out, (cx, cy), (0, 255, 255), markerType=cv2.MARKER_CROSS, markerSize=9, thickness=1)

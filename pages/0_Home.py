@@ -9,7 +9,7 @@ from fpn_core.diagram import DiagramShapes, architecture_dot
 from fpn_core.fpn import fpn_parameters
 from fpn_core.paper import CHANNELS, LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE3_AP
 from fpn_core.report import PART_BACKBONE, step_table
-from ui import cache, captions, frame, loading
+from ui import captions, frame, loading
 
 settings = frame.settings()
 frame.header(
@@ -19,7 +19,7 @@ frame.header(
 )
 
 analysis = loading.load_analysis(settings)
-out = cache.pyramid_output(analysis) if analysis is not None else None
+out = analysis.output if analysis is not None else None
 
 left, right = st.columns([5, 6], gap="large")
 with left:
@@ -60,7 +60,7 @@ with right:
         config = analysis.model.config
         st.markdown(
             f"Input **{analysis_name}** resized to "
-            f"**{analysis.backbone.image.shape[1]} × {analysis.backbone.image.shape[0]} px**; "
+            f"**{analysis.output.image.shape[1]} × {analysis.output.image.shape[0]} px**; "
             f"FPN on **{captions.join_names(config.stages)}**, width **d = {config.out_channels}**, "
             f"{config.upsample} upsampling, {config.merge} merge{', with p6' if config.p6 else ''}. "
             "Shapes are channels × height × width."

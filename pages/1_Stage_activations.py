@@ -20,10 +20,10 @@ frame.header(
 analysis = loading.load_backbone_pass(settings)
 if analysis is not None:
     style, label = settings.style, settings.aggregation_label
-    stages = analysis.backbone.stages
+    stages = analysis.output.stages
     info = analysis.model.feature_info
     maps, ranges = loading.stage_maps(analysis, style)
-    mosaics = cache.channel_mosaics(analysis.backbone_key, TOP_CHANNELS, stages)
+    mosaics = cache.channel_mosaics(cache.MosaicsKey(analysis.backbone_key, TOP_CHANNELS), stages)
     weights = captions.weights_line(analysis)
     for name, tensor in stages.items():
         c, h, w = (int(s) for s in tensor.shape[-3:])

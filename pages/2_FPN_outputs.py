@@ -6,8 +6,10 @@ import streamlit as st
 
 from fpn_core.figures import maps_row_figure
 from fpn_core.levels import stage_of, stride_of
-from fpn_core.maps import map_range
-from ui import captions, frame, loading, panels
+from ui import captions, frame, loading, panels, step_page
+
+#: The steps each level's row shows here (the merged map is the Step by step page's).
+OUTPUT_STEPS = ("stage", "lateral", "top_down", "output")
 
 settings = frame.settings()
 frame.header(
@@ -18,9 +20,8 @@ frame.header(
 analysis = loading.load_analysis(settings)
 if analysis is not None:
     style, label = settings.style, settings.aggregation_label
-    levels, steps, stages = analysis.fpn.levels, analysis.fpn.steps, analysis.backbone.stages
+    levels = analysis.output.levels
     maps, ranges = loading.level_maps(analysis, style)
-    stage_maps, _ = loading.stage_maps(analysis, style)
     shared = style.scope == "shared"
     d = analysis.model.config.out_channels
 
@@ -50,7 +51,7 @@ if analysis is not None:
             maps_row_figure,
             ([(f"{name} (stride {stride_of(name)})", m) for name, m in maps.items()],),
             {
-                "rngs": next(iter(ranges.values())) if shared else list(ranges.values()),
+                "rngs": list(ranges.values()),
                 "colormap": style.colormap,
                 "suptitle": f"{label} of each level · "
                 + ("one shared color scale" if shared else "each level on its own color scale"),
@@ -65,36 +66,18 @@ if analysis is not None:
     st.subheader("c_k next to p_k: what the top-down path added")
     st.markdown(
         "Each row follows one level: the backbone stage c_k, its **lateral 1×1** projection to d channels, "
-        "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv. "
+        "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv "
+        "(the *Step by step* page adds the merged map and the ablations). "
         "Each panel has its own color scale (their units differ)."
     )
-    for level in steps:
-        stage = stage_of(level)
-        step_maps = loading.step_maps(analysis, level, style.aggregation)
-        row = [(f"{stage} (input)", stage_maps[stage])]
-        row += [
-            (f"{level} (output)" if name == "output" else title, step_maps[name])
-            for name, title in loading.STEP_TITLES.items()
-            if name in step_maps
-        ]
-        row_scales = [panels.ColorScale(style.colormap, map_range([m]), label) for _, m in row]
-        st.markdown(f"#### {stage} → {level} · stride {stride_of(level)}")
-        panels.show_row(
-            [(title, panels.map_image(m, sc), "") for (title, m), sc in zip(row, row_scales, strict=True)],
-            scales=row_scales,
-        )
-        notes = [captions.feature_caption(stage, stages[stage])]
-        if steps[level].output is not None:
-            notes.append(captions.feature_caption(level, steps[level].output))
-        if steps[level].top_down is None:
-            notes.append("Top level: nothing comes down from above, so p_k is the 3×3 of the lateral alone.")
-        st.caption("  \n".join(notes))
-        panels.download_button(
-            panels.Download(
-                maps_row_figure,
-                (row,),
-                {"rngs": [sc.rng for sc in row_scales], "colormap": style.colormap, "suptitle": f"{stage} → {level}"},
-                file_name=f"steps_{level}.png",
-            ),
-            settings.export_scale,
+    for level in analysis.output.steps:
+        st.markdown(f"#### {stage_of(level)} → {level} · stride {stride_of(level)}")
+        step_page.show_level_row(
+            analysis,
+            level,
+            settings,
+            steps=OUTPUT_STEPS,
+            per_panel=True,
+            file_name=f"steps_{level}.png",
+            key=f"download_steps_{level}",
         )

@@ -6,7 +6,7 @@ import streamlit as st
 
 from fpn_core.figures import overlay_figure
 from fpn_core.levels import stride_of
-from ui import cache, captions, export_page, frame, loading, panels
+from ui import captions, export_page, frame, loading, panels
 from ui import settings as S
 
 
@@ -22,14 +22,10 @@ def show_overlays(settings: S.Settings) -> None:
     with right:
         export_page.overlays_zip_button(settings, analysis)
     style, label = settings.style, settings.aggregation_label
-    if group == S.GROUP_STAGES:
-        features, key = analysis.backbone.stages, analysis.key.backbone
-        maps, ranges = loading.stage_maps(analysis, style)
-    else:
-        features, key = analysis.fpn.levels, analysis.key
-        maps, ranges = loading.level_maps(analysis, style)
-    image = analysis.backbone.image
-    images = cache.overlay_images(key, str(group), style, image, maps, ranges)
+    stages = group == S.GROUP_STAGES
+    features = analysis.output.stages if stages else analysis.output.levels
+    group_name = loading.GROUP_STAGES if stages else loading.GROUP_LEVELS
+    images, maps, ranges = loading.overlay_images(analysis, group_name, style)
     weights = captions.weights_line(analysis)
     cols = st.columns(2, gap="large")
     for i, (name, tensor) in enumerate(features.items()):
@@ -44,7 +40,7 @@ def show_overlays(settings: S.Settings) -> None:
                 scale=panels.ColorScale(style.colormap, ranges[name], label),
                 download=panels.Download(
                     overlay_figure,
-                    (image, maps[name]),
+                    (analysis.output.image, maps[name]),
                     {
                         "title": f"{title}\n{label} · {weights}",
                         "rng": ranges[name],

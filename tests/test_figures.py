@@ -78,7 +78,7 @@ def test_map_figure_shows_the_map_at_its_resolution() -> None:
 
 def test_maps_row_figure_shared_range_has_one_colorbar(levels: list[tuple[str, np.ndarray]]) -> None:
     shared = map_range([m for _, m in levels])
-    fig = maps_row_figure(levels, rngs=shared, suptitle="pyramid")
+    fig = maps_row_figure(levels, rngs=[shared] * len(levels), suptitle="pyramid")
     colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(colorbars) == 1
     assert [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"] == ["p2", "p3", "p4"]
@@ -87,7 +87,7 @@ def test_maps_row_figure_shared_range_has_one_colorbar(levels: list[tuple[str, n
     per_level = [map_range([m]) for _, m in levels]
     fig = maps_row_figure(levels, rngs=per_level)
     assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 3
-    with pytest.raises(ValueError, match="2 ranges for 3 maps"):
+    with pytest.raises(ValueError, match="one per map"):
         maps_row_figure(levels, rngs=per_level[:2])
 
 
@@ -95,7 +95,7 @@ def test_step_row_figure_explains_a_missing_step_in_its_panel(levels: list[tuple
     (_, p2), (_, p3), _ = levels
     panels = [("lateral 1×1", p2, ""), ("top-down input", None, "no top-down input"), ("merged", p3, "")]
     shared = map_range([p2, p3])
-    fig = step_row_figure(panels, rngs=shared, colormap="viridis", suptitle="p2", colorbar_label="mean")
+    fig = step_row_figure(panels, rngs=[shared, None, shared], colormap="viridis", suptitle="p2", colorbar_label="mean")
     axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert [ax.get_title() for ax in axes] == ["lateral 1×1", "top-down input", "merged"]
     assert [t.get_text() for t in axes[1].texts] == ["no top-down input"]
@@ -107,7 +107,7 @@ def test_step_row_figure_explains_a_missing_step_in_its_panel(levels: list[tuple
     fig = step_row_figure(panels, rngs=per_panel, colormap="viridis", suptitle="p2", colorbar_label="mean")
     assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 2
     with pytest.raises(ValueError, match="'nope'"):
-        step_row_figure(panels, rngs=shared, colormap="nope", suptitle="p2", colorbar_label="mean")
+        step_row_figure(panels, rngs=per_panel, colormap="nope", suptitle="p2", colorbar_label="mean")
 
 
 def test_grid_figure_numbers_each_channel() -> None:
@@ -124,7 +124,7 @@ def test_grid_figure_numbers_each_channel() -> None:
 
 def test_slide_figure_is_16_by_9_with_every_level(image: np.ndarray, levels: list[tuple[str, np.ndarray]]) -> None:
     rng = map_range([m for _, m in levels])
-    fig = slide_figure(image, levels, rng=rng, alpha=0.5, colormap="jet", suptitle="FPN levels")
+    fig = slide_figure(image, levels, rngs=[rng] * len(levels), alpha=0.5, colormap="jet", suptitle="FPN levels")
     width, height = fig.get_size_inches()
     assert width / height == pytest.approx(16 / 9)
     titles = " ".join(ax.get_title() for ax in fig.axes)
@@ -137,7 +137,7 @@ def test_slide_figure_is_16_by_9_with_every_level(image: np.ndarray, levels: lis
     png_size(figure_to_png(fig))
 
     per_level = slide_figure(
-        image, levels, rng=[map_range([m]) for _, m in levels], alpha=0.4, colormap="viridis", suptitle="per level"
+        image, levels, rngs=[map_range([m]) for _, m in levels], alpha=0.4, colormap="viridis", suptitle="per level"
     )
     assert len([ax for ax in per_level.axes if ax.get_label() == "<colorbar>"]) == 3
 
@@ -171,14 +171,26 @@ def test_line_figure_draws_each_series() -> None:
         line_figure([1, 2, 3], {"fpn": [1, 2]}, title="t", xlabel="x", ylabel="y")
 
 
-def test_figure_to_png_scale_doubles_the_pixels() -> None:
+def _screen_download(fig: Figure, scale: int) -> bytes:
+    """A page's PNG download of ``fig`` (``ui.panels``: drawn when pressed, at the sidebar's scale)."""
+    from ui import panels
+
+    return panels.render_download_png(panels.Download(lambda: fig), scale)
+
+
+@pytest.mark.parametrize("render", [lambda fig, scale: figure_to_png(fig, scale=scale), _screen_download])
+def test_a_scale_multiplies_the_pixels(render) -> None:
+    """The one check that a resolution multiplier grows a figure's PNG, by the engine and by a page's download."""
     map_ = np.arange(20, dtype=np.float32).reshape(4, 5)
-    one = png_size(figure_to_png(map_figure(map_, title="scale 1"), scale=1))
-    two = png_size(figure_to_png(map_figure(map_, title="scale 1"), scale=2))
+    one = png_size(render(map_figure(map_, title="scale 1"), 1))
+    two = png_size(render(map_figure(map_, title="scale 1"), 2))
     assert two[0] / one[0] == pytest.approx(2.0, rel=0.03)
     assert two[1] / one[1] == pytest.approx(2.0, rel=0.03)
+
+
+def test_figure_to_png_refuses_a_scale_of_zero() -> None:
     with pytest.raises(ValueError, match="scale"):
-        figure_to_png(map_figure(map_, title="t"), scale=0)
+        figure_to_png(map_figure(np.ones((2, 2)), title="t"), scale=0)
 
 
 def test_figure_to_png_releases_the_figure() -> None:
@@ -221,3 +233,18 @@ def test_screen_panels_are_arrays_sized_for_a_column_and_cheaper_than_figures() 
     strip = panels.colorbar_strip("magma")
     assert strip.shape == (10, 256, 3) and not strip.flags.writeable
     assert tuple(strip[0, 0]) != tuple(strip[0, -1])  # low values left, high values right
+
+
+def test_erf_figure_shows_the_screen_overlay(image: np.ndarray) -> None:
+    """The ERF download shows the very image the page shows (``fpn_core.receptive.erf_overlay``)."""
+    from fpn_core.figures import erf_figure
+    from fpn_core.receptive import erf_overlay
+
+    erf = np.zeros(image.shape[:2], dtype=np.float32)
+    erf[10:20, 12:24] = np.linspace(0.1, 1.0, 120, dtype=np.float32).reshape(10, 12)
+    fig = erf_figure(image, erf, title="p3", box=(5, 5, 30, 30), cell_square=(12, 10, 20, 18), center=(17.0, 14.0))
+    shown = fig.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(np.asarray(shown), erf_overlay(image, erf))
+    np.testing.assert_array_equal(erf_overlay(image, erf)[0, 0], image[0, 0])  # no gradient: the photo untouched
+    assert len(fig.axes[0].patches) == 2 and any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    png_size(figure_to_png(fig))

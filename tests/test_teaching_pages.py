@@ -12,22 +12,20 @@ import json
 import re
 import zipfile
 
-import numpy as np
 import pandas as pd
-import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fpn_core import ABLATIONS, PyramidConfig, stride_of
+from fpn_core import ABLATIONS, PyramidConfig
 from fpn_core.compare import PRESETS
+from fpn_core.lesson import panel_text, shape_line
 from fpn_core.maps import MapStyle
 from fpn_core.paper import TABLE1
-from fpn_core.probe import stride_grid
 from fpn_core.scales import make_scales_image
 from fpn_core.weights import COCO
 from tests.conftest import SMALL, open_page
-from ui import ab_page, cache, export_page, panels, probe_page
+from ui import ab_page, cache, export_page, probe_page
 from ui import settings as S
 
 STEP_PAGE = "pages/5_Step_by_step.py"
@@ -71,24 +69,27 @@ def _analyse(settings: S.Settings, **changes: object) -> cache.Analysis:
 
 
 def test_step_page_renders_every_ablation_and_explains_missing_steps() -> None:
+    """Each ablation's missing step shows its reason from the lesson table, and its paper number."""
     at = _app(STEP_PAGE, fpn_stages="c2,c3,c4,c5")
     _ok(at)
     text = _captions(at)
-    assert "this is the top of the pyramid" in text
-    assert "reduces the aliasing effect of upsampling" in text
-    assert "max_pool2d(x, kernel_size=1, stride=2)" in text and "equals p5[..., ::2, ::2] exactly" in text
-    assert "**c4** · 1024 × 8 × 8 · stride 16 · 1024 channels" in text
-    expected = {
-        "no-top-down": "the ablation removes",
-        "no-lateral": "no lateral",
-        "finest-only": "only the finest level",
-        "full": "this is the top of the pyramid",
+    assert shape_line("c4", torch.empty(1, 1024, 8, 8), 16) in text, "the c_k panel carries its shape and stride"
+    assert "p5[..., ::2, ::2]" in text, "p6 is checked against every second cell of p5"
+    missing = {  # ablation -> the step it drops, and why
+        "full": ("top_down", "top"),
+        "no-top-down": ("top_down", "ablated"),
+        "no-lateral": ("lateral", "ablated"),
+        "finest-only": ("output", "ablated"),
     }
     for ablation in ABLATIONS:
         at.selectbox(key=S.KEY_STEPS_ABLATION).set_value(ablation).run()
         _ok(at)
-        assert "AR1k" in _captions(at), "each ablation shows the paper's number"
-        assert expected[ablation] in _captions(at).replace("\n", " ")
+        assert str(TABLE1[ablation].ar) in _captions(at), "each ablation shows the paper's number"
+        infos = [i.value for i in at.info]
+        assert panel_text(*missing[ablation]).missing in infos, (ablation, infos)
+        # The top level never has a top-down input; no other ablation's reason shows.
+        others = {panel_text(*case).missing for case in missing.values() if case[1] == "ablated"}
+        assert not (others - {panel_text(*missing[ablation]).missing}) & set(infos), ablation
     at.toggle(key=S.KEY_STEPS_PER_PANEL).set_value(True).run()
     _ok(at)
 
@@ -99,19 +100,19 @@ def test_no_top_down_output_is_the_3x3_of_the_lateral_alone() -> None:
     full = _analyse(settings)
     fpn = ablated.model.fpn
     changed = 0
-    for idx, (level, step) in enumerate(ablated.fpn.steps.items()):
+    for idx, (level, step) in enumerate(ablated.output.steps.items()):
         assert step.top_down is None
         assert step.lateral is not None and step.output is not None
         with torch.inference_mode():
             expected = fpn.get_result_from_layer_blocks(step.lateral, idx)
         torch.testing.assert_close(step.output, expected)
-        torch.testing.assert_close(ablated.fpn.levels[level], expected)
-        if not torch.allclose(full.fpn.levels[level], ablated.fpn.levels[level]):
+        torch.testing.assert_close(ablated.output.levels[level], expected)
+        if not torch.allclose(full.output.levels[level], ablated.output.levels[level]):
             changed += 1
     # The top level has nothing from above in either case; every other level must change.
-    assert changed == len(ablated.fpn.steps) - 1
+    assert changed == len(ablated.output.steps) - 1
     # Same FPN weights (same seed and width): only the computation differs.
-    assert full.backbone is ablated.backbone
+    assert full.output.backbone is ablated.output.backbone
 
 
 # ---------------------------------------------------------------------------- A/B page
@@ -174,19 +175,6 @@ def test_probe_page_shows_rule_table_and_one_grid_per_level() -> None:
     assert at.data_editor, "boxes are entered in a data editor"
 
 
-def test_stride_grid_draws_one_cell_per_feature_map_position() -> None:
-    settings = _settings(size=160)
-    analysis = _analyse(settings)
-    image = np.zeros_like(analysis.backbone.image)
-    for name, tensor in analysis.fpn.levels.items():
-        fh, fw = (int(s) for s in tensor.shape[-2:])
-        grid = stride_grid(image, stride_of(name), feature_hw=(fh, fw), color=(255, 255, 255), alpha=1.0)
-        lines = grid[..., 0] == 255
-        full_cols = int(lines.all(axis=0).sum())
-        full_rows = int(lines.all(axis=1).sum())
-        assert (full_cols + 1) * (full_rows + 1) == fh * fw, name
-
-
 def test_typed_boxes_are_validated() -> None:
     table = pd.DataFrame(
         [
@@ -230,27 +218,18 @@ def test_export_page_lists_the_zip_and_the_zip_is_complete() -> None:
                 with Image.open(io.BytesIO(data)) as img:
                     img.verify()
         meta = json.loads(zf.read("metadata.json"))
-    tensors = {**analysis.backbone.stages, **analysis.fpn.levels}
+    tensors = {**analysis.output.stages, **analysis.output.levels}
     assert meta["shapes"] == {name: list(t.shape) for name, t in tensors.items()}
     assert meta["config"]["out_channels"] == settings.config.out_channels
     assert meta["weights"]["pretrained"] is False
 
 
-def test_export_scale_changes_the_pixels() -> None:
+def test_export_page_builds_the_bundle_at_the_sidebars_resolution() -> None:
+    """The sidebar's export scale reaches the bundle (that a scale grows the PNGs: tests/test_export.py)."""
     settings = _settings("scales-export-scale", stages=("c4", "c5"), p6=False)
     analysis = _analyse(settings)
-    one = export_page.export_bundle(settings, analysis).files["slide.png"]
-    two = export_page.export_bundle(dataclasses.replace(settings, export_scale=2), analysis).files["slide.png"]
-    with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(two)) as b:
-        assert b.width == pytest.approx(2 * a.width, rel=0.02)
-
-
-def test_figure_download_is_rendered_at_the_export_scale() -> None:
-    from fpn_core.figures import map_figure
-
-    m = np.arange(64, dtype=np.float32).reshape(8, 8)
-    download = panels.Download(map_figure, (m,), {"title": "t"})
-    one = panels.render_download_png(download, 1)
-    three = panels.render_download_png(download, 3)
-    with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(three)) as b:
-        assert b.width == pytest.approx(3 * a.width, rel=0.02)
+    one = export_page.export_bundle(settings, analysis)
+    two = export_page.export_bundle(dataclasses.replace(settings, export_scale=2), analysis)
+    assert json.loads(one.files["metadata.json"])["export"]["scale"] == 1
+    assert json.loads(two.files["metadata.json"])["export"]["scale"] == 2
+    assert one.files["slide.png"] != two.files["slide.png"]

@@ -66,3 +66,42 @@ def test_the_operators_environment_wins_over_the_flag(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["dashboard.py"])
     monkeypatch.delenv(WEIGHTS_ENV)
     assert operator_backbone_file() is None
+
+
+def test_every_cache_built_on_a_model_is_cleared_by_try_again() -> None:
+    """A cached function is either registered for *Try again* or one of the image caches (no model in them)."""
+    from streamlit.runtime.caching.cache_utils import CachedFunc
+
+    from ui import cache
+
+    cached = {name for name, value in vars(cache).items() if isinstance(value, CachedFunc)}
+    registered = {name for name in cached if getattr(cache, name) in cache.MODEL_CACHES}
+    assert cached - registered == {"load_sample", "load_scales", "scales_boxes", "thumbnail", "sample_names"}
+    assert {"get_backbone", "get_fpn", "get_detector", "get_erf", "get_export"} <= registered
+
+    key = cache.ModelKey("random", "cpu")
+    calls: list[int] = []
+
+    @cache.model_cache(max_entries=1)
+    def probe(key: cache.ModelKey) -> int:
+        calls.append(1)
+        return len(calls)
+
+    try:
+        assert probe(key) == probe(key) == 1  # cached
+        clear_model_caches()
+        assert probe(key) == 2  # recomputed: the registry reached it
+    finally:
+        cache.MODEL_CACHES.remove(probe)
+
+
+def test_each_cache_takes_one_key() -> None:
+    """Every cached function is keyed by exactly one argument; what it computes from is ``_``-prefixed."""
+    import inspect
+
+    from ui import cache
+
+    for cached in cache.MODEL_CACHES:
+        params = inspect.signature(cached).parameters
+        keyed = [name for name in params if not name.startswith("_")]
+        assert len(keyed) == 1, (cached, keyed)

@@ -1,19 +1,18 @@
 """The A/B comparison page: two configurations side by side, their difference per level, the paper's ablations."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 
-from fpn_core import ABLATIONS, FPN_STAGES, MERGE_MODES, UPSAMPLE_MODES, WEIGHT_CHOICES, PyramidConfig
+from fpn_core import ABLATIONS, FPN_STAGES, Provenance, PyramidConfig
 from fpn_core.compare import PRESETS, compare_levels
-from fpn_core.figures import maps_row_figure
-from fpn_core.fpn import MAX_OUT_CHANNELS, MIN_OUT_CHANNELS
 from fpn_core.levels import stride_of, validate_stages
 from fpn_core.maps import MapRange, map_range
 from fpn_core.paper import TABLE1_SOURCE, ablation_label, ablation_note, table1_rows
-from fpn_core.weights import COCO, WEIGHT_LABELS, how_to_place
-from ui import cache, frame, loading, panels
+from fpn_core.weights import COCO, how_to_place
+from ui import cache, frame, loading, panels, sidebar
 from ui import settings as S
 
 SIDES: tuple[str, ...] = ("a", "b")
@@ -57,33 +56,45 @@ def _apply_preset() -> None:
             st.session_state[ab_key(side, field)] = value
 
 
+#: Each side's fields and the sidebar control each is drawn from (``ui.settings.controls``).
+SIDEBAR_CONTROLS: dict[str, str] = {
+    "out_channels": S.KEY_OUT_CHANNELS,
+    "stages": S.KEY_STAGES,
+    "upsample": S.KEY_UPSAMPLE,
+    "merge": S.KEY_MERGE,
+    "weights": S.KEY_WEIGHTS,
+}
+#: The ablation, which the sidebar does not offer (the Step by step and A/B pages do).
+ABLATION_CONTROL = S.Control(
+    "ablation", "Ablation", "select", "full", tuple(ABLATIONS), labels={a: ablation_label(a) for a in ABLATIONS}
+)
+#: Fields drawn side by side in one row.
+PAIRED = ("upsample", "merge")
+
+
+def side_controls(side: str) -> dict[str, S.Control]:
+    """One side's controls, by field: the sidebar's (and the ablation's) under the side's own keys."""
+    table = sidebar.table()
+    controls = {field: table[key] for field, key in SIDEBAR_CONTROLS.items()}
+    controls["ablation"] = ABLATION_CONTROL
+    return {field: replace(c, key=ab_key(side, field), check=None) for field, c in controls.items()}
+
+
 def _side_widgets(
     side: str, base: Mapping[str, object], settings: S.Settings
 ) -> tuple[PyramidConfig | None, dict[str, object]]:
     """One side's widgets (defaults from the sidebar); its configuration, or None when invalid."""
     for field, value in base.items():
         st.session_state.setdefault(ab_key(side, field), value)
-    out_channels = st.slider(
-        "FPN width d", MIN_OUT_CHANNELS, MAX_OUT_CHANNELS, step=S.OUT_CHANNELS_STEP, key=ab_key(side, "out_channels")
-    )
-    stages = st.multiselect("Input stages", FPN_STAGES, key=ab_key(side, "stages"))
-    c1, c2 = st.columns(2)
-    upsample = c1.selectbox("Upsampling", UPSAMPLE_MODES, key=ab_key(side, "upsample"))
-    merge = c2.selectbox("Merge", MERGE_MODES, key=ab_key(side, "merge"))
-    weights = st.selectbox(
-        "Weights", WEIGHT_CHOICES, format_func=lambda w: WEIGHT_LABELS.get(w, w), key=ab_key(side, "weights")
-    )
-    ablation = st.selectbox("Ablation", tuple(ABLATIONS), format_func=ablation_label, key=ab_key(side, "ablation"))
+    fields: dict[str, object] = {}
+    row: Iterator[object] | None = None  # the paired fields' columns, made where the first one goes
+    for field, control in side_controls(side).items():
+        if field in PAIRED:
+            row = row or iter(st.columns(len(PAIRED)))
+        fields[field] = sidebar.draw(control, next(row) if row is not None and field in PAIRED else st)
+    ablation, stages = fields["ablation"], fields["stages"]
     st.caption(ablation_note(str(ablation)))
-    fields = {
-        "out_channels": out_channels,
-        "stages": stages,
-        "upsample": upsample,
-        "merge": merge,
-        "weights": weights,
-        "ablation": ablation,
-    }
-    ordered = tuple(s for s in FPN_STAGES if s in stages)
+    ordered = tuple(s for s in FPN_STAGES if s in stages)  # type: ignore[operator]
     try:
         validate_stages(ordered)
     except ValueError:
@@ -91,12 +102,12 @@ def _side_widgets(
         return None, fields
     return (
         PyramidConfig(
-            out_channels=int(out_channels),
+            out_channels=int(fields["out_channels"]),  # type: ignore[call-overload]
             stages=ordered,
-            upsample=str(upsample),
-            merge=str(merge),
+            upsample=str(fields["upsample"]),
+            merge=str(fields["merge"]),
             ablation=str(ablation),
-            weights=str(weights),
+            weights=str(fields["weights"]),
             p6=settings.config.p6,
             device=settings.config.device,
         ),
@@ -112,7 +123,7 @@ def describe_config(config: PyramidConfig) -> str:
     )
 
 
-def coco_missing_note(side: str, provenance: object, out_channels: int) -> str:
+def coco_missing_note(side: str, provenance: Provenance, out_channels: int) -> str:
     """Why a side that asked for the COCO FPN runs without it, and how to place the file."""
     if out_channels != 256:
         why = f"trained FPN weights exist only at width 256 (this side has d = {out_channels})"
@@ -122,7 +133,7 @@ def coco_missing_note(side: str, provenance: object, out_channels: int) -> str:
         f"**Side {side.upper()} asks for the COCO-trained FPN, but {why}.** This preset compares a trained FPN "
         f"with a random one, so it needs that file. {how_to_place(COCO)} Then press *Try again* (or restart "
         f"the app). Until then side {side.upper()} runs with "
-        f"{getattr(provenance, 'backbone', 'the fallback backbone')} and a random FPN."
+        f"{provenance.backbone} and a random FPN."
     )
 
 
@@ -148,7 +159,7 @@ def show_ab_page(settings: S.Settings) -> None:
             st.subheader(f"Side {side.upper()}")
             configs[side], _ = _side_widgets(side, base, settings)
     if settings.image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, or an upload).")
+        loading.choose_image_prompt()
         return
     analyses: dict[str, cache.Analysis | None] = {}
     for side, col in zip(SIDES, columns, strict=True):
@@ -173,7 +184,7 @@ def show_ab_page(settings: S.Settings) -> None:
         return
     if a.model.config == b.model.config:
         st.info("Both sides are the same configuration, so the difference is zero: pick a preset or change one side.")
-    shared_backbone = a.backbone is b.backbone
+    shared_backbone = a.output.backbone is b.output.backbone
     st.caption(
         "Both sides reuse one backbone pass (same image, size, weights and device): only the FPNs differ."
         if shared_backbone
@@ -184,7 +195,7 @@ def show_ab_page(settings: S.Settings) -> None:
 
 def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis) -> None:
     """Maps of both sides, their standardized difference per level, and a statistics table."""
-    comparisons = compare_levels(a.fpn.levels, b.fpn.levels, aggregation=settings.style.aggregation)
+    comparisons = compare_levels(a.output.levels, b.output.levels, aggregation=settings.style.aggregation)
     st.header("Difference per level")
     if not comparisons:
         st.warning("The two sides share no pyramid level (e.g. different stages, or finest-only on one side).")
@@ -196,52 +207,30 @@ def _show_difference(settings: S.Settings, a: cache.Analysis, b: cache.Analysis)
     )
     style, label = settings.style, settings.aggregation_label
     for side, analysis, maps in (("A", a, [c.a for c in comparisons]), ("B", b, [c.b for c in comparisons])):
-        titled = [(f"{c.level} (stride {stride_of(c.level)})", m) for c, m in zip(comparisons, maps, strict=True)]
-        rngs = map_range(maps) if style.scope == "shared" else [map_range([m]) for m in maps]
-        scales = (
-            panels.ColorScale(style.colormap, rngs, label)
-            if isinstance(rngs, MapRange)
-            else [panels.ColorScale(style.colormap, r, label) for r in rngs]
-        )
+        shared = map_range(maps)
+        rngs = [shared if style.scope == "shared" else map_range([m]) for m in maps]
         suptitle = f"Side {side}: {describe_config(analysis.model.config)}"
         st.markdown(f"#### {suptitle}")
-        panels.show_row(
-            [
-                (title, panels.map_image(m, scales if isinstance(scales, panels.ColorScale) else scales[i]), "")
-                for i, (title, m) in enumerate(titled)
-            ],
-            scales=scales,
-        )
-        panels.download_button(
-            panels.Download(
-                maps_row_figure,
-                (titled,),
-                {"rngs": rngs, "colormap": style.colormap, "suptitle": suptitle, "colorbar_label": label},
-                file_name=f"ab_side_{side.lower()}.png",
-                key=f"download_ab_{side.lower()}",
-            ),
-            settings.export_scale,
+        panels.show_maps_row(
+            [(f"{c.level} (stride {stride_of(c.level)})", m, "") for c, m in zip(comparisons, maps, strict=True)],
+            [panels.ColorScale(style.colormap, r, label) for r in rngs],
+            suptitle=suptitle,
+            file_name=f"ab_side_{side.lower()}.png",
+            export_scale=settings.export_scale,
+            key=f"download_ab_{side.lower()}",
         )
     limit = max(float(np.abs(c.difference).max()) for c in comparisons)
     limit = limit if limit > 0 else 1.0
     diff_scale = panels.ColorScale("RdBu_r", MapRange(-limit, limit), "B − A (std units)")
-    st.markdown("#### Standardized difference B − A per level (one symmetric scale)")
-    diffs = [(f"{c.level}: B − A", c.difference) for c in comparisons]
-    panels.show_row([(title, panels.map_image(m, diff_scale), "") for title, m in diffs], scales=diff_scale)
-    panels.download_button(
-        panels.Download(
-            maps_row_figure,
-            (diffs,),
-            {
-                "rngs": diff_scale.rng,
-                "colormap": "RdBu_r",
-                "suptitle": "Standardized difference B − A per level (one symmetric scale)",
-                "colorbar_label": diff_scale.label,
-            },
-            file_name="ab_difference.png",
-            key="download_ab_difference",
-        ),
-        settings.export_scale,
+    title = "Standardized difference B − A per level (one symmetric scale)"
+    st.markdown(f"#### {title}")
+    panels.show_maps_row(
+        [(f"{c.level}: B − A", c.difference, "") for c in comparisons],
+        [diff_scale] * len(comparisons),
+        suptitle=title,
+        file_name="ab_difference.png",
+        export_scale=settings.export_scale,
+        key="download_ab_difference",
     )
     rows = [{"level": c.level, **c.stats} for c in comparisons]
     st.dataframe(

@@ -10,6 +10,11 @@ What is cached where, and why:
   (image, size, configuration), so map settings (color map, alpha, aggregation, scope)
   rerun no model at all.
 
+Every cached function takes one key, a frozen dataclass (or a string) naming what the result
+depends on; the inputs it is computed from follow with a leading underscore, which streamlit
+leaves out of the key. The caches of anything built with a model register themselves
+(:func:`model_cache`), so *Try again* clears them all with their own ``clear()``.
+
 Everything returned here is shared between sessions: treat it as read-only.
 """
 
@@ -22,11 +27,13 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import streamlit as st
 import torch
+from streamlit.runtime.caching.cache_utils import CachedFunc
 
 from fpn_core import (
     FPN,
@@ -140,10 +147,15 @@ def scales_boxes() -> tuple[Box, ...]:
     return make_scales_image().boxes
 
 
+#: The sidebar thumbnail's width in pixels.
+THUMBNAIL_WIDTH = 220
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
-def thumbnail(digest: str, _image: np.ndarray, width: int = 220) -> np.ndarray:
+def thumbnail(digest: str, _image: np.ndarray) -> np.ndarray:
     """The sidebar's small copy of an image (read-only; the full image is not re-encoded every run)."""
     h, w = _image.shape[:2]
+    width = THUMBNAIL_WIDTH
     small = cv2.resize(_image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     small.setflags(write=False)
     return small
@@ -156,89 +168,45 @@ def sample_names() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------- models
+# Every cache of something computed with a model registers here, so "Try again" clears them
+# with streamlit's own ``clear()`` (a new cache cannot be forgotten in a hand-kept list).
+
+#: The cached functions whose results depend on a model (filled by :func:`model_cache`).
+MODEL_CACHES: list[CachedFunc] = []
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def get_backbone(weights: str, device: str, _progress: Callable[[int, int], None] | None = None) -> ResNetBackbone:
-    """The shared ResNet-50 for (weights, device), built once per process.
+def model_cache(*, data: bool = False, **options: object) -> Callable[[F], F]:
+    """``st.cache_resource`` (``st.cache_data`` with ``data=True``) that also registers the
+    function in :data:`MODEL_CACHES`, for :func:`clear_model_caches`.
 
     Args:
-        weights: one of ``fpn_core.WEIGHT_CHOICES``.
-        device: where it runs.
-        _progress: download progress callback (left out of the cache key).
+        data: cache pickled copies (``st.cache_data``) instead of the shared object.
+        options: the decorator's options (``max_entries``, ``ttl``...); ``show_spinner`` is off.
     """
-    return build_backbone(weights, device=device, progress=_progress, operator_file=operator_backbone_file())
+    decorator = (st.cache_data if data else st.cache_resource)(show_spinner=False, **options)  # type: ignore[call-overload]
 
+    def register(fn: F) -> F:
+        cached = decorator(fn)
+        MODEL_CACHES.append(cached)
+        return cached
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def get_plain_backbone(weights: str, device: str) -> ResNetBackbone:
-    """The same backbone without BatchNorm folding or channels_last, to show what they save."""
-    return build_backbone(
-        weights, device=device, optimize=False, allow_download=False, operator_file=operator_backbone_file()
-    )
-
-
-def time_plain_backbone(weights: str, device: str, image: np.ndarray, size: int, repeats: int) -> float:
-    """Median milliseconds of the plain (unoptimized) backbone on ``image``, after one warm-up run."""
-    return run_backbone(get_plain_backbone(weights, device), image, size=size, repeats=repeats, warmup=1).total_ms
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[FPN, str, bool]:
-    """The FPN module for one configuration (weights and device are part of it)."""
-    return build_fpn(config, _backbone)
-
-
-def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
-    """Backbone plus the cached FPN for ``config``, with the combined provenance."""
-    fpn, desc, trained = get_fpn(config, backbone)
-    return with_fpn(backbone, fpn, config, desc, trained)
-
-
-@st.cache_resource(show_spinner=False, max_entries=6, ttl=ANALYSIS_TTL_S)
-def get_backbone_result(
-    digest: str, size: int, weights: str, device: str, _backbone: ResNetBackbone, _image: np.ndarray
-) -> BackboneResult:
-    """Backbone activations c1..c5 of one image at one input size."""
-    return run_backbone(_backbone, _image, size=size)
-
-
-@st.cache_resource(show_spinner=False, max_entries=12, ttl=ANALYSIS_TTL_S)
-def get_fpn_result(digest: str, size: int, config: PyramidConfig, _fpn: FPN, _stages: BackboneResult) -> FpnResult:
-    """The FPN levels and steps of one image for one configuration."""
-    return run_fpn(_fpn, _stages.stages, config)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def get_flops(
-    config: PyramidConfig, input_shape: tuple[int, ...], size: int, _model: Pyramid, _image: np.ndarray
-) -> dict[str, int]:
-    """FLOPs per step for one configuration and input shape (the counts depend on nothing else)."""
-    return count_flops(_model, _image, size=size)
+    return register
 
 
 def clear_model_caches() -> None:
-    """Forget the backbone and everything computed with it, so a newly placed file is used."""
-    get_backbone.clear()
-    get_plain_backbone.clear()
-    get_fpn.clear()
-    get_backbone_result.clear()
-    get_fpn_result.clear()
-    get_flops.clear()
-    timing_report.clear()
-    aggregated_maps.clear()
-    color_ranges.clear()
-    overlay_images.clear()
-    channel_mosaics.clear()
-    get_export.clear()
-    get_detector.clear()
-    get_detector_features.clear()
-    get_detector_heads.clear()
-    get_contributions.clear()
-    get_erf.clear()
+    """Forget every model and everything computed with one, so a newly placed file is used."""
+    for cached in MODEL_CACHES:
+        cached.clear()
 
 
-# ----------------------------------------------------------------------------- analysis
+@dataclass(frozen=True)
+class ModelKey:
+    """Which shared ResNet-50: its weights (one of ``fpn_core.WEIGHT_CHOICES``) and device."""
+
+    weights: str
+    device: str
 
 
 @dataclass(frozen=True)
@@ -249,6 +217,10 @@ class BackboneKey:
     size: int
     weights: str
     device: str
+
+    @property
+    def model(self) -> ModelKey:
+        return ModelKey(self.weights, self.device)
 
 
 @dataclass(frozen=True)
@@ -264,6 +236,58 @@ class AnalysisKey:
         return BackboneKey(self.digest, self.size, self.config.weights, str(self.config.device))
 
 
+@model_cache(max_entries=4)
+def get_backbone(key: ModelKey, _progress: Callable[[int, int], None] | None = None) -> ResNetBackbone:
+    """The shared ResNet-50 for ``key``, built once per process (``_progress``: download progress)."""
+    return build_backbone(key.weights, device=key.device, progress=_progress, operator_file=operator_backbone_file())
+
+
+@model_cache(max_entries=2)
+def get_plain_backbone(key: ModelKey) -> ResNetBackbone:
+    """The same backbone without BatchNorm folding or channels_last, to show what they save."""
+    return build_backbone(
+        key.weights, device=key.device, optimize=False, allow_download=False, operator_file=operator_backbone_file()
+    )
+
+
+def time_plain_backbone(key: ModelKey, image: np.ndarray, size: int, repeats: int) -> float:
+    """Median milliseconds of the plain (unoptimized) backbone on ``image``, after one warm-up run."""
+    return run_backbone(get_plain_backbone(key), image, size=size, repeats=repeats, warmup=1).total_ms
+
+
+@model_cache(max_entries=16)
+def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[FPN, str, bool]:
+    """The FPN module for one configuration (weights and device are part of it)."""
+    return build_fpn(config, _backbone)
+
+
+def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
+    """Backbone plus the cached FPN for ``config``, with the combined provenance."""
+    fpn, desc, trained = get_fpn(config, backbone)
+    return with_fpn(backbone, fpn, config, desc, trained)
+
+
+@model_cache(max_entries=6, ttl=ANALYSIS_TTL_S)
+def get_backbone_result(key: BackboneKey, _backbone: ResNetBackbone, _image: np.ndarray) -> BackboneResult:
+    """Backbone activations c1..c5 of one image at one input size."""
+    return run_backbone(_backbone, _image, size=key.size)
+
+
+@model_cache(max_entries=12, ttl=ANALYSIS_TTL_S)
+def get_fpn_result(key: AnalysisKey, _fpn: FPN, _stages: BackboneResult) -> FpnResult:
+    """The FPN levels and steps of one image for one configuration."""
+    return run_fpn(_fpn, _stages.stages, key.config)
+
+
+@model_cache(data=True, max_entries=16)
+def get_flops(key: AnalysisKey, _model: Pyramid, _image: np.ndarray) -> dict[str, int]:
+    """FLOPs per step of one analysis."""
+    return count_flops(_model, _image, size=key.size)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
 @dataclass(frozen=True)
 class BackbonePass:
     """The backbone alone on the current image (pages that show no FPN level need no more).
@@ -271,12 +295,12 @@ class BackbonePass:
     Attributes:
         key: what it was computed from.
         model: the shared ResNet-50 (read-only).
-        backbone: the backbone pass (resized image, c1..c5).
+        output: the backbone pass (resized image, c1..c5).
     """
 
     key: BackboneKey
     model: ResNetBackbone
-    backbone: BackboneResult
+    output: BackboneResult
 
     @property
     def backbone_key(self) -> BackboneKey:
@@ -284,7 +308,7 @@ class BackbonePass:
 
     @property
     def notices(self) -> list[str]:
-        return list(self.backbone.notices)
+        return list(self.output.notices)
 
 
 @dataclass(frozen=True)
@@ -294,14 +318,12 @@ class Analysis:
     Attributes:
         key: what it was computed from (keys every cache built on it).
         model: backbone + FPN with the combined provenance.
-        backbone: the backbone pass (resized image, c1..c5).
-        fpn: the FPN pass (levels p*, steps per level).
+        output: the engine's analysis (the backbone and FPN passes, configuration, provenance).
     """
 
     key: AnalysisKey
     model: Pyramid
-    backbone: BackboneResult
-    fpn: FpnResult
+    output: PyramidOutput
 
     @property
     def backbone_key(self) -> BackboneKey:
@@ -310,7 +332,12 @@ class Analysis:
     @property
     def notices(self) -> list[str]:
         """Anything the user should know about how this analysis ran."""
-        return pyramid_output(self).notices
+        return self.output.notices
+
+
+def _named_device(config: PyramidConfig) -> PyramidConfig:
+    """``config`` with the best device present named, so that it keys the caches."""
+    return config if config.device is not None else dataclasses.replace(config, device=available_devices()[0])
 
 
 def get_analysis(
@@ -321,30 +348,63 @@ def get_analysis(
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Run (or fetch from the caches) the backbone and FPN for one image and configuration."""
-    if config.device is None:  # the best device present, named, so that it keys the caches
-        config = dataclasses.replace(config, device=available_devices()[0])
-    device = str(config.device)
-    backbone = get_backbone(config.weights, device, progress)
-    model = get_pyramid(config, backbone)
-    stages = get_backbone_result(digest, size, config.weights, device, backbone, image)
-    fpn = get_fpn_result(digest, size, config, model.fpn, stages)
-    return Analysis(AnalysisKey(digest, int(size), config), model, stages, fpn)
+    key = AnalysisKey(digest, int(size), _named_device(config))
+    backbone = get_backbone(key.backbone.model, progress)
+    model = get_pyramid(key.config, backbone)
+    stages = get_backbone_result(key.backbone, backbone, image)
+    fpn = get_fpn_result(key, model.fpn, stages)
+    return Analysis(key, model, PyramidOutput.compose(model, stages, fpn, repeats=1))
 
 
 def get_backbone_pass(config: PyramidConfig, image: np.ndarray, digest: str, size: int) -> BackbonePass:
     """Run (or fetch) only the backbone pass: what an FPN change does not touch."""
-    if config.device is None:
-        config = dataclasses.replace(config, device=available_devices()[0])
-    key = AnalysisKey(digest, int(size), config).backbone
-    backbone = get_backbone(key.weights, key.device)
-    return BackbonePass(key, backbone, get_backbone_result(digest, int(size), key.weights, key.device, backbone, image))
+    key = AnalysisKey(digest, int(size), _named_device(config)).backbone
+    backbone = get_backbone(key.model)
+    return BackbonePass(key, backbone, get_backbone_result(key, backbone, image))
 
 
 # ------------------------------------------------------------------------- screen images
 # Small numpy results per (analysis key, feature group, map style): a sidebar change that a
 # page does not use finds them here, and one it does use recomputes only what depends on it.
 
-FeatureKey = AnalysisKey | BackboneKey
+
+@dataclass(frozen=True)
+class MapsKey:
+    """One group of channel-reduced maps.
+
+    Attributes:
+        source: the analysis (or backbone pass) the features come from.
+        group: which features, e.g. ``"levels"``, ``"stages"`` or ``"p3.steps"``.
+        aggregation: the channel aggregation (``fpn_core.maps.CHANNEL_AGGREGATIONS``).
+    """
+
+    source: AnalysisKey | BackboneKey
+    group: str
+    aggregation: str
+
+
+@dataclass(frozen=True)
+class RangesKey:
+    """The color ranges of one group of maps: each its own, or one shared (``scope``)."""
+
+    maps: MapsKey
+    scope: str
+
+
+@dataclass(frozen=True)
+class OverlaysKey:
+    """One group of maps blended over the input image in one map style."""
+
+    maps: MapsKey
+    style: MapStyle
+
+
+@dataclass(frozen=True)
+class MosaicsKey:
+    """The ``k`` most active channels of every stage of one backbone pass."""
+
+    backbone: BackboneKey
+    k: int
 
 
 def _read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -353,50 +413,36 @@ def _read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-@st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
-def aggregated_maps(
-    key: FeatureKey, group: str, aggregation: str, _features: Mapping[str, torch.Tensor]
-) -> dict[str, np.ndarray]:
-    """Each feature of ``group`` collapsed over channels (2-D float maps, read-only).
+@model_cache(max_entries=48, ttl=ANALYSIS_TTL_S)
+def aggregated_maps(key: MapsKey, _features: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Each feature of ``key.group`` collapsed over channels (2-D float maps, read-only).
 
-    Args:
-        key: the analysis (or backbone pass) the features come from.
-        group: which features, e.g. ``"levels"``, ``"stages"`` or ``"p3.steps"``.
-        aggregation: the channel aggregation (``fpn_core.maps.CHANNEL_AGGREGATIONS``).
-        _features: name -> (1, C, H, W) tensor (left out of the key).
+    ``_features``: name -> (1, C, H, W) tensor.
     """
-    return _read_only({name: aggregate_channels(t, aggregation) for name, t in _features.items()})
+    return _read_only({name: aggregate_channels(t, key.aggregation) for name, t in _features.items()})
 
 
-@st.cache_resource(show_spinner=False, max_entries=48, ttl=ANALYSIS_TTL_S)
-def color_ranges(
-    key: FeatureKey, group: str, aggregation: str, scope: str, _maps: Mapping[str, np.ndarray]
-) -> dict[str, MapRange]:
-    """Color ranges of ``group``'s maps: each its own, or one shared (``scope``)."""
-    return map_ranges(_maps, scope)
+@model_cache(max_entries=48, ttl=ANALYSIS_TTL_S)
+def color_ranges(key: RangesKey, _maps: Mapping[str, np.ndarray]) -> dict[str, MapRange]:
+    """Color ranges of one group's maps: each its own, or one shared (``key.scope``)."""
+    return map_ranges(_maps, key.scope)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
-def channel_mosaics(
-    key: BackboneKey, k: int, _stages: Mapping[str, torch.Tensor]
-) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """Per stage, the ``k`` most active channels as one mosaic of [0, 1] tiles, and their indices."""
-    out = {name: channel_grid(t, k=k, cols=4) for name, t in _stages.items()}
+@model_cache(max_entries=8, ttl=ANALYSIS_TTL_S)
+def channel_mosaics(key: MosaicsKey, _stages: Mapping[str, torch.Tensor]) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Per stage, the ``key.k`` most active channels as one mosaic of [0, 1] tiles, and their indices."""
+    out = {name: channel_grid(t, k=key.k, cols=4) for name, t in _stages.items()}
     for mosaic, _ in out.values():
         mosaic.setflags(write=False)
     return out
 
 
-@st.cache_resource(show_spinner=False, max_entries=32, ttl=ANALYSIS_TTL_S)
+@model_cache(max_entries=32, ttl=ANALYSIS_TTL_S)
 def overlay_images(
-    key: FeatureKey,
-    group: str,
-    style: MapStyle,
-    _image: np.ndarray,
-    _maps: Mapping[str, np.ndarray],
-    _ranges: Mapping[str, MapRange],
+    key: OverlaysKey, _image: np.ndarray, _maps: Mapping[str, np.ndarray], _ranges: Mapping[str, MapRange]
 ) -> dict[str, np.ndarray]:
-    """Each map of ``group`` blended over the network's input image (RGB uint8, read-only)."""
+    """Each map of the group blended over the network's input image (RGB uint8, read-only)."""
+    style = key.style
     return _read_only(
         {
             name: overlay(_image, m, rng=_ranges[name], alpha=style.alpha, colormap=style.colormap)
@@ -408,84 +454,36 @@ def overlay_images(
 # ------------------------------------------------------------------------------- timing
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
-def timing_report(
-    key: AnalysisKey, repeats: int, measurement: int, _analysis: Analysis, _image: np.ndarray
-) -> StepTable:
-    """One measurement per (analysis, repeats, measurement number): a rerun for another reason
-    (a sidebar control the Timing page does not use) shows it again instead of measuring anew.
+@dataclass(frozen=True)
+class TimingKey:
+    """One measurement: the analysis measured, timed runs per median, and how many times
+    "Measure again" was pressed in this session."""
 
-    Args:
-        key: the analysis measured.
-        repeats: timed runs per median.
-        measurement: how many times "Measure again" was pressed in this session.
-    """
-    return time_pyramid(_analysis, _image, key.size, repeats)
+    analysis: AnalysisKey
+    repeats: int
+    measurement: int
 
 
-def time_pyramid(analysis: Analysis, image: np.ndarray, size: int, repeats: int, warmup: int = 1) -> StepTable:
+@model_cache(max_entries=8, ttl=ANALYSIS_TTL_S)
+def timing_report(key: TimingKey, _analysis: Analysis, _image: np.ndarray) -> StepTable:
+    """One measurement per key: a rerun for another reason (a sidebar control the Timing page
+    does not use) shows it again instead of measuring anew."""
+    return time_pyramid(_analysis, _image, key.repeats)
+
+
+def time_pyramid(analysis: Analysis, image: np.ndarray, repeats: int, warmup: int = 1) -> StepTable:
     """Time the backbone and the FPN afresh (``warmup`` untimed runs, median of ``repeats``).
 
     Args:
-        analysis: the cached analysis (its model is reused, never rebuilt).
+        analysis: the cached analysis (its model is reused, never rebuilt; its key gives the size).
         image: the RGB uint8 input.
-        size: the input's long side.
         repeats: timed runs.
         warmup: untimed runs before them.
     """
     model = analysis.model
-    out = run_pyramid(model, image, size=size, repeats=repeats, warmup=warmup)
-    flops = get_flops(model.config, tuple(image.shape), size, model, image)
+    out = run_pyramid(model, image, size=analysis.key.size, repeats=repeats, warmup=warmup)
+    flops = get_flops(analysis.key, model, image)
     return step_table(model, out, flops, count_parameters(model))
-
-
-# ------------------------------------------------------------------------------- export
-
-
-def pyramid_output(analysis: Analysis) -> PyramidOutput:
-    """The cached analysis as the engine's ``PyramidOutput`` (what ``fpn_core.export`` takes)."""
-    return PyramidOutput.compose(analysis.model, analysis.backbone, analysis.fpn, repeats=1)
-
-
-@dataclass(frozen=True)
-class ExportBundle:
-    """One "Export all" bundle: its files and the zip of them.
-
-    Attributes:
-        files: file name -> bytes, as ``fpn_core.export.build_export`` lays them out.
-        archive: the deterministic zip of ``files``.
-    """
-
-    files: dict[str, bytes]
-    archive: bytes
-
-
-@st.cache_data(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
-def get_export(
-    key: AnalysisKey,
-    style: MapStyle,
-    scale: int,
-    source: str | None,
-    _analysis: Analysis,
-    detection: object | None = None,
-    _detections: Detections | None = None,
-) -> ExportBundle:
-    """Build (once per key, style, scale, source name and detection choice) the export bundle.
-
-    ``detection`` names what ``_detections`` came from (it keys the cache); without them the
-    bundle is byte for byte the one before detection existed.
-    """
-    files = build_export(
-        pyramid_output(_analysis),
-        colormap=style.colormap,
-        alpha=style.alpha,
-        aggregation=style.aggregation,
-        scope=style.scope,
-        scale=float(scale),
-        source=source,
-        detections=_detections if detection is not None else None,
-    )
-    return ExportBundle(files, zip_export(files))
 
 
 # ---------------------------------------------------------------------------- detection
@@ -518,7 +516,37 @@ class DetectionKey:
     detector: DetectorKey
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
+@dataclass(frozen=True)
+class DetectorPassKey:
+    """A detector's pass, with the provenance of the detector that ran it: a detector rebuilt
+    after a checkpoint was placed never meets the passes of the untrained one."""
+
+    detection: DetectionKey
+    weights: Provenance
+
+
+@dataclass(frozen=True)
+class HeadsKey:
+    """The heads on one pass, keeping every detection that scores above ``min_score``."""
+
+    features: DetectorPassKey
+    min_score: float | None
+
+
+@dataclass(frozen=True)
+class DetectionChoice:
+    """What the Detection page drew boxes for: the detector's pass, its heads' own threshold and the slider's.
+
+    Kept in session state (``ui.settings.DETECTION_SHOWN``) so the Export page can add the same
+    detections, recomputed from the caches (no tensors are kept in the session).
+    """
+
+    key: DetectionKey
+    min_score: float | None
+    score: float
+
+
+@model_cache(max_entries=2)
 def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> Detector:
     """The shared detector for ``key``, built once per process (read-only)."""
     operator_file = operator_file_from_env(detector_spec(key.name).env)  # read when built, as the backbone's
@@ -527,28 +555,16 @@ def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None 
     )
 
 
-@st.cache_resource(show_spinner=False, max_entries=4, ttl=ANALYSIS_TTL_S)
-def get_detector_features(
-    key: DetectionKey, weights: Provenance, _detector: Detector, _image: np.ndarray
-) -> DetectorFeatures:
-    """The detector's backbone + FPN pass on one image at one input size (the expensive part).
-
-    ``weights`` (the detector's provenance) keys it too: a detector rebuilt after a checkpoint
-    was placed never meets the passes of the untrained one.
-    """
-    return run_detector_features(_detector, _image, size=key.size)
+@model_cache(max_entries=4, ttl=ANALYSIS_TTL_S)
+def get_detector_features(key: DetectorPassKey, _detector: Detector, _image: np.ndarray) -> DetectorFeatures:
+    """The detector's backbone + FPN pass on one image at one input size (the expensive part)."""
+    return run_detector_features(_detector, _image, size=key.detection.size)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
-def get_detector_heads(
-    key: DetectionKey,
-    weights: Provenance,
-    min_score: float | None,
-    _detector: Detector,
-    _features: DetectorFeatures,
-) -> Detections:
-    """The detector's heads on the cached pass: every detection scoring above ``min_score``."""
-    return run_heads(_detector, _features, min_score=min_score)
+@model_cache(max_entries=8, ttl=ANALYSIS_TTL_S)
+def get_detector_heads(key: HeadsKey, _detector: Detector, _features: DetectorFeatures) -> Detections:
+    """The detector's heads on the cached pass: every detection scoring above ``key.min_score``."""
+    return run_heads(_detector, _features, min_score=key.min_score)
 
 
 def detections(
@@ -568,8 +584,51 @@ def detections(
         progress: weights download progress.
     """
     detector = get_detector(key.detector, progress)
-    features = get_detector_features(key, detector.provenance, detector, image)
-    return get_detector_heads(key, detector.provenance, min_score, detector, features)
+    pass_key = DetectorPassKey(key, detector.provenance)
+    features = get_detector_features(pass_key, detector, image)
+    return get_detector_heads(HeadsKey(pass_key, min_score), detector, features)
+
+
+# ------------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """One "Export all" bundle: the analysis, the map style, the resolution, the image's name and
+    the Detection page's boxes (None: the bundle is byte for byte the one before detection existed)."""
+
+    analysis: AnalysisKey
+    style: MapStyle
+    scale: int
+    source: str | None
+    detection: DetectionChoice | None = None
+
+
+@dataclass(frozen=True)
+class ExportBundle:
+    """One "Export all" bundle: its files and the zip of them.
+
+    Attributes:
+        files: file name -> bytes, as ``fpn_core.export.build_export`` lays them out.
+        archive: the deterministic zip of ``files``.
+    """
+
+    files: dict[str, bytes]
+    archive: bytes
+
+
+@model_cache(data=True, max_entries=4, ttl=ANALYSIS_TTL_S)
+def get_export(key: ExportKey, _analysis: Analysis, _detections: Detections | None = None) -> ExportBundle:
+    """Build (once per key) the export bundle; ``_detections`` are those ``key.detection`` names."""
+    style = key.style
+    files = build_export(
+        _analysis.output,
+        style,
+        scale=float(key.scale),
+        source=key.source,
+        detections=_detections if key.detection is not None else None,
+    )
+    return ExportBundle(files, zip_export(files))
 
 
 # ---------------------------------------------------------------------- receptive fields
@@ -578,7 +637,7 @@ def detections(
 # number inputs and clicks of the Receptive fields page find a point again once computed.
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, ttl=ANALYSIS_TTL_S)
+@model_cache(max_entries=8, ttl=ANALYSIS_TTL_S)
 def get_contributions(key: AnalysisKey, _fpn: FPN, _stages: BackboneResult) -> Contributions:
     """Each stage's exact contribution to each level of one analysis (shares and strengths, no tensors)."""
     contributions = stage_contributions(_fpn, _stages.stages, key.config, keep_tensors=False)
@@ -604,7 +663,7 @@ class ErfKey:
     magnitude: str
 
 
-@st.cache_resource(show_spinner=False, max_entries=12, ttl=ANALYSIS_TTL_S)
+@model_cache(max_entries=12, ttl=ANALYSIS_TTL_S)
 def get_erf(key: ErfKey, _model: Pyramid, _image: np.ndarray) -> ErfResult:
     """The ERF of every stage and level at one point (read-only maps; about 9 MB at 512 px)."""
     result = erf_maps(_model, _image, key.point, size=key.analysis.size, channel=key.channel, magnitude=key.magnitude)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 
 import altair as alt
 import numpy as np
@@ -28,9 +26,7 @@ import pandas as pd
 import streamlit as st
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw, ImageFont
 
-from fpn_core import WeightsError
 from fpn_core.detection import (
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
@@ -47,7 +43,7 @@ from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, st
 from fpn_core.maps import MapRange, map_ranges, overlay
 from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_FLOOR, LEVEL_RULE_LATEX
 from fpn_core.weights import hub_checkpoint_dir
-from ui import cache, panels
+from ui import cache, loading, panels
 from ui import settings as S
 
 log = logging.getLogger(__name__)
@@ -63,19 +59,6 @@ SCORE_STEP = 0.01
 #: Objectness maps per row of panels.
 PER_ROW = 3
 OBJECTNESS_CMAP = "inferno"
-
-
-@dataclass(frozen=True)
-class DetectionChoice:
-    """What the page drew boxes for: the detector's pass, its heads' own threshold and the slider's.
-
-    Kept in session state (``S.DETECTION_SHOWN``) so the Export page can add the same
-    detections, recomputed from the caches (no tensors are kept in the session).
-    """
-
-    key: cache.DetectionKey
-    min_score: float | None
-    score: float
 
 
 # ------------------------------------------------------------------------------- keys
@@ -98,64 +81,15 @@ def heads_min_score(trained: bool) -> float | None:
 # --------------------------------------------------------------------------- drawing
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (OSError, TypeError):  # a Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _line_width(image: np.ndarray) -> int:
-    return max(2, round(max(image.shape[:2]) / 300))
-
-
-def draw_boxes(
-    image: np.ndarray,
-    boxes: Sequence[Sequence[float]],
-    levels: Sequence[str],
-    labels: Sequence[str] | None = None,
-    *,
-    width: int | None = None,
-) -> np.ndarray:
-    """A copy of ``image`` with each box outlined in its level's color, and its label on a tab.
-
-    Args:
-        image: RGB uint8 ``(H, W, 3)``.
-        boxes: x1, y1, x2, y2 in the image's pixels, best first (drawn last, on top).
-        levels: each box's level (``"p2".."p7"``), which gives its color.
-        labels: text per box (e.g. ``"cat 0.93"``), or None for bare boxes.
-        width: line width in pixels (default: from the image size).
-
-    Returns:
-        RGB uint8 of the image's shape.
-    """
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(pil)
-    h, w = image.shape[:2]
-    line = width or _line_width(image)
-    font = _font(max(12, round(max(h, w) / 40)))
-    for i in range(len(boxes) - 1, -1, -1):
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        x1, y1 = min(max(x1, 0.0), w - 1.0), min(max(y1, 0.0), h - 1.0)
-        x2, y2 = min(max(x2, x1), w - 1.0), min(max(y2, y1), h - 1.0)
-        color = LEVEL_COLORS.get(levels[i], (255, 255, 255))
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
-        if labels is None:
-            continue
-        left, top, right, bottom = draw.textbbox((0, 0), labels[i], font=font)
-        tw, th = right - left + 6, bottom - top + 4
-        ty = y1 - th if y1 - th >= 0 else y1  # no room above the box: the tab goes inside its top edge
-        tx = min(x1, max(0.0, w - tw))
-        draw.rectangle((tx, ty, tx + tw, ty + th), fill=color)
-        draw.text((tx + 3 - left, ty + 2 - top), labels[i], fill=(255, 255, 255), font=font)
-    return np.asarray(pil)
+def level_colors(levels: Sequence[str]) -> list[tuple[int, int, int]]:
+    """Each level's app-wide color (``fpn_core.levels.LEVEL_COLORS``; white for an unknown name)."""
+    return [LEVEL_COLORS.get(level, (255, 255, 255)) for level in levels]
 
 
 def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
     """The image with every detection: box in its level's color, tab ``"class score"``."""
     labels = [f"{name} {float(score):.2f}" for name, score in zip(dets.names, dets.scores, strict=True)]
-    return draw_boxes(image, dets.boxes.tolist(), dets.levels, labels)
+    return panels.draw_boxes(image, dets.boxes.tolist(), level_colors(dets.levels), labels)
 
 
 def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -165,7 +99,7 @@ def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
     for level, props in dets.proposals.items():  # fine levels first: drawn last, on top
         boxes += props.boxes.tolist()
         levels += [level] * int(props.boxes.shape[0])
-    return draw_boxes(image, boxes, levels, width=max(1, _line_width(image) - 1))
+    return panels.draw_boxes(image, boxes, level_colors(levels), width=max(1, panels.line_width(image) - 1))
 
 
 def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -177,7 +111,7 @@ def draw_anchors(image: np.ndarray, dets: Detections) -> np.ndarray:
         side = anchors.sizes[0] / dets.input_scale
         boxes.append([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
         levels.append(level)
-    return draw_boxes(image, boxes, levels)
+    return panels.draw_boxes(image, boxes, level_colors(levels))
 
 
 def legend_markdown(levels: Sequence[str], values: Mapping[str, object], what: str = "detections") -> str:
@@ -392,16 +326,17 @@ def _load(key: cache.DetectionKey, image: np.ndarray) -> Detections | None:
     """The detector's detections before a threshold (cached); errors become messages."""
     title = DETECTORS[key.detector.name].title
     size = f"long side {key.size} px" if key.size else f"{DEFAULT_MIN_SIZE} px short side"
-    try:
-        with st.spinner(f"Running {title} at {size} (the backbone and FPN once per image, then the heads)…"):
-            detector = cache.get_detector(key.detector)
-            return cache.detections(key, image, min_score=heads_min_score(bool(detector.provenance.pretrained)))
-    except (WeightsError, ValueError) as exc:
-        st.error(f"The detector could not run: {exc}")
-    except Exception:  # any other failure: a message for the user, the traceback for the log
-        log.exception("detection failed")
-        st.error("The detector failed unexpectedly (details are in the server log). Try the sidebar's smaller size.")
-    return None
+
+    def run() -> Detections:
+        detector = cache.get_detector(key.detector)
+        return cache.detections(key, image, min_score=heads_min_score(bool(detector.provenance.pretrained)))
+
+    return loading.guarded(
+        run,
+        spinner=f"Running {title} at {size} (the backbone and FPN once per image, then the heads)…",
+        failure="The detector could not run",
+        advice="Try the sidebar's smaller size.",
+    )
 
 
 @st.fragment
@@ -409,7 +344,7 @@ def show_detection_page(settings: S.Settings) -> None:
     """The "Detection" page below its title; its own widgets rerun only this fragment."""
     top = st.container()  # the untrained notice goes first, once the chosen detector is known
     if settings.image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
+        loading.choose_image_prompt()
         return
     cols = st.columns([3, 3, 4], gap="medium")
     name = cols[0].radio(
@@ -474,7 +409,7 @@ def show_detection_page(settings: S.Settings) -> None:
         help="The untrained detector's boxes, classes and scores are random: shown only to see the mechanics.",
     )
     if show_boxes:
-        st.session_state[S.DETECTION_SHOWN] = DetectionChoice(key, heads_min_score(trained), float(score))
+        st.session_state[S.DETECTION_SHOWN] = cache.DetectionChoice(key, heads_min_score(trained), float(score))
         _show_boxes(settings, image, dets, trained)
     else:
         st.session_state.pop(S.DETECTION_SHOWN, None)
@@ -665,15 +600,15 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
 # ------------------------------------------------------------------------------ export
 
 
-def shown_choice(settings: S.Settings) -> DetectionChoice | None:
+def shown_choice(settings: S.Settings) -> cache.DetectionChoice | None:
     """What the Detection page last drew boxes for on the sidebar's image in this session, if anything."""
     choice = st.session_state.get(S.DETECTION_SHOWN)
-    if not isinstance(choice, DetectionChoice) or settings.image is None:
+    if not isinstance(choice, cache.DetectionChoice) or settings.image is None:
         return None
     return choice if choice.key.digest == settings.image.digest else None
 
 
-def choice_detections(choice: DetectionChoice | None, image: S.ImageChoice | None) -> Detections | None:
+def choice_detections(choice: cache.DetectionChoice | None, image: S.ImageChoice | None) -> Detections | None:
     """The detections of ``choice`` on ``image``, from the caches (recomputed if they were dropped).
 
     Returns:

@@ -1,5 +1,6 @@
 """The export page: every map, overlay, the slide and metadata.json in one zip."""
 
+import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from ui import settings as S
 
 
 def export_bundle(
-    settings: S.Settings, analysis: cache.Analysis, shown: detection_page.DetectionChoice | None = None
+    settings: S.Settings, analysis: cache.Analysis, shown: cache.DetectionChoice | None = None
 ) -> cache.ExportBundle:
     """The cached "Export all" bundle for the current analysis and sidebar.
 
@@ -20,9 +21,10 @@ def export_bundle(
     """
     source = settings.image.name if settings.image is not None else None
     detections = detection_page.choice_detections(shown, settings.image)
+    key = cache.ExportKey(analysis.key, settings.style, settings.export_scale, source)
     if shown is None or detections is None:
-        return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis)
-    return cache.get_export(analysis.key, settings.style, settings.export_scale, source, analysis, shown, detections)
+        return cache.get_export(key, analysis)
+    return cache.get_export(dataclasses.replace(key, detection=shown), analysis, detections)
 
 
 def export_file_name(settings: S.Settings) -> str:

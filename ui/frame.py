@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +24,11 @@ import streamlit.components.v1 as components
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from fpn_core import Provenance, WeightsError
+from fpn_core import Provenance
 from fpn_core.pyramid import describe_fpn_weights
 from fpn_core.weights import IMAGENET, WEIGHT_FILES, WEIGHTS_ENV, how_to_place
-from ui import cache, sidebar
+from ui import cache, loading, sidebar
 from ui import settings as S
-
-log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Session-state entry: the weights notices already shown in full in this session.
@@ -61,6 +58,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/8_Export.py", "Export", ":material/download:", "export", "Share"),
     PageSpec("pages/9_Detection.py", "Detection", ":material/center_focus_strong:", "detection", "Explore"),
     PageSpec("pages/10_Receptive_fields.py", "Receptive fields", ":material/visibility:", "receptive-fields", "Teach"),
+    PageSpec("pages/11_Live.py", "Live camera", ":material/videocam:", "live", "Explore"),
 )
 
 
@@ -191,21 +189,20 @@ def show_weights_notice(settings_now: S.Settings) -> None:
     """
     config = settings_now.config
     bar, progress = _progress_bar()
+
+    def build() -> Provenance:
+        backbone = cache.get_backbone(cache.ModelKey(config.weights, str(config.device)), progress)
+        desc, trained = describe_fpn_weights(config, backbone)
+        return dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
+
     try:
-        with st.spinner("Loading ResNet-50 and the FPN (once per server)…"):
-            backbone = cache.get_backbone(config.weights, str(config.device), progress)
-            desc, trained = describe_fpn_weights(config, backbone)
-            provenance = dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
-    except (WeightsError, ValueError) as exc:
+        provenance = loading.guarded(
+            build, spinner="Loading ResNet-50 and the FPN (once per server)…", failure="The model could not be built"
+        )
+    finally:
         bar.empty()
-        st.error(f"The model could not be built: {exc}")
+    if provenance is None:
         return
-    except Exception:  # any other failure: a message for the user, the traceback for the log
-        bar.empty()
-        log.exception("model build failed")
-        st.error("The model could not be built (details are in the server log).")
-        return
-    bar.empty()
     problems, advice = weights_problems(provenance, config.out_channels, config.weights)
     if not problems:
         st.caption(f"Weights: {provenance.backbone}; FPN: {provenance.fpn}.")

@@ -6,11 +6,12 @@ Pages call these; the computing is ``ui.cache``'s (cached) and the engine's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import numpy as np
 import streamlit as st
+import torch
 
 from fpn_core import PyramidConfig, WeightsError
 from fpn_core.maps import MapRange, MapStyle
@@ -22,6 +23,38 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: The range of maps already scaled to 0..1 (channel tiles).
 UNIT_RANGE = MapRange(0.0, 1.0)
+#: The two groups of features a page reduces to maps: the backbone's stages and the pyramid's levels.
+GROUP_STAGES, GROUP_LEVELS = "stages", "levels"
+
+
+#: What every page says when no image is chosen yet.
+CHOOSE_IMAGE = "Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo)."
+
+
+def choose_image_prompt(then: str = "") -> None:
+    """The one "choose an image" prompt; ``then`` adds what the page does once one is chosen."""
+    st.info(CHOOSE_IMAGE + (f" {then}" if then else ""), icon=":material/image:")
+
+
+def guarded(run: Callable[[], T], *, spinner: str, failure: str, advice: str = "") -> T | None:
+    """``run()`` with a spinner; a failure becomes one message on the page.
+
+    A known error (``WeightsError``, ``ValueError``: a missing file, a refused option) is shown
+    as ``"{failure}: {why}"``; any other is logged with its traceback and shown as ``failure``
+    with ``advice``.
+
+    Returns:
+        What ``run`` returned, or None after a failure.
+    """
+    try:
+        with st.spinner(spinner):
+            return run()
+    except (WeightsError, ValueError) as exc:
+        st.error(f"{failure}: {exc}")
+    except Exception:  # any other failure: a message for the user, the traceback for the log
+        log.exception(failure)
+        st.error(f"{failure} unexpectedly (details are in the server log). {advice}".strip())
+    return None
 
 
 def load_analysis(
@@ -39,7 +72,7 @@ def load_analysis(
     """
     image = image or settings.image
     if image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
+        choose_image_prompt()
         return None
     config = settings.config if config is None else config
     return _shown(lambda: cache.get_analysis(config, image.array, image.digest, settings.size))
@@ -49,24 +82,23 @@ def load_backbone_pass(settings: S.Settings) -> cache.BackbonePass | None:
     """The cached backbone pass alone (for pages that show no FPN level), like :func:`load_analysis`."""
     image = settings.image
     if image is None:
-        st.info("Choose an image in the sidebar (a sample, the synthetic scales image, an upload or a photo).")
+        choose_image_prompt()
         return None
     return _shown(lambda: cache.get_backbone_pass(settings.config, image.array, image.digest, settings.size))
 
 
-def _shown(run: Callable[[], T]) -> T | None:
-    """``run()`` with a spinner; a failure becomes one message, notices become warnings."""
-    try:
-        with st.spinner("Running the network (cached after the first time)…"):
-            result = run()
-    except (WeightsError, ValueError) as exc:
-        st.error(f"The analysis could not run: {exc}")
-        return None
-    except Exception:  # any other failure: a message for the user, the traceback for the log
-        log.exception("analysis failed")
-        st.error("The analysis failed unexpectedly (details are in the server log). Try a smaller input size.")
-        return None
-    for notice in result.notices:  # type: ignore[attr-defined]
+R = TypeVar("R", cache.Analysis, cache.BackbonePass)
+
+
+def _shown(run: Callable[[], R]) -> R | None:
+    """``run()`` guarded (:func:`guarded`); the result's notices become warnings."""
+    result = guarded(
+        run,
+        spinner="Running the network (cached after the first time)…",
+        failure="The analysis could not run",
+        advice="Try a smaller input size.",
+    )
+    for notice in result.notices if result is not None else ():
         st.warning(notice)
     return result
 
@@ -74,29 +106,47 @@ def _shown(run: Callable[[], T]) -> T | None:
 # ------------------------------------------------------------------------- screen maps
 
 
+def _maps(
+    source: cache.AnalysisKey | cache.BackboneKey, group: str, features: Mapping[str, torch.Tensor], style: MapStyle
+) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
+    key = cache.MapsKey(source, group, style.aggregation)
+    maps = cache.aggregated_maps(key, features)
+    return maps, cache.color_ranges(cache.RangesKey(key, style.scope), maps)
+
+
 def stage_maps(
     analysis: cache.Analysis | cache.BackbonePass, style: MapStyle
 ) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
     """The backbone stages' reduced maps and color ranges (cached per backbone pass and style)."""
-    key = analysis.backbone_key
-    maps = cache.aggregated_maps(key, "stages", style.aggregation, analysis.backbone.stages)
-    return maps, cache.color_ranges(key, "stages", style.aggregation, style.scope, maps)
+    return _maps(analysis.backbone_key, GROUP_STAGES, analysis.output.stages, style)
 
 
 def level_maps(analysis: cache.Analysis, style: MapStyle) -> tuple[dict[str, np.ndarray], dict[str, MapRange]]:
     """The pyramid levels' reduced maps and color ranges (cached per analysis and style)."""
-    maps = cache.aggregated_maps(analysis.key, "levels", style.aggregation, analysis.fpn.levels)
-    return maps, cache.color_ranges(analysis.key, "levels", style.aggregation, style.scope, maps)
+    return _maps(analysis.key, GROUP_LEVELS, analysis.output.levels, style)
 
 
-#: A level's recorded steps as the FPN outputs page titles them (the merged map is the step page's).
-STEP_TITLES: dict[str, str] = {"lateral": "lateral 1×1", "top_down": "top-down (upsampled)", "output": "output"}
+def overlay_images(
+    analysis: cache.Analysis, group: str, style: MapStyle
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, MapRange]]:
+    """The stages' (``GROUP_STAGES``) or levels' maps over the network's input.
+
+    Returns:
+        name -> overlay (RGB uint8), name -> reduced map, name -> color range (all cached, read-only).
+    """
+    if group == GROUP_STAGES:
+        source, features = analysis.backbone_key, analysis.output.stages
+    else:
+        source, features = analysis.key, analysis.output.levels
+    maps, ranges = _maps(source, group, features, style)
+    key = cache.OverlaysKey(cache.MapsKey(source, group, style.aggregation), style)
+    return cache.overlay_images(key, analysis.output.image, maps, ranges), maps, ranges
 
 
 def step_maps(analysis: cache.Analysis, level: str, aggregation: str) -> dict[str, np.ndarray]:
     """One level's recorded steps (``lateral``, ``top_down``, ``merged``, ``output``) as reduced maps."""
-    step = analysis.fpn.steps[level]
+    step = analysis.output.steps[level]
     tensors = {
         name: t for name in ("lateral", "top_down", "merged", "output") if (t := getattr(step, name)) is not None
     }
-    return cache.aggregated_maps(analysis.key, f"{level}.steps", aggregation, tensors)
+    return cache.aggregated_maps(cache.MapsKey(analysis.key, f"{level}.steps", aggregation), tensors)

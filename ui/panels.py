@@ -10,6 +10,8 @@ the sidebar's export resolution.
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,9 +20,9 @@ import cv2
 import numpy as np
 import streamlit as st
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from fpn_core.figures import figure_to_png
+from fpn_core.figures import figure_to_png, maps_row_figure
 from fpn_core.maps import MapRange, colorize, normalize
 
 #: Maps are enlarged with nearest neighbour to about this long side, so cells stay crisp
@@ -29,6 +31,10 @@ DISPLAY_LONG_SIDE = 384
 #: PNG downloads are rendered at ``EXPORT_DPI * scale`` (1x = 100 dpi, as ``fpn_core.export``).
 EXPORT_DPI = 100
 _MISSING_BG = (241, 244, 248)
+#: Screen images go to the browser as JPEG at this quality. ``st.image`` encodes a numpy array
+#: anew on every rerun, at quality 100: three times the bytes for the browser to fetch and decode,
+#: for no visible difference on screen (downloads are PNG).
+SCREEN_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,40 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_LONG_SIDE) -> np.ndarray:
     if factor == 1:
         return image
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+
+
+_encoded: dict[int, tuple[weakref.ref, bytes]] = {}
+_encoded_lock = threading.Lock()
+
+
+def screen_jpeg(image: np.ndarray) -> bytes:
+    """JPEG bytes of an RGB uint8 screen image, encoded once per read-only array.
+
+    The caches hand back the same read-only arrays on every rerun, so a rerun that does not
+    change an image (a control the page does not use) encodes nothing, and the bytes, hence the
+    image's URL, stay the same: the browser neither fetches nor decodes it again. A writable
+    array may still change, so it is encoded each time.
+    """
+    key = id(image)
+    with _encoded_lock:
+        hit = _encoded.get(key)
+    if hit is not None and hit[0]() is image:
+        return hit[1]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
+        buffer, format="JPEG", quality=SCREEN_JPEG_QUALITY
+    )
+    data = buffer.getvalue()
+    if not image.flags.writeable:
+        ref = weakref.ref(image, lambda _, k=key: _forget(k))
+        with _encoded_lock:
+            _encoded[key] = (ref, data)
+    return data
+
+
+def _forget(key: int) -> None:
+    with _encoded_lock:
+        _encoded.pop(key, None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)
@@ -123,7 +163,7 @@ def show_panel(
     if image is None:
         st.info(missing or "Not computed.", icon=":material/block:")
     else:
-        st.image(image, width="stretch", caption=caption)
+        st.image(screen_jpeg(image), width="stretch", caption=caption)
     if scale is not None:
         show_color_scale(scale)
     if download is not None:
@@ -132,30 +172,70 @@ def show_panel(
 
 def show_color_scale(scale: ColorScale) -> None:
     """The color strip with its end values and what they measure."""
-    st.image(colorbar_strip(scale.colormap), width="stretch")
+    st.image(screen_jpeg(colorbar_strip(scale.colormap)), width="stretch")
     st.caption(f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.colormap}")
 
 
 def show_row(
     panels: Sequence[tuple[str, np.ndarray | None, str]],
     *,
-    scales: Sequence[ColorScale | None] | ColorScale | None = None,
+    scales: Sequence[ColorScale | None] = (),
     captions: Sequence[str] | None = None,
 ) -> None:
     """Panels side by side: ``(title, image or None, text for a missing image)`` each.
 
-    ``scales`` is one shared scale (shown once, under the row) or one per panel.
+    ``scales`` has one scale per panel (None for a missing map, or none at all); when every
+    panel has the same scale it is shown once, under the row.
     """
     cols = st.columns(len(panels), gap="small")
-    shared = isinstance(scales, ColorScale)
+    present = [s for s in scales if s is not None]
+    shared = len(panels) > 1 and len(present) > 0 and len(set(present)) == 1
     for i, (col, (title, image, missing)) in enumerate(zip(cols, panels, strict=True)):
         with col:
-            own = None if shared or scales is None else scales[i]  # type: ignore[index]
+            own = None if shared or not scales else scales[i]
             show_panel(image, title=title, scale=own, missing=missing)
             if captions:
                 st.caption(captions[i])
     if shared:
-        show_color_scale(scales)  # type: ignore[arg-type]
+        show_color_scale(present[0])
+
+
+def show_maps_row(
+    row: Sequence[tuple[str, np.ndarray | None, str]],
+    scales: Sequence[ColorScale | None],
+    *,
+    suptitle: str,
+    file_name: str,
+    export_scale: int,
+    key: str | None = None,
+    captions: Sequence[str] | None = None,
+) -> None:
+    """A row of 2-D maps, each colored by its scale, and the row's PNG download (``maps_row_figure``).
+
+    Args:
+        row: ``(title, 2-D map or None, text for a missing map)`` per panel.
+        scales: one per panel (None for a missing map); equal scales share one color bar.
+        suptitle: the downloaded figure's title.
+        file_name: the download's file name.
+        export_scale: the download's resolution (1x = 100 dpi).
+        key: the download button's key.
+        captions: a line under each panel.
+    """
+    images = [
+        (title, map_image(m, scale) if m is not None and scale is not None else None, missing)
+        for (title, m, missing), scale in zip(row, scales, strict=True)
+    ]
+    show_row(images, scales=scales, captions=captions)
+    first = next(s for s in scales if s is not None)
+    figure_args = {
+        "rngs": [s.rng if s is not None else None for s in scales],
+        "colormap": first.colormap,
+        "suptitle": suptitle,
+        "colorbar_label": first.label,
+        "missing": [missing for _, _, missing in row],
+    }
+    download = Download(maps_row_figure, ([(title, m) for title, m, _ in row],), figure_args, file_name, key)
+    download_button(download, export_scale)
 
 
 # --------------------------------------------------------------------------- downloads
@@ -197,9 +277,67 @@ def array_png(image: np.ndarray, scale: int = 1) -> bytes:
     return buffer.getvalue()
 
 
+# ------------------------------------------------------------------------------- boxes
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, TypeError):  # a Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def line_width(image: np.ndarray) -> int:
+    """The boxes' default line width for ``image``: 2 px, more on large images."""
+    return max(2, round(max(image.shape[:2]) / 300))
+
+
+def draw_boxes(
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    colors: Sequence[tuple[int, int, int]],
+    labels: Sequence[str] | None = None,
+    *,
+    width: int | None = None,
+) -> np.ndarray:
+    """A copy of ``image`` with each box outlined, and its label on a tab of the box's color.
+
+    Args:
+        image: RGB uint8 ``(H, W, 3)``.
+        boxes: x1, y1, x2, y2 in the image's pixels (inclusive corners), best first (drawn last, on top).
+        colors: one RGB color per box.
+        labels: text per box (e.g. ``"cat 0.93"``), or None for bare boxes.
+        width: line width in pixels (default: :func:`line_width`).
+
+    Returns:
+        RGB uint8 of the image's shape.
+    """
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    draw = ImageDraw.Draw(pil)
+    h, w = image.shape[:2]
+    line = width or line_width(image)
+    font = _font(max(12, round(max(h, w) / 40)))
+    for i in range(len(boxes) - 1, -1, -1):
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        x1, y1 = min(max(x1, 0.0), w - 1.0), min(max(y1, 0.0), h - 1.0)
+        x2, y2 = min(max(x2, x1), w - 1.0), min(max(y2, y1), h - 1.0)
+        color = tuple(colors[i])
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
+        if labels is None:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), labels[i], font=font)
+        tw, th = right - left + 6, bottom - top + 4
+        ty = y1 - th if y1 - th >= 0 else y1  # no room above the box: the tab goes inside its top edge
+        tx = min(x1, max(0.0, w - tw))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=color)
+        draw.text((tx + 3 - left, ty + 2 - top), labels[i], fill=(255, 255, 255), font=font)
+    return np.asarray(pil)
+
+
 def show_image(image: np.ndarray, *, caption: str, download_name: str, scale: int, key: str | None = None) -> None:
     """Show an RGB image (not a figure) with a PNG download at the export resolution."""
-    st.image(image, caption=caption, width="stretch")
+    st.image(screen_jpeg(image), caption=caption, width="stretch")
     st.download_button(
         f"Download PNG ({scale}×)",
         lambda: array_png(image, scale),

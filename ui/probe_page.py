@@ -3,10 +3,8 @@
 import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw
 
 from fpn_core.figures import line_figure
 from fpn_core.levels import hex_color, stride_of
@@ -84,15 +82,6 @@ def parse_boxes(
     return boxes, problems
 
 
-def draw_boxes(image: np.ndarray, boxes: Sequence[Box], color: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:
-    """A copy of ``image`` with each box outlined (2 px) in ``color``."""
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(pil)
-    for box in boxes:
-        draw.rectangle((box.x0, box.y0, max(box.x1 - 1, box.x0), max(box.y1 - 1, box.y0)), outline=color, width=2)
-    return np.asarray(pil)
-
-
 def probe_table(rows: Sequence[Mapping[str, object]], levels: Sequence[str]) -> list[dict[str, object]]:
     """One row per box: size, the paper's k and level, the strongest level, and each level's response."""
     out: dict[str, dict[str, object]] = {}
@@ -122,7 +111,7 @@ def show_probe_page(settings: S.Settings) -> None:
     source = st.segmented_control("Probe on", PROBE_SOURCES, default=PROBE_SCALES, key=S.KEY_PROBE_SOURCE)
     if source == PROBE_OWN:
         if settings.image is None:
-            st.info("Choose an image in the sidebar first, then enter its boxes here.")
+            loading.choose_image_prompt("Then enter its boxes here.")
             return
         chosen = settings.image
         image, digest, name = chosen.array, chosen.digest, chosen.name
@@ -159,9 +148,9 @@ def show_probe_page(settings: S.Settings) -> None:
     analysis = loading.load_analysis(settings, image=chosen)
     if analysis is None:
         return
-    net_image = analysis.backbone.image
+    net_image = analysis.output.image
     scaled = scale_boxes(boxes, image.shape[:2], net_image.shape[:2])
-    levels = analysis.fpn.levels
+    levels = analysis.output.levels
     rows = box_responses(levels, scaled, net_image.shape[:2], aggregation=settings.style.aggregation)
     table = probe_table(rows, list(levels))
     nh, nw = net_image.shape[:2]
@@ -231,9 +220,10 @@ def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box], export_sc
         "Each grid cell is one position of the level's feature map; coarse levels see the image in big cells. "
         "Boxes in orange."
     )
-    net_image = analysis.backbone.image
-    with_boxes = draw_boxes(net_image, boxes)
-    levels = list(analysis.fpn.levels.items())
+    net_image = analysis.output.image
+    corners = [(b.x0, b.y0, max(b.x1 - 1, b.x0), max(b.y1 - 1, b.y0)) for b in boxes]  # x1, y1 exclusive
+    with_boxes = panels.draw_boxes(net_image, corners, [BOX_COLOUR] * len(corners), width=2)
+    levels = list(analysis.output.levels.items())
     per_row = 2
     for start in range(0, len(levels), per_row):
         cols = st.columns(per_row, gap="medium")

@@ -37,10 +37,10 @@ from PIL import Image
 from fpn_core.contributions import Contributions, describe_shares, overlay_composite
 from fpn_core.figures import contribution_figure, erf_figure, erf_radius_figure, shares_figure
 from fpn_core.levels import hex_color, stage_of, stride_of
-from fpn_core.maps import MapRange, colorize
+from fpn_core.maps import MapRange
 from fpn_core.paper import TABLE1
 from fpn_core.point import PointAnalysis
-from fpn_core.receptive import MAGNITUDES, ErfResult, RfBox
+from fpn_core.receptive import ERF_PERCENTILE, MAGNITUDES, ErfResult, erf_overlay
 from ui import cache, loading, panels
 from ui import settings as S
 
@@ -337,42 +337,6 @@ def shares_chart(rows: Mapping[str, Mapping[str, float]], stages: Sequence[str])
     return (bars + text).properties(height=alt.Step(28))
 
 
-#: The share of the gradient's nonzero values below the top of the screen color scale: a few
-#: pixels (the strided convolutions' checkerboard) spike far above the rest, and scaling to
-#: the very peak would leave the whole field dark.
-SCREEN_PERCENTILE = 99.0
-
-
-def erf_screen_image(image: np.ndarray, erf_map: np.ndarray, box: RfBox, *, colormap: str, alpha: float) -> np.ndarray:
-    """An ERF over the image for the screen: color where the gradient is, the photo untouched elsewhere.
-
-    The map is divided by its own 99th percentile of nonzero values (clipped to 1), shown as
-    the square root (so the tails of the roughly Gaussian field stay visible), and blended with
-    an opacity that grows with the value. The theoretical RF square is drawn white and its
-    centre as a cyan cross, as ``fpn_core.receptive.erf_overlay`` does.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 network input.
-        erf_map: ``(H, W)`` gradient magnitude.
-        box: the cell's theoretical RF.
-        colormap: color map name.
-        alpha: the largest opacity of the color.
-
-    Returns:
-        ``(H, W, 3)`` uint8.
-    """
-    nonzero = erf_map[erf_map > 0]
-    top = float(np.percentile(nonzero, SCREEN_PERCENTILE)) if nonzero.size else 0.0
-    value = np.sqrt(np.clip(erf_map / top, 0.0, 1.0)) if top > 0 else np.zeros_like(erf_map)
-    color = colorize(value.astype(np.float32), colormap).astype(np.float32)
-    weight = (alpha * value)[..., None]
-    out = np.ascontiguousarray(np.rint(image * (1.0 - weight) + color * weight).astype(np.uint8))
-    cv2.rectangle(out, (box.x0, box.y0), (box.x1 - 1, box.y1 - 1), (255, 255, 255), 1)
-    centre = (round(box.cx), round(box.cy))
-    cv2.drawMarker(out, centre, (0, 255, 255), markerType=cv2.MARKER_CROSS, markerSize=9, thickness=1)
-    return out
-
-
 def _mark_point(image: np.ndarray, xy: tuple[float, float]) -> np.ndarray:
     out = np.ascontiguousarray(image).copy()
     centre = (round(xy[0]), round(xy[1]))
@@ -411,7 +375,7 @@ def show_erf_panels(erf: ErfResult, settings: S.Settings, names: Sequence[str], 
             if radii["90"] is None
             else f"r50 {radii['50']:.0f} · r90 {radii['90']:.0f} px · 2·r90/RF {erf.ratio[name]:.2f}"
         )
-        image = erf_screen_image(erf.image, erf.maps[name], box, colormap=style.colormap, alpha=ERF_ALPHA)
+        image = erf_overlay(erf.image, erf.maps[name], box=box, colormap=style.colormap, alpha=ERF_ALPHA)
         with col:
             panels.show_panel(
                 panels.enlarge(image),
@@ -425,7 +389,7 @@ def show_erf_panels(erf: ErfResult, settings: S.Settings, names: Sequence[str], 
                         "box": (box.x0, box.y0, box.x1, box.y1),
                         "cell_square": (c * s, r * s, (c + 1) * s, (r + 1) * s),
                         "center": (box.cx, box.cy),
-                        "alpha": max(style.alpha, 0.35),  # the figure tints the whole image
+                        "alpha": ERF_ALPHA,
                         "colormap": style.colormap,
                     },
                     file_name=f"erf_{name}_x{x}_y{y}_{settings.size}px.png",
@@ -465,9 +429,10 @@ def show_erf_section(erf: ErfResult, settings: S.Settings) -> None:
     st.subheader("Where one cell looks")
     st.caption(
         f"Color: how much each input pixel moves the cell under the point (|∂ activation / ∂ pixel|), per panel: "
-        f"√ of the gradient over its own {SCREEN_PERCENTILE:g}th percentile, clipped at 1; the photo shows through "
+        f"√ of the gradient over its own {ERF_PERCENTILE:g}th percentile, clipped at 1; the photo shows through "
         f"where the gradient is zero. White square: the cell's theoretical RF, clipped to the image; cyan cross: "
-        f"its centre. Pixels of the network input ({w} × {h} px). The PNG downloads scale to each map's peak."
+        f"its centre. Pixels of the network input ({w} × {h} px). The PNG downloads show the same image, "
+        "with a color bar."
     )
     show_erf_panels(erf, settings, stages, "Backbone stages c_k (bottom-up only)")
     show_erf_panels(erf, settings, levels, "Pyramid levels p_k (after the top-down path)")
@@ -580,7 +545,7 @@ def show_receptive_page(settings: S.Settings) -> None:
         )
     with picker:
         st.altair_chart(
-            point_chart(analysis.backbone.image, image.array.shape[:2], point),
+            point_chart(analysis.output.image, image.array.shape[:2], point),
             key=S.KEY_RF_CLICK,
             on_select=_on_click,
             selection_mode=PICK,
@@ -589,7 +554,7 @@ def show_receptive_page(settings: S.Settings) -> None:
     erf = _get_erf(analysis, image, point, channel, magnitude)
     if erf is None:
         return
-    contributions = cache.get_contributions(analysis.key, analysis.model.fpn, analysis.backbone)
+    contributions = cache.get_contributions(analysis.key, analysis.model.fpn, analysis.output.backbone)
     at = PointAnalysis(erf, contributions)
     with controls:
         cells = ", ".join(f"{n} ({r}, {c})" for n, (r, c) in erf.cells.items() if n.startswith("p"))
@@ -603,4 +568,4 @@ def show_receptive_page(settings: S.Settings) -> None:
                 "and the Gaussian shape still hold; the details change with trained weights."
             )
     show_erf_section(erf, settings)
-    show_shares_section(at, settings, analysis.backbone.image)
+    show_shares_section(at, settings, analysis.output.image)

@@ -95,7 +95,7 @@ UPLOAD_ERROR = "_upload_error"
 TIMING_RUNS = "_timing_runs"
 #: The last valid stage selection, used while the picker holds an invalid one.
 LAST_STAGES = "_last_valid_stages"
-#: The Detection page's last drawn boxes (a ``ui.detection_page.DetectionChoice``): Export adds them.
+#: The Detection page's last drawn boxes (a ``ui.cache.DetectionChoice``): Export adds them.
 DETECTION_SHOWN = "_detection_shown"
 #: The image digest the Receptive fields page's point belongs to (a new image resets it to the centre).
 RF_POINT_IMAGE = "_receptive_point_image"

@@ -56,9 +56,8 @@ def show_timing_panel(settings: S.Settings) -> None:
         return
     analysis = cache.get_analysis(settings.config, image.array, image.digest, settings.size)
     with st.spinner(f"Timing {repeats} runs after one warm-up run…"):
-        table = cache.timing_report(
-            analysis.key, repeats, st.session_state.get(S.TIMING_RUNS, 0), analysis, image.array
-        )
+        key = cache.TimingKey(analysis.key, repeats, st.session_state.get(S.TIMING_RUNS, 0))
+        table = cache.timing_report(key, analysis, image.array)
     for notice in table.notices:
         st.warning(notice)
     backbone_ms, fpn_ms, total = table.backbone.ms, table.fpn.ms, table.total.ms
@@ -76,9 +75,7 @@ def show_timing_panel(settings: S.Settings) -> None:
         "channels_last memory layout: the two optimizations applied once at load.",
     ):
         with st.spinner("Timing the plain backbone…"):
-            plain_ms = cache.time_plain_backbone(
-                settings.config.weights, str(settings.config.device), image.array, settings.size, repeats
-            )
+            plain_ms = cache.time_plain_backbone(analysis.key.backbone.model, image.array, settings.size, repeats)
         speedup = plain_ms / backbone_ms if backbone_ms > 0 else float("nan")
         st.metric(
             "Optimized backbone speedup",
