@@ -12,6 +12,7 @@ The models are big and the machine small: each is built once per module, on a sm
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -322,3 +323,43 @@ def test_every_spec_is_what_its_builder_assembles():
         assert ours == theirs, spec.name
         assert type(model) is type(tv) is spec.model_class
         assert spec.weights.filename.startswith(spec.builder.split("_resnet")[0])
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_detect_reads_the_kind_from_the_file_and_reports_masks(made, image, capsys, tmp_path):
+    from fpn_core import cli
+
+    _, path, det = made("mask-rcnn")
+    argv = ["detect", str(ROOT / "samples" / "chelsea.jpg"), "--weights", str(path), "--size", str(SIZE)]
+    assert cli.main([*argv, "--score", "0", "--json", "--no-download"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = detect(det, image, 0.0, size=SIZE)
+    assert report["detector"] == "mask-rcnn" and len(report["detections"]) == len(expected)
+    summary = expected.mask_summary()
+    assert [r["mask"] for r in report["detections"]] == summary
+    row = next(r for r in report["detections"] if r["mask"]["area"] > 0)
+    x1, y1, x2, y2 = row["mask"]["box"]
+    assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
+    assert report["weights"]["backbone"].startswith(f"your checkpoint {path.name}")
+    # --classes names the labels; the table shows each mask's area
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"thing {i}" for i in range(1, 91)) + "\n")
+    assert cli.main([*argv, "--score", "0", "--classes", str(names)]) == 0
+    text = capsys.readouterr().out
+    assert "mask px" in text and "thing " in text
+
+
+def test_cli_detect_keypoints_as_lists(made, capsys):
+    from fpn_core import cli
+
+    _, path, _ = made("keypoint-rcnn")
+    argv = ["detect", str(ROOT / "samples" / "chelsea.jpg"), "--weights", str(path), "--size", str(SIZE)]
+    assert cli.main([*argv, "--score", "0", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["detections"]
+    assert rows and all(len(r["keypoints"]) == DETECTORS["keypoint-rcnn"].num_keypoints for r in rows)
+    assert all(len(kp) == 3 and all(isinstance(v, float) for v in kp) for kp in rows[0]["keypoints"])
+    assert "mask" not in rows[0]
+    assert cli.main(["detect", str(ROOT / "samples" / "chelsea.jpg"), "--weights", "random", "--detector", "yolo"]) == 2
+    assert "fcos" in capsys.readouterr().err  # the choices are the eight

@@ -22,7 +22,7 @@ The ``detect`` command lives with the other commands, in ``fpn_core.cli.detect``
 Import the names below from ``fpn_core.detection``; ``figure`` by its module.
 """
 
-from .build import DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid
+from .build import DEFAULT_DETECTOR, DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid
 from .results import Detections, DetectorFeatures, LevelAnchors, LevelProposals
 from .run import (
     DEFAULT_MAX_SIZE,
@@ -48,6 +48,7 @@ from .specs import (
 )
 
 __all__ = [
+    "DEFAULT_DETECTOR",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MIN_SIZE",
     "DETECTORS",
