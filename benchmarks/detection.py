@@ -1,7 +1,8 @@
 """Section: a full detection at 800 px against torchvision's own detector, same image and weights.
 
-The reference is torchvision's ``fasterrcnn_resnet50_fpn`` / ``retinanet_resnet50_fpn`` built with
-``weights=None, weights_backbone=None`` (``BatchNorm2d`` in eval mode, one fused pass per norm:
+The reference is torchvision's own builder of each of the eight detectors (``spec.builder``:
+``fasterrcnn_resnet50_fpn`` … ``keypointrcnn_resnet50_fpn``) with ``weights=None,
+weights_backbone=None`` (``BatchNorm2d`` in eval mode, one fused pass per norm:
 a faster baseline than the trained models' ``FrozenBatchNorm2d``), with random BatchNorm statistics
 so that the fold is really exercised. Its state dict is saved and loaded by
 ``fpn_core.detection.build_detector``, so both sides carry the same tensors. Both run at
@@ -28,9 +29,11 @@ TARGET = 0.9
 
 def build_reference_detector(name: str, seed: int = 0) -> nn.Module:
     """torchvision's detector (eval) with seeded random weights and random BatchNorm statistics."""
-    from torchvision.models.detection import fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn
+    from torchvision.models import detection
 
-    builder = fasterrcnn_resnet50_fpn if name == "faster-rcnn" else retinanet_resnet50_fpn
+    from fpn_core.detectors import DETECTORS
+
+    builder = getattr(detection, DETECTORS[name].builder)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
         torch.manual_seed(seed)
         model = builder(weights=None, weights_backbone=None)
@@ -53,20 +56,20 @@ def _pair(ctx: Context, name: str):
     with tempfile.TemporaryDirectory(prefix="fpn-bench-det-") as tmp:
         path = Path(tmp) / f"{name}-reference.pth"
         torch.save(ref.state_dict(), path)
-        ours = build_detector(name, weights=str(path), device=ctx.device, allow_download=False)
-    assert ours.provenance.source == "local file", ours.provenance
+        ours = build_detector(weights=str(path), device=ctx.device, allow_download=False)  # the file alone
+    assert ours.provenance.source == "local file" and ours.spec.name == name, ours.provenance
     return ref.to(ctx.device), ours
 
 
 def run(ctx: Context) -> None:
     """Target: a full detection at 800 px <= 0.9x torchvision's model, with the same detections."""
-    from fpn_core.detection import detect
+    from fpn_core.detection import DETECTOR_NAMES, detect
 
     rep = ctx.report
     rep.section(SECTION)
     image = sample_images()[0]
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255).to(ctx.device)
-    names = ("faster-rcnn",) if ctx.quick else ("faster-rcnn", "retinanet")
+    names = ("faster-rcnn",) if ctx.quick else DETECTOR_NAMES
     table = Table(
         SECTION,
         "torchvision vs ours, full detection at shorter side 800 (median ms; ratio = median of per-pair ours/ref)",

@@ -41,15 +41,15 @@ def write_eight(folder: Path) -> list[str]:
     """The eight detectors' random state dicts, ``<kind>.pth``, classes 2..9; returns the kinds."""
     from torchvision.models import detection
 
-    from fpn_core.checkpoints import DETECTOR_KINDS
+    from fpn_core.detectors import DETECTORS
 
-    for i, (kind, spec) in enumerate(DETECTOR_KINDS.items()):
+    for i, (kind, spec) in enumerate(DETECTORS.items()):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(i)
             model = getattr(detection, spec.builder)(weights=None, weights_backbone=None, num_classes=2 + i)
         torch.save(model.state_dict(), folder / f"{kind}.pth")
         del model
-    return list(DETECTOR_KINDS)
+    return list(DETECTORS)
 
 
 def run(ctx: Context) -> None:

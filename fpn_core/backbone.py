@@ -58,6 +58,8 @@ class ResNetBackbone(nn.Module):
         mean, std: the input normalization of the weights' record (``fpn_core.weights.WeightFile``).
         fpn_state: COCO-trained FPN tensors when the weights came from a detection checkpoint, else None.
         fpn_stages: the stages those FPN tensors were trained on (Faster R-CNN c2..c5, RetinaNet c3..c5).
+        fpn_source: names a user's checkpoint those tensors came from (``"your checkpoint x.pth"``), or
+            None for torchvision's published files.
     """
 
     def __init__(self, resnet: ResNet, *, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
@@ -71,6 +73,7 @@ class ResNetBackbone(nn.Module):
         self.provenance: Provenance | None = None
         self.fpn_state: dict[str, Tensor] | None = None
         self.fpn_stages: tuple[str, ...] = ()
+        self.fpn_source: str | None = None
         self.folded = False
 
     @property

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .backbone import RESNET50_FEATURE_INFO
+from .detectors import DETECTORS
 from .weights import WeightsError, read_checkpoint
 
 MODELS_DIR_ENV = "FPN_MODELS_DIR"
@@ -55,37 +56,6 @@ EXTRA_BLOCK_LABELS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class DetectorKind:
-    """One of torchvision's ResNet-50-FPN detectors, as a checkpoint reader needs it.
-
-    Attributes:
-        name: the detector's name (``"faster-rcnn"``, …).
-        title: for labels (``"Faster R-CNN"``).
-        builder: the function of ``torchvision.models.detection`` that builds it.
-    """
-
-    name: str
-    title: str
-    builder: str
-
-
-#: The eight detectors by name.
-DETECTOR_KINDS: dict[str, DetectorKind] = {
-    k.name: k
-    for k in (
-        DetectorKind("faster-rcnn", "Faster R-CNN", "fasterrcnn_resnet50_fpn"),
-        DetectorKind("faster-rcnn-v2", "Faster R-CNN v2", "fasterrcnn_resnet50_fpn_v2"),
-        DetectorKind("retinanet", "RetinaNet", "retinanet_resnet50_fpn"),
-        DetectorKind("retinanet-v2", "RetinaNet v2", "retinanet_resnet50_fpn_v2"),
-        DetectorKind("fcos", "FCOS", "fcos_resnet50_fpn"),
-        DetectorKind("mask-rcnn", "Mask R-CNN", "maskrcnn_resnet50_fpn"),
-        DetectorKind("mask-rcnn-v2", "Mask R-CNN v2", "maskrcnn_resnet50_fpn_v2"),
-        DetectorKind("keypoint-rcnn", "Keypoint R-CNN", "keypointrcnn_resnet50_fpn"),
-    )
-}
-
-
 class CheckpointError(WeightsError):
     """A checkpoint that is not one of the eight detectors, or whose class names do not fit it."""
 
@@ -96,7 +66,7 @@ class CheckpointInfo:
 
     Attributes:
         path: the file.
-        kind: the detector's name, a key of :data:`DETECTOR_KINDS`.
+        kind: the detector's name, a key of :data:`fpn_core.detectors.DETECTORS`.
         num_classes: classes as torchvision counts them (label 0, the background, included).
         class_names: one name per label ``0 .. num_classes - 1`` (``class_names[label]``).
         names_from: where the names came from: ``"checkpoint"``, the sidecar's file name, or ``"numbered"``.
@@ -122,7 +92,7 @@ class CheckpointInfo:
 
     @property
     def title(self) -> str:
-        return DETECTOR_KINDS[self.kind].title if self.kind in DETECTOR_KINDS else self.kind
+        return DETECTORS[self.kind].title if self.kind in DETECTORS else self.kind
 
     @property
     def label(self) -> str:
@@ -179,13 +149,8 @@ class ModelsListing:
 
 # --------------------------------------------------------------------------- recognising the kind
 
-_CTRNESS = "head.regression_head.bbox_ctrness.weight"
 _RETINA_CLS = "head.classification_head.cls_logits.weight"
-_RETINA_REG = "head.regression_head.bbox_reg.weight"
-_RETINA_HEAD_NORM = "head.classification_head.conv.0.1.weight"
 _BOX_CLS = "roi_heads.box_predictor.cls_score.weight"
-_BOX_HEAD_CONV = "roi_heads.box_head.0.0.weight"
-_MASK_LOGITS = "roi_heads.mask_predictor.mask_fcn_logits.weight"
 _KEYPOINTS = "roi_heads.keypoint_predictor.kps_score_lowres.weight"
 _FPN_NORM = "backbone.fpn.inner_blocks.0.1.weight"
 _P6 = "backbone.fpn.extra_blocks.p6.weight"
@@ -193,30 +158,22 @@ _STAGE_OF_CHANNELS = {spec.num_chs: spec.name for spec in RESNET50_FEATURE_INFO 
 
 
 def _guess_kind(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
-    """The detector a state dict's head keys name, or None when it has no detection head."""
-    if _CTRNESS in shapes:
-        return "fcos"
-    if _RETINA_CLS in shapes:
-        return "retinanet-v2" if _RETINA_HEAD_NORM in shapes else "retinanet"
-    v2 = "-v2" if _FPN_NORM in shapes or _BOX_HEAD_CONV in shapes else ""
-    if _KEYPOINTS in shapes:
-        return "keypoint-rcnn"  # torchvision has no v2 Keypoint R-CNN: a v2 layout is reported as a misfit
-    if _MASK_LOGITS in shapes:
-        return "mask-rcnn" + v2
-    if _BOX_CLS in shapes:
-        return "faster-rcnn" + v2
-    return None
+    """The detector whose marks (:attr:`DetectorSpec.marks`) a state dict carries, the most marks winning,
+    or None when it has no detection head.
+
+    E.g. the centerness branch marks FCOS over RetinaNet, the 4-conv box head marks the v2 R-CNNs,
+    the mask and keypoint predictors their models. A layout torchvision does not build (a v2 Keypoint
+    R-CNN) is then reported as a misfit by the template check.
+    """
+    fits = [spec for spec in DETECTORS.values() if spec.marks and all(k in shapes for k in spec.marks)]
+    return max(fits, key=lambda spec: len(spec.marks)).name if fits else None
 
 
 def _counts(kind: str, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, int | None]:
     """Classes (torchvision's count, background included) and keypoints, from the predictors' shapes."""
-    if kind in ("retinanet", "retinanet-v2"):
-        anchors = max(shapes[_RETINA_REG][0] // 4, 1)  # 4 box deltas per anchor
-        return shapes[_RETINA_CLS][0] // anchors, None
-    if kind == "fcos":
-        return shapes[_RETINA_CLS][0], None  # one location, no anchors
-    keypoints = shapes[_KEYPOINTS][1] if kind == "keypoint-rcnn" else None  # ConvTranspose2d: (in, out, k, k)
-    return shapes[_BOX_CLS][0], keypoints
+    spec = DETECTORS[kind]
+    keypoints = shapes[_KEYPOINTS][1] if spec.num_keypoints is not None else None  # ConvTranspose2d: (in, out, k, k)
+    return spec.family.count_classes(dict(shapes)), keypoints
 
 
 def _fpn_layout(shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[str, ...], int, bool, str]:
@@ -243,7 +200,7 @@ def template_shapes(kind: str, num_classes: int, num_keypoints: int | None = Non
     """
     from torchvision.models import detection
 
-    builder = getattr(detection, DETECTOR_KINDS[kind].builder)
+    builder = getattr(detection, DETECTORS[kind].builder)
     kwargs = {"num_keypoints": num_keypoints} if num_keypoints is not None else {}
     with torch.device("meta"):
         model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
@@ -278,7 +235,7 @@ def _looks_like(shapes: Mapping[str, tuple[int, ...]], kind: str | None) -> str:
         kp = f", {keypoints} keypoints" if keypoints is not None else ""
         fpn = f"FPN on {', '.join(stages)} ({width} channels{', norm layers' if norm else ''}, "
         fpn += f"{EXTRA_BLOCK_LABELS[extra]})" if stages else "no FPN"
-        return f"a {DETECTOR_KINDS[kind].title} with {classes} classes{kp}, {fpn}"
+        return f"a {DETECTORS[kind].title} with {classes} classes{kp}, {fpn}"
     keys = list(shapes)
     if keys and all(k.startswith("module.") for k in keys):
         return "a state dict saved from DataParallel (every key starts with 'module.'; save model.module.state_dict())"
@@ -319,7 +276,7 @@ def describe_state(
             f"{_looks_like(shapes, None)}. First misfit: {misfit}."
         )
     num_classes, num_keypoints = _counts(kind, shapes)
-    title = DETECTOR_KINDS[kind].title
+    title = DETECTORS[kind].title
     misfit = None
     if num_classes < 1:
         misfit = f"its classifier has no rows ({_BOX_CLS if _BOX_CLS in shapes else _RETINA_CLS})"
@@ -328,7 +285,7 @@ def describe_state(
     if misfit:
         raise CheckpointError(
             f"{path.name} fits none of torchvision's eight ResNet-50-FPN detectors: it looks like "
-            f"{_looks_like(shapes, kind)}, but does not fit {title} ({DETECTOR_KINDS[kind].builder}). "
+            f"{_looks_like(shapes, kind)}, but does not fit {title} ({DETECTORS[kind].builder}). "
             f"First misfit: {misfit}."
         )
     stages, width, norm, extra = _fpn_layout(shapes)
@@ -366,23 +323,41 @@ def class_names(path: str | os.PathLike, num_classes: int, extras: Mapping[str, 
             names = extras[key]
             if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
                 raise CheckpointError(f"{path.name}: its '{key}' entry is not a list of class names")
-            return _by_label(list(names), num_classes, f"{path.name}'s '{key}' list"), "checkpoint"
+            return names_by_label(list(names), num_classes, f"{path.name}'s '{key}' list"), "checkpoint"
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        try:
-            lines = sidecar.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{sidecar.name} could not be read as UTF-8 text ({exc})") from None
-        while lines and not lines[-1].strip():
-            lines.pop()
-        blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
-        if blank is not None:
-            raise CheckpointError(f"{sidecar.name}: line {blank} is blank; give one class name per line")
-        return _by_label([line.strip() for line in lines], num_classes, sidecar.name), sidecar.name
+        return names_by_label(read_class_names(sidecar), num_classes, sidecar.name), sidecar.name
     return (BACKGROUND, *(f"class {i}" for i in range(1, num_classes))), "numbered"
 
 
-def _by_label(names: list[str], num_classes: int, source: str) -> tuple[str, ...]:
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """A text file of class names, one per line (a sidecar, or the CLI's ``--classes FILE``).
+
+    Trailing blank lines are dropped.
+
+    Raises:
+        CheckpointError: unreadable, not UTF-8, or a blank line among the names.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path.name} could not be read as UTF-8 text ({exc})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+    if blank is not None:
+        raise CheckpointError(f"{path.name}: line {blank} is blank; give one class name per line")
+    return [line.strip() for line in lines]
+
+
+def names_by_label(names: list[str], num_classes: int, source: str) -> tuple[str, ...]:
+    """Names indexed by label: ``num_classes - 1`` names are for labels 1, 2, … (the background put first);
+    ``num_classes`` names are taken as they are.
+
+    Raises:
+        CheckpointError: another number of names (saying how many to give).
+    """
     if len(names) == num_classes - 1:
         return (BACKGROUND, *names)
     if len(names) == num_classes:

@@ -8,17 +8,17 @@ load as they are). With default options its forward is exactly torchvision's.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
 from .backbone import RESNET50_FEATURE_INFO
-from .levels import step_key
+from .levels import level_name, stage_index, step_key
 from .timing import NULL_RECORDER, Recorder
 
 UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
@@ -90,7 +90,10 @@ class FPN(FeaturePyramidNetwork):
     Args:
         in_channels_list: channels of each input map, fine to coarse.
         out_channels: the pyramid's channel width d.
-        extra_blocks: e.g. ``LastLevelMaxPool()`` for p6 (stride-2 subsampling of the top level).
+        extra_blocks: e.g. ``LastLevelMaxPool()`` for p6 (stride-2 subsampling of the top level), or
+            torchvision's ``LastLevelP6P7`` (RetinaNet, FCOS: p6 and p7 by stride-2 3×3 convs).
+        norm_layer: torchvision's norm layer in every lateral and output convolution (the v2 R-CNNs:
+            ``nn.BatchNorm2d``); None for plain convolutions with a bias.
         upsample: ``"nearest"`` (the paper, torchvision) or ``"bilinear"``.
         merge: ``"sum"`` (the paper) or ``"mean"``.
         ablation: one of ``ABLATIONS``.
@@ -129,6 +132,14 @@ class FPN(FeaturePyramidNetwork):
 
     def forward(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.forward_steps(x)[0]
+
+    def output_levels(self, input_levels: Sequence[str]) -> list[str]:
+        """The levels this FPN outputs for inputs at ``input_levels`` (fine to coarse): one per input, then
+        one per level its extra block adds above the top (max-pool: p6; P6/P7: p6, p7)."""
+        if self.ablation == "finest-only":
+            return [input_levels[0]]
+        top = stage_index(input_levels[-1])
+        return [*input_levels, *(level_name(top + 1 + i) for i in range(extra_level_count(self.extra_blocks)))]
 
     def _top_down(self, coarse: Tensor, size: torch.Size) -> Tensor:
         if self.upsample == "nearest":
@@ -206,3 +217,26 @@ class FPN(FeaturePyramidNetwork):
 def build_extra_block(p6: bool) -> ExtraFPNBlock | None:
     """``LastLevelMaxPool`` (torchvision's p6: ``max_pool2d(kernel_size=1, stride=2)``, a subsampling)."""
     return LastLevelMaxPool() if p6 else None
+
+
+def extra_level_count(block: nn.Module | None) -> int:
+    """How many levels an extra block adds above the top one: ``LastLevelP6P7`` 2, ``LastLevelMaxPool`` 1."""
+    if block is None:
+        return 0
+    return 2 if isinstance(block, LastLevelP6P7) else 1
+
+
+def extra_block_of(state: Mapping[str, Tensor]) -> ExtraFPNBlock:
+    """The extra block a trained FPN state dict (torchvision's keys, without ``backbone.fpn.``) carries:
+    ``LastLevelP6P7`` with the input width its ``p6`` conv reads (256: from P5; 2048: from C5), else
+    ``LastLevelMaxPool``, which has no parameters."""
+    p6 = state.get("extra_blocks.p6.weight")
+    if p6 is None:
+        return LastLevelMaxPool()
+    return LastLevelP6P7(int(p6.shape[1]), int(p6.shape[0]))
+
+
+def norm_layer_of(state: Mapping[str, Tensor]) -> Callable[..., nn.Module] | None:
+    """The norm layer of a trained FPN's convolutions: BatchNorm when its laterals carry running statistics
+    (torchvision's v2 R-CNNs), else None."""
+    return nn.BatchNorm2d if "inner_blocks.0.1.running_var" in state else None

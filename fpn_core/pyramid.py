@@ -10,6 +10,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -19,7 +20,17 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .backbone import RESNET50_FEATURE_INFO, ResNetBackbone, fold_batchnorms, load_resnet
 from .device import device_slot, is_device_error, resolve_device, synchronize
-from .fpn import ABLATIONS, FPN, MERGE_MODES, UPSAMPLE_MODES, LevelSteps, build_extra_block, validate_out_channels
+from .fpn import (
+    ABLATIONS,
+    FPN,
+    MERGE_MODES,
+    UPSAMPLE_MODES,
+    LevelSteps,
+    build_extra_block,
+    extra_block_of,
+    norm_layer_of,
+    validate_out_channels,
+)
 from .images import resize_long_side, to_tensor
 from .levels import (
     DEFAULT_STAGES,
@@ -142,6 +153,8 @@ def build_backbone(
     fpn_state = checkpoint_part(loaded.state or {}, "backbone.fpn.")
     backbone.fpn_state = fpn_state or None
     backbone.fpn_stages = trained_fpn_stages(fpn_state)
+    if fpn_state and loaded.record is None and loaded.provenance.path:  # a user's detection checkpoint
+        backbone.fpn_source = f"your checkpoint {Path(loaded.provenance.path).name}"
     if optimize:
         fold_batchnorms(backbone)
     dev = device if isinstance(device, torch.device) else resolve_device(device)[0]
@@ -150,26 +163,29 @@ def build_backbone(
 
 
 def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> tuple[FPN, str, bool]:
-    """Build the FPN for ``config``; COCO-trained when the backbone carries COCO FPN tensors and d=256.
+    """Build the FPN for ``config``; trained when the backbone carries a detector's FPN tensors and d=256.
+
+    A trained FPN is the detector's own: its norm layers (the v2 R-CNNs' BatchNorm) and, with
+    ``config.p6`` and the detector's top stage, its extra block (max-pool P6; P6/P7 from P5 or C5).
 
     Returns:
         The FPN (eval mode, on the backbone's device), a description of its weights, and
         whether they are trained.
     """
-    in_channels = RESNET50_FEATURE_INFO.channels(config.stages)
-    fpn = FPN(
-        in_channels,
-        config.out_channels,
-        build_extra_block(config.p6),
-        upsample=config.upsample,
-        merge=config.merge,
-        ablation=config.ablation,
-        seed=config.seed,
-    )
     desc, trained = describe_fpn_weights(config, backbone)
     if trained:
         assert backbone is not None and backbone.fpn_state is not None
-        fpn.load_state_dict(select_fpn_levels(backbone.fpn_state, config.stages, backbone.fpn_stages), strict=True)
+        fpn = trained_fpn(config, backbone.fpn_state, backbone.fpn_stages)
+    else:
+        fpn = FPN(
+            RESNET50_FEATURE_INFO.channels(config.stages),
+            config.out_channels,
+            build_extra_block(config.p6),
+            upsample=config.upsample,
+            merge=config.merge,
+            ablation=config.ablation,
+            seed=config.seed,
+        )
     fpn.eval().requires_grad_(False)
     if backbone is not None:
         fmt = torch.channels_last if backbone.folded else torch.contiguous_format
@@ -177,11 +193,36 @@ def build_fpn(config: PyramidConfig, backbone: ResNetBackbone | None = None) -> 
     return fpn, desc, trained
 
 
+def trained_fpn(config: PyramidConfig, state: Mapping[str, Tensor], trained_stages: tuple[str, ...]) -> FPN:
+    """An FPN for ``config`` carrying a detector's trained FPN tensors (torchvision's keys), loaded strictly.
+
+    Its norm layer is the detector's; its extra block is the detector's own when ``config.p6`` and
+    ``config.stages`` end at the detector's top stage (its P6/P7 read that stage), else the max-pool p6.
+
+    Raises:
+        ValueError: a stage the trained FPN has no lateral for.
+    """
+    own_extra = config.p6 and config.stages[-1] == trained_stages[-1]
+    extra = extra_block_of(state) if own_extra else build_extra_block(config.p6)
+    fpn = FPN(
+        RESNET50_FEATURE_INFO.channels(config.stages),
+        config.out_channels,
+        extra,
+        norm_layer_of(state),
+        upsample=config.upsample,
+        merge=config.merge,
+        ablation=config.ablation,
+    )
+    fpn.load_state_dict(select_fpn_levels(state, config.stages, trained_stages, extra=own_extra), strict=True)
+    return fpn.eval().requires_grad_(False)
+
+
 def describe_fpn_weights(config: PyramidConfig, backbone: ResNetBackbone | None) -> tuple[str, bool]:
     """What :func:`build_fpn` gives ``config`` on ``backbone``: a description, and whether it is trained
     (:func:`fpn_core.weights.fpn_weights` on the backbone's checkpoint; nothing is built)."""
     trained = backbone.fpn_stages if backbone is not None and backbone.fpn_state else ()
-    return fpn_weights(config.stages, config.out_channels, config.seed, trained)
+    source = backbone.fpn_source if backbone is not None else None
+    return fpn_weights(config.stages, config.out_channels, config.seed, trained, source)
 
 
 class Pyramid(nn.Module):
@@ -192,7 +233,8 @@ class Pyramid(nn.Module):
         fpn: an instance of ``torchvision.ops.FeaturePyramidNetwork``.
         config: the ``PyramidConfig``.
         provenance: backbone and FPN weights, where from, and why any fallback happened.
-        level_info: channels and strides of the output levels.
+        level_info: names, channels and strides of the output levels: the inputs' levels, then the
+            levels the FPN's extra block adds (p6; p6 and p7 for a RetinaNet or FCOS FPN).
     """
 
     def __init__(self, backbone: ResNetBackbone, fpn: FPN, config: PyramidConfig, provenance: Provenance):
@@ -201,8 +243,9 @@ class Pyramid(nn.Module):
         self.fpn = fpn
         self.config = config
         self.provenance = provenance
+        levels = fpn.output_levels([level_of(s) for s in config.stages])
         self.level_info = FeatureInfo(
-            [FeatureSpec(name, "fpn", config.out_channels, stride_of(name)) for name in config.level_names]
+            [FeatureSpec(name, "fpn", config.out_channels, stride_of(name)) for name in levels]
         )
 
     @property

@@ -599,8 +599,8 @@ def trained_fpn_stages(fpn_state: Mapping[str, Tensor] | None) -> tuple[str, ...
     (Faster R-CNN: c2..c5; RetinaNet: c3..c5)."""
     if not fpn_state:
         return ()
-    laterals = sum(1 for k in fpn_state if k.startswith("inner_blocks.") and k.endswith(".weight"))
-    return FPN_STAGES[len(FPN_STAGES) - laterals :]
+    laterals = {k.split(".")[1] for k in fpn_state if k.startswith("inner_blocks.")}  # with norm layers: 2 modules each
+    return FPN_STAGES[len(FPN_STAGES) - len(laterals) :]
 
 
 def fpn_record(stages: tuple[str, ...]) -> WeightFile:
@@ -613,14 +613,15 @@ def fpn_record(stages: tuple[str, ...]) -> WeightFile:
 
 
 def fpn_weights(
-    stages: Sequence[str], out_channels: int, seed: int, trained_stages: Sequence[str] = ()
+    stages: Sequence[str], out_channels: int, seed: int, trained_stages: Sequence[str] = (), source: str | None = None
 ) -> tuple[str, bool]:
     """Which FPN weights a pyramid on ``stages`` at width ``out_channels`` gets: a description, and whether trained.
 
     Trained FPN tensors come only with a COCO detection checkpoint (its FPN was trained on
     ``trained_stages``; empty: the backbone's file has none), only at its width, and only for
     the stages it was trained on (RetinaNet's: c3..c5). Cheap: nothing is built (the dashboard
-    says which weights run before it needs the FPN).
+    says which weights run before it needs the FPN). ``source`` names a user's checkpoint (``"your
+    checkpoint x.pth"``): its FPN is described as trained with it, never as COCO-trained.
     """
     stages, trained = tuple(stages), tuple(trained_stages)
     if not trained:
@@ -637,6 +638,8 @@ def fpn_weights(
             f"{', '.join(trained)} only",
             False,
         )
+    if source is not None:
+        return f"trained with {source} for {', '.join(stages)}", True
     return f"COCO-trained ({record.detector}) for {', '.join(stages)}", True
 
 
@@ -646,10 +649,13 @@ def checkpoint_part(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tenso
 
 
 def select_fpn_levels(
-    coco: Mapping[str, Tensor], stages: Sequence[str], trained: Sequence[str] = FPN_STAGES
+    coco: Mapping[str, Tensor], stages: Sequence[str], trained: Sequence[str] = FPN_STAGES, *, extra: bool = False
 ) -> dict[str, Tensor]:
     """The lateral and output blocks of ``stages`` from an FPN state trained on ``trained``, renumbered
     in the key layout of ``fpn_core.fpn.FPN`` (torchvision's), for a strict load.
+
+    Every tensor of a block is taken (the conv, and its norm layer's where the FPN has one: the v2
+    R-CNNs); ``extra`` adds the extra block's (``extra_blocks.p6`` / ``p7``: RetinaNet, FCOS).
 
     Raises:
         ValueError: a stage the trained FPN has no lateral for.
@@ -663,9 +669,14 @@ def select_fpn_levels(
     for i, stage in enumerate(stages):
         j = trained.index(stage)
         for block in ("inner_blocks", "layer_blocks"):
-            for param in ("weight", "bias"):
-                new = coco.get(f"{block}.{j}.0.{param}", coco.get(f"{block}.{j}.{param}"))
-                if new is None:
+            mine = {k.removeprefix(f"{block}.{j}."): v for k, v in coco.items() if k.startswith(f"{block}.{j}.")}
+            if not any(k.startswith("0.") for k in mine):  # torchvision's layout before 0.13: a bare conv
+                mine = {f"0.{k}": v for k, v in mine.items()}
+            has_norm = any(k.startswith("1.") for k in mine)
+            for param in ("weight",) if has_norm else ("weight", "bias"):  # a conv before a norm has no bias
+                if f"0.{param}" not in mine:
                     raise WeightsError(f"the COCO FPN tensors lack {block}.{j}.{param}")
-                out[f"{block}.{i}.0.{param}"] = new
+            out.update((f"{block}.{i}.{k}", v) for k, v in mine.items())
+    if extra:
+        out.update((k, v) for k, v in coco.items() if k.startswith("extra_blocks."))
     return out

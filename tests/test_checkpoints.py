@@ -17,7 +17,6 @@ from torchvision.models import detection
 
 from fpn_core.checkpoints import (
     BACKGROUND,
-    DETECTOR_KINDS,
     EXTRA_MAXPOOL,
     EXTRA_P6P7_FROM_C5,
     EXTRA_P6P7_FROM_P5,
@@ -30,6 +29,7 @@ from fpn_core.checkpoints import (
     models_dir_from_env,
     template_shapes,
 )
+from fpn_core.detectors import DETECTORS
 from fpn_core.weights import WeightsError, read_checkpoint
 
 #: Each kind with its own class count (faster-rcnn: the fine-tuning tutorial's 2), keypoints, and FPN layout.
@@ -49,7 +49,7 @@ def _build(kind: str) -> nn.Module:
     classes, keypoints, *_ = EXPECTED[kind]
     kwargs = {"num_keypoints": keypoints} if keypoints else {}
     torch.manual_seed(0)
-    builder = getattr(detection, DETECTOR_KINDS[kind].builder)
+    builder = getattr(detection, DETECTORS[kind].builder)
     return builder(weights=None, weights_backbone=None, num_classes=classes, **kwargs)
 
 
@@ -57,7 +57,7 @@ def _build(kind: str) -> nn.Module:
 def eight(tmp_path_factory) -> Path:
     """A folder with the eight detectors' state dicts, ``<kind>.pth``."""
     folder = tmp_path_factory.mktemp("models")
-    for kind in DETECTOR_KINDS:
+    for kind in DETECTORS:
         torch.save(_build(kind).state_dict(), folder / f"{kind}.pth")
     return folder
 
@@ -68,7 +68,7 @@ def _meta_state(kind: str, classes: int, keypoints: int | None = None) -> dict[s
 
 
 def test_the_eight_names_are_the_issues():
-    assert list(DETECTOR_KINDS) == [
+    assert list(DETECTORS) == [
         "faster-rcnn",
         "faster-rcnn-v2",
         "retinanet",
@@ -89,7 +89,7 @@ def test_each_detector_is_recognised_from_its_file(eight, kind):
     assert (info.fpn_stages, info.fpn_out_channels, info.fpn_norm, info.extra_block) == (stages, 256, norm, extra)
     assert info.class_names == (BACKGROUND, *(f"class {i}" for i in range(1, classes)))
     assert info.names_from == "numbered" and info.format == "torchvision"
-    assert info.label.startswith(f"{kind}.pth — {DETECTOR_KINDS[kind].title}, {classes} classes")
+    assert info.label.startswith(f"{kind}.pth — {DETECTORS[kind].title}, {classes} classes")
 
 
 def test_a_fine_tuned_faster_rcnn_with_a_sidecar_of_names(eight, tmp_path):

@@ -155,7 +155,7 @@ def _match(ours_boxes, ours_scores, ours_labels, ref: dict[str, torch.Tensor]) -
 # --------------------------------------------------------------------------- the model
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_state_dict_is_torchvisions_and_loads_strictly(name):
     tv = BUILDERS[name](weights=None, weights_backbone=None)
     det = build_detector(name, weights="random", optimize=False, allow_download=False)
@@ -164,7 +164,7 @@ def test_state_dict_is_torchvisions_and_loads_strictly(name):
     model = det.model
     assert set(model.state_dict()) == tv_keys
     model.load_state_dict(tv.state_dict(), strict=True)  # BatchNorm2d layout, num_batches_tracked included
-    assert type(model) is type(tv) is det.spec.family.model_class  # torchvision's own class
+    assert type(model) is type(tv) is det.spec.model_class  # torchvision's own class
     assert isinstance(model.backbone.fpn, FPN) and isinstance(model.backbone.body, ResNetBackbone)
     assert det.device == next(model.parameters()).device
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -172,7 +172,7 @@ def test_state_dict_is_torchvisions_and_loads_strictly(name):
 
 
 @pytest.mark.parametrize("optimize", [False, True], ids=["plain", "folded-channels-last"])
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_equals_torchvision(name, optimize, pair, ours, image):
     ref, _ = pair(name)
     det = ours(name, optimize)
@@ -270,7 +270,7 @@ def test_retinanet_levels_are_the_anchors_levels(pair, ours, image):
     assert levels_seen <= set(DETECTORS["retinanet"].levels)
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_objectness_and_anchors_per_level(name, pair, ours, image):
     ref, _ = pair(name)
     out = detect(ours(name), image, 0.5, size=SIZE)
@@ -355,10 +355,13 @@ def test_detector_pyramid_hands_its_backbone_and_fpn_to_the_other_views(ours, im
         assert torch.equal(pyr.fpn.inner_blocks[i][0].weight, source.fpn.inner_blocks[j][0].weight)
         assert torch.equal(pyr.fpn.layer_blocks[i][0].bias, source.fpn.layer_blocks[j][0].bias)
     assert pyr.provenance.fpn_pretrained and "Faster R-CNN" in pyr.provenance.fpn
+    assert "your checkpoint faster-rcnn-random.pth" in pyr.provenance.fpn and "COCO" not in pyr.provenance.fpn
     out = run_pyramid(pyr, image, size=128)
     assert list(out.levels) == ["p3", "p4", "p5", "p6"]
-    retina = detection.detector_pyramid(ours("retinanet"))
-    assert retina.config.stages == ("c3", "c4", "c5") and list(run_pyramid(retina, image, size=128).levels)[-1] == "p6"
+    retina = detection.detector_pyramid(ours("retinanet"))  # its own P6/P7 convs from P5
+    assert retina.config.stages == ("c3", "c4", "c5")
+    assert list(run_pyramid(retina, image, size=128).levels) == ["p3", "p4", "p5", "p6", "p7"]
+    assert list(retina.level_info.names()) == ["p3", "p4", "p5", "p6", "p7"]
     with pytest.raises(ValueError, match="c2"):  # the detector's FPN has no lateral for it
         detection.detector_pyramid(ours("retinanet"), PyramidConfig(stages=("c2", "c3")))
     with pytest.raises(ValueError, match="256"):
@@ -381,7 +384,7 @@ def _small_state(name: str) -> dict[str, torch.Tensor]:
     return _torchvision(name, seed=5).state_dict()
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_coco_from_the_hub_cache(name, hub, monkeypatch):
     state = _small_state(name)
     torch.save(state, hub / "x.pth")
@@ -507,11 +510,15 @@ def test_cli_detect_bad_image_as_a_process(test_env, tmp_path):
 
 
 def test_each_detector_runs_on_its_records_pyramid():
-    """The detector's checkpoint is a record of the weights registry, and its trained FPN is the detector's."""
+    """The detector's checkpoint is a published record (the two pyramid choices are the registry's own),
+    and its trained FPN is the detector's."""
     for spec in DETECTORS.values():
-        assert weights.WEIGHT_FILES[spec.weights.key] is spec.weights
+        if spec.weights.key in weights.WEIGHT_FILES:
+            assert weights.WEIGHT_FILES[spec.weights.key] is spec.weights
         assert spec.weights.fpn_stages == spec.stages and spec.weights.fpn_out_channels == 256
         assert spec.title == spec.weights.detector
+        assert spec.weights.url.endswith(spec.weights.filename) and spec.weights.hash_prefix
+    assert {DETECTORS[n].weights.key for n in BUILDERS} <= set(weights.WEIGHT_FILES)
 
 
 def test_the_detector_reads_no_environment_for_the_operator_file(hub, tmp_path, monkeypatch):

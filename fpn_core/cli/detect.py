@@ -2,13 +2,16 @@
 
 Usage::
 
-    python -m fpn_core detect IMAGE [--detector faster-rcnn|retinanet] [--score 0.5]
-        [--weights coco|random|PATH] [--size N] [--device auto|cuda|mps|cpu] [--seed N]
+    python -m fpn_core detect IMAGE [--detector NAME] [--score 0.5]
+        [--weights coco|random|PATH] [--classes FILE] [--size N] [--device auto|cuda|mps|cpu] [--seed N]
         [--no-download] [--json]
 
-It prints one row per detection (class, score, box, size and level), then how many detections,
-proposals and anchors each level has. Missing weights fall back to an untrained detector, with
-``warning:`` lines saying why.
+``NAME`` is one of the eight detectors (``fpn_core.detection.DETECTOR_NAMES``); with
+``--weights PATH`` and no ``--detector`` the kind, classes and layout are read from the file.
+It prints one row per detection (class, score, box, size, level, and a Mask R-CNN's mask area),
+then how many detections, proposals and anchors each level has. ``--json`` adds each mask's area
+and box, and each Keypoint R-CNN detection's keypoints as ``[x, y, visibility]`` lists. Missing
+weights fall back to an untrained detector, with ``warning:`` lines saying why.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import argparse
 import json
 from collections.abc import Mapping
 
+from ..checkpoints import read_class_names
 from ..detection import (
+    DEFAULT_DETECTOR,
     DETECTOR_NAMES,
     DETECTORS,
     MAX_INPUT_SIZE,
@@ -43,10 +48,17 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
     parser = subcommands.add_parser(
         "detect",
         parents=[parents.run],
-        help="detect objects with Faster R-CNN or RetinaNet and name the level that found each",
+        help="detect objects with one of torchvision's eight detectors and name the level that found each",
     )
     # Checked by run(), not by argparse, so a bad value is one "error:" line on stderr.
-    parser.add_argument("--detector", default="faster-rcnn", help=f"one of {', '.join(DETECTOR_NAMES)}")
+    parser.add_argument(
+        "--detector",
+        default=None,
+        help=f"one of {', '.join(DETECTOR_NAMES)} (default: the kind of the --weights file, else faster-rcnn)",
+    )
+    parser.add_argument(
+        "--classes", default=None, help="a text file of class names, one per line, for labels 1, 2, … (over the file's)"
+    )
     parser.add_argument("--score", default="0.5", help="keep detections scoring at least this, 0 to 1")
     add_weights_option(
         parser,
@@ -63,7 +75,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
 
 def run(args: argparse.Namespace) -> int:
     """Cheap checks first, then build the detector, run it and print the detections."""
-    spec = detector_spec(args.detector)
+    spec = detector_spec(args.detector) if args.detector is not None else None
     score = number("--score", args.score, float, low=0, high=1)
     size = (
         None
@@ -73,13 +85,16 @@ def run(args: argparse.Namespace) -> int:
     seed = number("--seed", args.seed, int)
     device, notice = resolve_device(args.device)
     image = load_image(args.image)
+    names = read_class_names(args.classes) if args.classes is not None else None
+    env_spec = spec or detector_spec(DEFAULT_DETECTOR)
     det = build_detector(
-        spec.name,
+        spec.name if spec else None,
         weights=args.weights,
         device=device,
         seed=seed,
         allow_download=False if args.no_download else None,
-        operator_file=operator_file_from_env(spec.env),
+        operator_file=operator_file_from_env(env_spec.env),
+        class_names=names,
     )
     warn_weights(det.provenance)
     if notice:
@@ -126,10 +141,13 @@ def format_detections(report: Mapping) -> str:
                 f"{r['input_size']:.0f}",
                 r["level"],
                 level_name(r["paper_k"]),
+                *([str(r["mask"]["area"])] if "mask" in r else []),
             ]
             for r in rows
         ]
         headers = ["class", "score", "box x1, y1, x2, y2 (px)", "size √(wh)", "at input", "level", "paper k"]
+        if "mask" in rows[0]:
+            headers.append("mask px")
         lines += table(headers, detections)
     lines += ["", "per level"]
     level_rows = []
@@ -156,7 +174,5 @@ def format_detections(report: Mapping) -> str:
             "box's size at input"
         )
     else:
-        lines.append(
-            "level = the level of the anchor that produced the box; paper k: the FPN rule on its size at input"
-        )
+        lines.append(f"level = {spec.level_source}; paper k: the FPN rule on its size at input")
     return "\n".join(lines)

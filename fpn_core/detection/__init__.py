@@ -1,6 +1,7 @@
 """Object detection on the pyramid, every detection traced to the level that found it.
 
-The two detectors are torchvision's own ``FasterRCNN`` and ``RetinaNet`` classes, built on
+The eight detectors are torchvision's own classes (``FasterRCNN``, ``RetinaNet``, ``FCOS``,
+``MaskRCNN``, ``KeypointRCNN``) with the heads torchvision's builders give them, built on
 fpn_core's ``ResNetBackbone`` and ``FPN`` (a ``FeaturePyramidNetwork`` subclass). Their
 state dicts are torchvision's, key for key, so torchvision's COCO checkpoints load strictly and
 the outputs equal torchvision's.
@@ -21,7 +22,7 @@ The ``detect`` command lives with the other commands, in ``fpn_core.cli.detect``
 Import the names below from ``fpn_core.detection``; ``figure`` by its module.
 """
 
-from .build import DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid
+from .build import DEFAULT_DETECTOR, DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid
 from .results import Detections, DetectorFeatures, LevelAnchors, LevelProposals
 from .run import (
     DEFAULT_MAX_SIZE,
@@ -37,6 +38,8 @@ from .run import (
 from .specs import (
     DETECTOR_NAMES,
     DETECTORS,
+    FCOS_LESSON,
+    FCOS_REGRESSION_RANGES,
     DetectorSpec,
     HeadFamily,
     detector_spec,
@@ -45,11 +48,14 @@ from .specs import (
 )
 
 __all__ = [
+    "DEFAULT_DETECTOR",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MIN_SIZE",
     "DETECTORS",
     "DETECTOR_NAMES",
     "DETECTOR_WEIGHTS",
+    "FCOS_LESSON",
+    "FCOS_REGRESSION_RANGES",
     "MAX_INPUT_SIZE",
     "MIN_INPUT_SIZE",
     "TOP_K_PROPOSALS",

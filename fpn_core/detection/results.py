@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from torch import Tensor
+from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from ..levels import torchvision_key_to_level
 from ..weights import Provenance
@@ -103,6 +105,10 @@ class Detections:
         score_threshold: boxes scoring below it were dropped.
         image_hw: the input image's size; input_hw: the network input's size (before padding).
         provenance: the detector's weights.
+        mask_probs: Mask R-CNN: ``(N, 28, 28)`` mask probabilities of each detection's class, in its
+            box (what torchvision pastes into the image); else None. ``masks`` pastes them.
+        keypoints: Keypoint R-CNN: ``(N, K, 3)`` x, y, visibility in the input image's pixels; else None.
+        keypoint_scores: Keypoint R-CNN: ``(N, K)`` the heat map's score of each keypoint; else None.
     """
 
     spec: DetectorSpec
@@ -120,6 +126,31 @@ class Detections:
     image_hw: tuple[int, int]
     input_hw: tuple[int, int]
     provenance: Provenance | None = field(default=None, compare=False)
+    mask_probs: Tensor | None = None
+    keypoints: Tensor | None = None
+    keypoint_scores: Tensor | None = None
+
+    @functools.cached_property
+    def masks(self) -> Tensor | None:
+        """Mask R-CNN: ``(N, H, W)`` float in [0, 1] in the input image's pixels (torchvision's
+        ``paste_masks_in_image`` of each mask into its box), pasted once on first use; else None."""
+        if self.mask_probs is None:
+            return None
+        h, w = self.image_hw
+        return paste_masks_in_image(self.mask_probs[:, None], self.boxes, (h, w))[:, 0]
+
+    def mask_summary(self, threshold: float = 0.5) -> list[dict]:
+        """Per detection, its mask's area (pixels at or above ``threshold``) and the box around them
+        (``[x1, y1, x2, y2]``, None for an empty mask); empty without masks."""
+        masks = self.masks
+        if masks is None:
+            return []
+        rows = []
+        for m in masks >= threshold:
+            ys, xs = m.nonzero(as_tuple=True)
+            box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if xs.numel() else None
+            rows.append({"area": int(xs.numel()), "box": box})
+        return rows
 
     def __len__(self) -> int:
         return int(self.scores.numel())
@@ -158,6 +189,7 @@ class Detections:
         """
         rows = []
         scale = self.input_scale
+        masks = self.mask_summary()
         for i, size in enumerate(self.sizes()):
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             rows.append(
@@ -173,6 +205,10 @@ class Detections:
                     "paper_k": paper_level((x2 - x1) * scale, (y2 - y1) * scale),
                 }
             )
+            if masks:
+                rows[-1]["mask"] = masks[i]
+            if self.keypoints is not None:
+                rows[-1]["keypoints"] = [[float(v) for v in kp] for kp in self.keypoints[i]]
         return {
             "detector": self.detector,
             "score_threshold": self.score_threshold,

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.models.detection import FasterRCNN, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.roi_heads import keypointrcnn_inference, maskrcnn_inference
 from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes, resize_keypoints
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.poolers import _multiscale_roi_align, _setup_scales
 
@@ -35,7 +36,7 @@ from ..images import check_rgb
 from ..levels import level_name, stage_index
 from .build import Detector
 from .results import Detections, DetectorFeatures, LevelAnchors, LevelProposals
-from .specs import RCNN, RETINANET, DetectorSpec, HeadFamily
+from .specs import FCOS_FAMILY, RCNN, RETINANET, DetectorSpec, HeadFamily
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -146,6 +147,36 @@ class _Raw:
     objectness: dict[str, Tensor]
     proposals: dict[str, tuple[int, Tensor, Tensor]]
     anchors: dict[str, LevelAnchors]
+    mask_probs: Tensor | None = None
+    keypoints: Tensor | None = None
+    keypoint_scores: Tensor | None = None
+
+
+def _pool(pooler, maps: dict[str, Tensor], boxes: Tensor, image_shape: tuple[int, int]) -> tuple[Tensor, Callable]:
+    """torchvision's ``MultiScaleRoIAlign`` on one image, without writing its lazy scale cache.
+
+    Returns:
+        The pooled features, and the ``LevelMapper`` that chose each box's level.
+    """
+    xs = [maps[k] for k in pooler.featmap_names]
+    scales, mapper = _setup_scales(xs, [image_shape], pooler.canonical_scale, pooler.canonical_level)
+    return _multiscale_roi_align(xs, [boxes], pooler.output_size, pooler.sampling_ratio, scales, mapper), mapper
+
+
+def _mask_and_keypoints(rh, maps: dict[str, Tensor], boxes: Tensor, labels: Tensor, image_shape: tuple[int, int]):
+    """torchvision's ``RoIHeads.forward`` after the boxes (eval): the mask head on each final box (Mask
+    R-CNN: ``(N, 1, 28, 28)`` probabilities of its label), the keypoint head (Keypoint R-CNN:
+    ``(N, K, 3)`` x, y, visibility in network input pixels, and their scores). None where the model has none.
+    """
+    masks = keypoints = scores = None
+    if rh.has_mask():
+        feats, _ = _pool(rh.mask_roi_pool, maps, boxes, image_shape)
+        masks = maskrcnn_inference(rh.mask_predictor(rh.mask_head(feats)), [labels])[0]
+    if rh.has_keypoint():
+        feats, _ = _pool(rh.keypoint_roi_pool, maps, boxes, image_shape)
+        kps, kp_scores = keypointrcnn_inference(rh.keypoint_predictor(rh.keypoint_head(feats)), [boxes])
+        keypoints, scores = kps[0], kp_scores[0]
+    return masks, keypoints, scores
 
 
 def _rcnn_heads(
@@ -186,10 +217,7 @@ def _rcnn_heads(
         kept[name] = (int(mine.numel()), props[mine[:top_k]], prob[mine[:top_k]])
 
     # ---- RoIHeads.forward: MultiScaleRoIAlign without writing its lazy scale cache
-    pool = rh.box_roi_pool
-    x_filtered = [feats.maps[k] for k in pool.featmap_names]
-    scales, mapper = _setup_scales(x_filtered, [image_shape], pool.canonical_scale, pool.canonical_level)
-    box_features = _multiscale_roi_align(x_filtered, [props], pool.output_size, pool.sampling_ratio, scales, mapper)
+    box_features, mapper = _pool(rh.box_roi_pool, feats.maps, props, image_shape)
     class_logits, box_regression = rh.box_predictor(rh.box_head(box_features))
 
     # ---- RoIHeads.postprocess_detections, keeping the proposal of every box
@@ -208,6 +236,7 @@ def _rcnn_heads(
     keep = box_ops.batched_nms(pred_boxes, scores, labels, rh.nms_thresh)[: rh.detections_per_img]
     pred_boxes, scores, labels, source = pred_boxes[keep], scores[keep], labels[keep], source[keep]
 
+    masks, keypoints, keypoint_scores = _mask_and_keypoints(rh, feats.maps, pred_boxes, labels, image_shape)
     sources = props[source]
     pooled = mapper([sources]) if sources.numel() else torch.zeros(0, dtype=torch.int64)
     k_min = stage_index(spec.pooled_levels[0])
@@ -221,14 +250,55 @@ def _rcnn_heads(
         obj_maps,
         kept,
         _anchor_info(rpn.anchor_generator, names, strides, [a.shape[0] for a in anchors]),
+        masks,
+        keypoints,
+        keypoint_scores,
     )
+
+
+def _dense_detections(
+    det: RetinaNet | FCOS,
+    names: list[str],
+    scores_per_level: Sequence[Tensor],
+    regression: Sequence[Tensor],
+    anchors: Sequence[Tensor],
+    decode: Callable[[Tensor, Tensor], Tensor],
+    image_shape: tuple[int, int],
+    min_score: float,
+) -> tuple[Tensor, Tensor, Tensor, list[str], Tensor]:
+    """torchvision's ``postprocess_detections`` of RetinaNet and FCOS (eval), keeping each box's level and anchor.
+
+    ``scores_per_level`` are ``(positions × anchors, classes)`` scores: RetinaNet's class probabilities,
+    FCOS's √(probability × centerness).
+    """
+    boxes_all, scores_all, labels_all, levels_all, anchors_all = [], [], [], [], []
+    for i, (br, prob, an) in enumerate(zip(regression, scores_per_level, anchors, strict=True)):
+        num_classes = prob.shape[-1]
+        scores = prob.flatten()
+        keep_idxs = scores > min_score
+        scores = scores[keep_idxs]
+        topk_idxs = torch.where(keep_idxs)[0]
+        scores, idxs = scores.topk(min(det.topk_candidates, topk_idxs.size(0)))
+        topk_idxs = topk_idxs[idxs]
+        anchor_idxs = torch.div(topk_idxs, num_classes, rounding_mode="floor")
+        labels = topk_idxs % num_classes
+        boxes = decode(br[anchor_idxs], an[anchor_idxs])
+        boxes_all.append(box_ops.clip_boxes_to_image(boxes, image_shape))
+        scores_all.append(scores)
+        labels_all.append(labels)
+        levels_all.append(torch.full_like(labels, i))
+        anchors_all.append(an[anchor_idxs])
+    boxes, scores, labels = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(labels_all)
+    level_idx, sources = torch.cat(levels_all), torch.cat(anchors_all)
+    keep = box_ops.batched_nms(boxes, scores, labels, det.nms_thresh)[: det.detections_per_img]
+    levels = [names[int(i)] for i in level_idx[keep]]
+    return boxes[keep], scores[keep], labels[keep], levels, sources[keep]
 
 
 def _retinanet_heads(
     det: RetinaNet, spec: DetectorSpec, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
 ) -> _Raw:
     """torchvision's RetinaNet head and post-processing (eval), keeping each box's anchor and level."""
-    image_shape = feats.input_hw
     maps = list(feats.maps.values())
     head_outputs = det.head(maps)
     anchors, strides = _anchors(det.anchor_generator, feats.padded_hw, maps)
@@ -241,43 +311,43 @@ def _retinanet_heads(
     obj_maps = {
         n: p.view(m.shape[-2], m.shape[-1], -1).amax(dim=-1) for n, p, m in zip(names, probs, maps, strict=True)
     }
-
-    boxes_all, scores_all, labels_all, levels_all, anchors_all = [], [], [], [], []
-    for i, (br, prob, an) in enumerate(zip(regression, probs, anchors, strict=True)):
-        num_classes = prob.shape[-1]
-        scores = prob.flatten()
-        keep_idxs = scores > min_score
-        scores = scores[keep_idxs]
-        topk_idxs = torch.where(keep_idxs)[0]
-        scores, idxs = scores.topk(min(det.topk_candidates, topk_idxs.size(0)))
-        topk_idxs = topk_idxs[idxs]
-        anchor_idxs = torch.div(topk_idxs, num_classes, rounding_mode="floor")
-        labels = topk_idxs % num_classes
-        boxes = det.box_coder.decode_single(br[anchor_idxs], an[anchor_idxs])
-        boxes_all.append(box_ops.clip_boxes_to_image(boxes, image_shape))
-        scores_all.append(scores)
-        labels_all.append(labels)
-        levels_all.append(torch.full_like(labels, i))
-        anchors_all.append(an[anchor_idxs])
-    boxes, scores, labels = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(labels_all)
-    level_idx, sources = torch.cat(levels_all), torch.cat(anchors_all)
-    keep = box_ops.batched_nms(boxes, scores, labels, det.nms_thresh)[: det.detections_per_img]
-    levels = [names[int(i)] for i in level_idx[keep]]
-    return _Raw(
-        boxes[keep],
-        scores[keep],
-        labels[keep],
-        levels,
-        list(levels),
-        sources[keep],
-        obj_maps,
-        {},
-        _anchor_info(det.anchor_generator, names, strides, [x.shape[0] for x in anchors]),
+    boxes, scores, labels, levels, sources = _dense_detections(
+        det, names, probs, regression, anchors, det.box_coder.decode_single, feats.input_hw, min_score
     )
+    info = _anchor_info(det.anchor_generator, names, strides, [x.shape[0] for x in anchors])
+    return _Raw(boxes, scores, labels, levels, list(levels), sources, obj_maps, {}, info)
+
+
+def _fcos_heads(
+    det: FCOS, spec: DetectorSpec, feats: DetectorFeatures, names: list[str], top_k: int, min_score: float
+) -> _Raw:
+    """torchvision's FCOS head and post-processing (eval), keeping each box's location and level.
+
+    A location is FCOS's one "anchor" per position (a square the size of the stride); its score is
+    √(class probability × centerness), and the objectness map per level is its maximum over classes.
+    """
+    maps = list(feats.maps.values())
+    head_outputs = det.head(maps)
+    anchors, strides = _anchors(det.anchor_generator, feats.padded_hw, maps)
+    hw = [m.shape[-2] * m.shape[-1] for m in maps]
+    logits = head_outputs["cls_logits"][0].split(hw)
+    regression = head_outputs["bbox_regression"][0].split(hw)
+    ctrness = head_outputs["bbox_ctrness"][0].split(hw)
+    scores = [torch.sqrt(torch.sigmoid(cl) * torch.sigmoid(ct)) for cl, ct in zip(logits, ctrness, strict=True)]
+    obj_maps = {n: s.amax(dim=-1).view(m.shape[-2], m.shape[-1]) for n, s, m in zip(names, scores, maps, strict=True)}
+    boxes, scores_, labels, levels, sources = _dense_detections(
+        det, names, scores, regression, anchors, det.box_coder.decode, feats.input_hw, min_score
+    )
+    info = _anchor_info(det.anchor_generator, names, strides, [x.shape[0] for x in anchors])
+    return _Raw(boxes, scores_, labels, levels, list(levels), sources, obj_maps, {}, info)
 
 
 #: The heads runner of each family: (model, spec, features, level names, top_k, min_score) -> _Raw.
-_HEADS: dict[HeadFamily, Callable[..., _Raw]] = {RCNN: _rcnn_heads, RETINANET: _retinanet_heads}
+_HEADS: dict[HeadFamily, Callable[..., _Raw]] = {
+    RCNN: _rcnn_heads,
+    RETINANET: _retinanet_heads,
+    FCOS_FAMILY: _fcos_heads,
+}
 
 
 def run_heads(
@@ -312,6 +382,9 @@ def run_heads(
     with device_slot(det.device), torch.inference_mode():
         raw = _HEADS[spec.family](det.model, spec, features, names, top_k, min_score)
         boxes = resize_boxes(raw.boxes, list(features.input_hw), list(features.image_hw))
+        keypoints = None
+        if raw.keypoints is not None:
+            keypoints = resize_keypoints(raw.keypoints, features.input_hw, features.image_hw).float().cpu()
         proposals = {
             n: LevelProposals(
                 count, resize_boxes(b, list(features.input_hw), list(features.image_hw)).cpu(), s.float().cpu()
@@ -324,7 +397,7 @@ def run_heads(
         boxes=boxes.float().cpu(),
         scores=raw.scores.float().cpu(),
         labels=labels,
-        names=tuple(spec.categories[int(i)] for i in labels),
+        names=tuple(_class_name(det, int(i)) for i in labels),
         levels=tuple(raw.levels),
         anchor_levels=tuple(raw.anchor_levels),
         source_boxes=raw.sources.float().cpu(),
@@ -335,7 +408,15 @@ def run_heads(
         image_hw=features.image_hw,
         input_hw=features.input_hw,
         provenance=det.provenance,
+        mask_probs=None if raw.mask_probs is None else raw.mask_probs[:, 0].float().cpu(),
+        keypoints=keypoints,
+        keypoint_scores=None if raw.keypoint_scores is None else raw.keypoint_scores.float().cpu(),
     )
+
+
+def _class_name(det: Detector, label: int) -> str:
+    classes = det.classes or det.spec.categories
+    return classes[label] if 0 <= label < len(classes) else f"class {label}"
 
 
 def filter_detections(dets: Detections, score_threshold: float) -> Detections:
@@ -362,6 +443,9 @@ def filter_detections(dets: Detections, score_threshold: float) -> Detections:
         anchor_levels=tuple(dets.anchor_levels[i] for i in keep),
         source_boxes=dets.source_boxes[idx],
         score_threshold=threshold,
+        mask_probs=None if dets.mask_probs is None else dets.mask_probs[idx],
+        keypoints=None if dets.keypoints is None else dets.keypoints[idx],
+        keypoint_scores=None if dets.keypoint_scores is None else dets.keypoint_scores[idx],
     )
 
 
