@@ -45,12 +45,13 @@ from .detection import Detections
 from .detection.figure import detection_figure
 from .figures import figure_to_png, map_figure, overlay_figure, slide_figure
 from .levels import stride_of
-from .maps import CHANNEL_AGGREGATIONS, SCOPES, MapRange, aggregate_channels, check_colormap, map_ranges, map_stats
+from .maps import MapRange, MapStyle, aggregate_channels, map_ranges, map_stats
 from .point import PointAnalysis, point_figures
 from .pyramid import PyramidOutput
 
 __all__ = [
     "EXPORT_SCALES",
+    "EXPORT_STYLE",
     "METADATA_NAME",
     "build_export",
     "check_export_settings",
@@ -61,6 +62,8 @@ __all__ = [
 METADATA_NAME = "metadata.json"
 #: Resolution multipliers offered for the PNGs (1 = 100 dpi).
 EXPORT_SCALES: tuple[int, ...] = (1, 2, 3)
+#: The style of a bundle when none is given: the CLI's defaults (``--cmap jet``).
+EXPORT_STYLE = MapStyle(colormap="jet")
 _DPI = 100
 #: Any date before 1980 is invalid in a zip; this fixed one makes archives reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -68,11 +71,8 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 def build_export(
     out: PyramidOutput,
+    style: MapStyle = EXPORT_STYLE,
     *,
-    colormap: str = "jet",
-    alpha: float = 0.5,
-    aggregation: str = "mean",
-    scope: str = "per-level",
     scale: float = 1.0,
     timings: bool = True,
     source: str | None = None,
@@ -83,11 +83,10 @@ def build_export(
 
     Args:
         out: The analysis, from ``run_pyramid``.
-        colormap: Matplotlib color map of maps, overlays and slide.
-        alpha: Weight of the color over the image in overlays, in ``[0, 1]``.
-        aggregation: How channels are collapsed into one map, one of ``maps.CHANNEL_AGGREGATIONS``.
-        scope: ``"per-level"`` (each map its own color range) or ``"shared"`` (one range
-            for all stages and one for all levels, so their strengths compare).
+        style: How maps become pictures (checked when it was made): the channel aggregation,
+            the color map of maps, overlays and slide, the overlays' alpha, and the scope of the
+            color ranges (``"per-level"``: each map its own; ``"shared"``: one for all stages and
+            one for all levels, so their strengths compare). Default :data:`EXPORT_STYLE`.
         scale: Resolution multiplier of the PNGs (1 = 100 dpi).
         timings: Include the measured milliseconds in ``metadata.json``. Timings change
             from run to run; leave them out for byte-identical bundles.
@@ -104,9 +103,10 @@ def build_export(
         File name (POSIX, relative) -> file bytes, in the layout of the module docstring.
 
     Raises:
-        ValueError: If a setting is out of range, naming it.
+        ValueError: If ``scale`` is out of range.
     """
-    check_export_settings(colormap=colormap, alpha=alpha, aggregation=aggregation, scope=scope, scale=scale)
+    _check_scale(scale)
+    colormap, alpha, aggregation, scope = style.colormap, style.alpha, style.aggregation, style.scope
     features = {**out.stages, **out.levels}
     reduced = {name: aggregate_channels(t, aggregation) for name, t in features.items()}
     ranges = {
@@ -174,19 +174,26 @@ def build_export(
     return dict(sorted(files.items()))
 
 
-def check_export_settings(*, colormap: str, alpha: float, aggregation: str, scope: str, scale: float) -> None:
+def check_export_settings(*, colormap: str, alpha: float, aggregation: str, scope: str, scale: float) -> MapStyle:
     """Refuse export settings :func:`build_export` cannot use, before any work is done.
+
+    Returns:
+        The settings' :class:`~fpn_core.maps.MapStyle`.
 
     Raises:
         ValueError: naming the bad setting and its value.
     """
-    check_colormap(colormap)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if aggregation not in CHANNEL_AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {aggregation!r}")
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    style = MapStyle(aggregation=aggregation, colormap=colormap, alpha=alpha, scope=scope)
+    _check_scale(scale)
+    return style
+
+
+def _check_scale(scale: float) -> None:
+    """Refuse a resolution multiplier outside ``(0, max(EXPORT_SCALES)]``.
+
+    Raises:
+        ValueError: naming ``scale`` and its value.
+    """
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= max(EXPORT_SCALES)):
         raise ValueError(f"scale must be above 0 and at most {max(EXPORT_SCALES)}, got {scale!r}")
 

@@ -51,9 +51,12 @@ class MapStyle:
 
     Attributes:
         aggregation: how channels collapse into one map, one of :data:`CHANNEL_AGGREGATIONS`.
-        colormap: matplotlib color map name, one of :data:`COLORMAPS`.
+        colormap: a matplotlib color map name, e.g. one of :data:`COLORMAPS` (the ones the UI offers).
         alpha: overlay opacity in ``[0, 1]``.
         scope: ``"per-level"`` (each map its own color scale) or ``"shared"``.
+
+    Raises:
+        ValueError: naming the first bad field and its value.
     """
 
     aggregation: str = "mean"
@@ -62,15 +65,15 @@ class MapStyle:
     scope: str = "per-level"
 
     def __post_init__(self) -> None:
+        check_colormap(self.colormap)
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
         for name, value, choices in (
             ("aggregation", self.aggregation, CHANNEL_AGGREGATIONS),
-            ("colormap", self.colormap, COLORMAPS),
             ("scope", self.scope, SCOPES),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
 
 
 def _as_float_tensor(feature: Feature) -> torch.Tensor:

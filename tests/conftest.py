@@ -156,7 +156,8 @@ def random_backbone(random_pyramid: Callable[..., Pyramid]) -> ResNetBackbone:
 def cli_models(monkeypatch: pytest.MonkeyPatch, random_pyramid: Callable[..., Pyramid]) -> dict[PyramidConfig, Pyramid]:
     """The CLI takes its random-weights models from ``random_pyramid`` (other weights it builds);
     returns the models it asked for in this test, by configuration."""
-    from fpn_core import build_pyramid, cli
+    from fpn_core import build_pyramid
+    from fpn_core.cli import common
 
     asked: dict[PyramidConfig, Pyramid] = {}
 
@@ -165,7 +166,7 @@ def cli_models(monkeypatch: pytest.MonkeyPatch, random_pyramid: Callable[..., Py
         asked[config] = model
         return model
 
-    monkeypatch.setattr(cli, "build_pyramid", build)
+    monkeypatch.setattr(common, "build_pyramid", build)  # where the pyramid commands build it
     return asked
 
 

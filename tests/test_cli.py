@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import sys
 
 import pytest
 
 from fpn_core import RESNET50_FEATURE_INFO, cli, load_image, run_pyramid
+from fpn_core.cli import common
 from fpn_core.levels import stride_of
 from tests.conftest import run_cli, run_cli_process
 from tests.corpus import write_corpus
@@ -124,6 +127,12 @@ def test_bad_width_exits_2_with_one_line(test_env, sample):
         (["--stages", "c4"], "c4"),
         (["--size", "5000"], "5000"),
         (["--repeats", "0"], "0"),
+        # numbers are read one way, by the command: not a number is one line naming the option too
+        (["--width", "abc"], "--width"),
+        (["--width", "7.5"], "--width"),
+        (["--size", "big"], "--size"),
+        (["--repeats", "x"], "--repeats"),
+        (["--seed", "x"], "--seed"),
     ],
 )
 def test_bad_option_values_exit_2_naming_the_value(capsys, sample, args, named):
@@ -134,18 +143,23 @@ def test_bad_option_values_exit_2_naming_the_value(capsys, sample, args, named):
 
 @pytest.mark.parametrize(
     "args",
-    [["--width", "abc"], ["--upsample", "cubic"], ["--device", "tpu"], ["--ablation", "none"], []],
+    [["--upsample", "cubic"], ["--device", "tpu"], ["--ablation", "none"], []],
 )
 def test_argparse_errors_exit_2(capsys, sample, args):
+    """Fixed choices and missing arguments are argparse's: status 2, its usage and an error line."""
     argv = ["inspect", sample, *args] if args else ["inspect"]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "error:" in err
 
 
-def test_export_bad_settings_fail_before_any_work(capsys, sample, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad setting"))
-    code, _, err = run_cli(capsys, "export", sample, "--out", tmp_path, "--cmap", "nope", *FAST)
-    assert code == 2 and "nope" in err
+@pytest.mark.parametrize(
+    ("args", "named"), [(["--cmap", "nope"], "nope"), (["--alpha", "2"], "alpha"), (["--alpha", "x"], "--alpha")]
+)
+def test_export_bad_settings_fail_before_any_work(capsys, sample, tmp_path, monkeypatch, args, named):
+    monkeypatch.setattr(common, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad setting"))
+    code, _, err = run_cli(capsys, "export", sample, "--out", tmp_path, *args, *FAST)
+    assert code == 2 and named in err
+    assert err.count("\n") == 1 and err.startswith("error: ")
     assert not any(tmp_path.iterdir())
 
 
@@ -213,3 +227,59 @@ def test_the_installed_command_is_the_cli() -> None:
     required = {ln.split("#")[0].strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()}
     pinned = {d for d in project["project"]["dependencies"] if d.startswith(("torch", "streamlit"))}
     assert len(pinned) == 3 and pinned <= required  # the same bounds as requirements.txt
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_program_name_is_the_name_it_was_started_as(capsys, monkeypatch, test_env):
+    """``fpn-explorer`` from the installed script, ``python -m fpn_core`` from the module."""
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/fpn-explorer", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: fpn-explorer ")
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/fpn-explorer", "detect"])  # an error names it too
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2
+    assert "usage: fpn-explorer detect" in capsys.readouterr().err
+
+    done = run_cli_process(test_env, "inspect", "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m fpn_core inspect ")
+
+
+def test_every_command_is_one_module_in_one_list():
+    parser = cli.build_parser(prog="fpn-explorer")
+    (subcommands,) = (a for a in parser._actions if a.dest == "command")
+    names = [command.__name__.rsplit(".", 1)[1] for command in cli.COMMANDS]
+    assert names == list(subcommands.choices) == ["inspect", "export", "detect"]
+    for command, sub in zip(cli.COMMANDS, subcommands.choices.values(), strict=True):
+        assert sub.get_default("handler") is command.run
+
+
+def test_shared_options_are_declared_once():
+    """The options every command takes come from one parent parser: the same argparse actions."""
+    parser = cli.build_parser()
+    (subcommands,) = (a for a in parser._actions if a.dest == "command")
+    commands = list(subcommands.choices.values())
+    for option in ("--device", "--seed", "--no-download", "--json"):
+        actions = {id(a) for sub in commands for a in sub._actions if option in a.option_strings}
+        assert len(actions) == 1, option
+    inspect_, export, detect = commands
+    assert inspect_.parse_args(["x.jpg"]).weights == "imagenet" and detect.parse_args(["x.jpg"]).weights == "coco"
+    assert export.parse_args(["x.jpg", "--out", "o"]).size == 512 and detect.parse_args(["x.jpg"]).size is None
+
+
+def test_the_cli_package_imports_no_private_names_and_the_engine_no_cli():
+    from tests.conftest import ROOT
+
+    for path in [*(ROOT / "fpn_core" / "cli").glob("*.py"), *(ROOT / "fpn_core" / "detection").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and path.parent.name == "cli":
+                assert not any(alias.name.startswith("_") for alias in node.names), (path, node.lineno)
+            elif isinstance(node, ast.ImportFrom):  # the detection engine: no way back to the CLI
+                assert "cli" not in (node.module or "").split("."), (path, node.lineno)
+    assert not (ROOT / "fpn_core" / "detection" / "cli.py").exists()

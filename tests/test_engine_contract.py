@@ -207,16 +207,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-#: The command line before it became the package ``fpn_core/cli/`` (issue 17): ``cli.py`` and
-#: ``detection/cli.py`` import each other. Void once those two files are gone.
-OLD_CLI = {"fpn_core.cli", "fpn_core.detection.cli"}
-
-
-def _old_cli_present() -> set[str]:
-    modules = _modules()
-    return {m for m in OLD_CLI if m in modules and modules[m].name != "__init__.py"}
-
-
 def test_the_graph_reader_sees_lazy_and_type_checking_imports():
     graph = _graph()
     assert "fpn_core.detection.build" in graph["fpn_core.detection.run"]
@@ -227,10 +217,7 @@ def test_the_graph_reader_sees_lazy_and_type_checking_imports():
 
 
 def test_the_engine_has_no_import_cycle():
-    graph = _graph()
-    old = _old_cli_present()
-    graph = {k: {v for v in vs if v not in old} for k, vs in graph.items() if k not in old}
-    assert _cycles(graph) == []
+    assert _cycles(_graph()) == []
 
 
 def test_weights_is_a_leaf():
@@ -239,11 +226,8 @@ def test_weights_is_a_leaf():
 
 def test_no_module_imports_another_modules_private_name():
     modules = _modules()
-    old = _old_cli_present()
     bad = []
     for name, path in modules.items():
-        if name in old:
-            continue
         for target, imported in _imports(name, path, modules):
             if imported and imported.startswith("_") and not imported.startswith("__"):
                 bad.append(f"{name} imports {imported} from {target}")

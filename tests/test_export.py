@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -13,8 +14,16 @@ from PIL import Image
 
 import fpn_core
 from fpn_core import run_pyramid
-from fpn_core.export import METADATA_NAME, build_export, write_export, zip_export
+from fpn_core.export import (
+    EXPORT_STYLE,
+    METADATA_NAME,
+    build_export,
+    check_export_settings,
+    write_export,
+    zip_export,
+)
 from fpn_core.images import load_image
+from fpn_core.maps import MapStyle
 from fpn_core.scales import make_scales_image
 from tests.conftest import ROOT, run_cli_process
 
@@ -126,9 +135,27 @@ def test_write_export_refuses_names_outside_the_folder(tmp_path, name):
         ({"scale": 0}, "scale"),
     ],
 )
-def test_build_export_refuses_bad_settings(output, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        build_export(output, **kwargs)
+def test_bad_settings_are_refused_naming_the_setting(output, kwargs, match):
+    """A bad style cannot be made (so never reaches ``build_export``); a bad scale is refused by it;
+    ``check_export_settings`` (the CLI's check) refuses both, with the same message."""
+    settings = {**dataclasses.asdict(EXPORT_STYLE), "scale": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=match) as checked:
+        check_export_settings(**settings)
+    scale = settings.pop("scale")
+    with pytest.raises(ValueError, match=match) as built:
+        build_export(output, MapStyle(**settings), scale=scale)
+    assert str(built.value) == str(checked.value) and repr(next(iter(kwargs.values()))) in str(built.value)
+
+
+def test_the_style_reaches_every_picture_and_the_metadata(output, files):
+    style = MapStyle(aggregation="max", colormap="coolwarm", alpha=0.2, scope="shared")  # any matplotlib map
+    assert check_export_settings(**dataclasses.asdict(style), scale=1.0) == style
+    styled = build_export(output, style, timings=False)
+    assert set(styled) == set(files) and styled["input.png"] == files["input.png"]
+    assert all(styled[n] != files[n] for n in files if n.startswith(("maps/", "overlays/", "slide")))
+    recorded = json.loads(styled[METADATA_NAME])["export"]
+    assert {field: recorded[field] for field in dataclasses.asdict(style)} == dataclasses.asdict(style)
+    assert build_export(output, EXPORT_STYLE, timings=False) == files  # the default style, spelled out
 
 
 # --------------------------------------------------------------------------- the CLI, twice

@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fpn_core import PyramidConfig, build_pyramid, cli, load_image, run_pyramid
+from fpn_core import PyramidConfig, build_pyramid, load_image, run_pyramid
 from fpn_core import receptive as rf_mod
+from fpn_core.cli import common as cli_common
 from fpn_core.export import METADATA_NAME, build_export
 from fpn_core.levels import stride_of
 from fpn_core.point import analyse_point
@@ -297,7 +298,7 @@ def test_inspect_point_table(capsys, sample, cli_models):
 
 @pytest.mark.parametrize("bad", ["abc", "1,2,3", "1;2", "-5,10", "10,99999", "nan,3", ""])
 def test_bad_point_exits_2_with_one_line(capsys, sample, bad, monkeypatch):
-    monkeypatch.setattr(cli, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad --point"))
+    monkeypatch.setattr(cli_common, "build_pyramid", lambda *a, **k: pytest.fail("built a model for a bad --point"))
     code, out, err = run_cli(capsys, "inspect", sample, f"--point={bad}", *FAST)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and "point" in err

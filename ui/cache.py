@@ -683,10 +683,7 @@ def get_export(key: ExportKey, _analysis: Analysis, _detections: Detections | No
     style = key.style
     files = build_export(
         _analysis.output,
-        colormap=style.colormap,
-        alpha=style.alpha,
-        aggregation=style.aggregation,
-        scope=style.scope,
+        style,
         scale=float(key.scale),
         source=key.source,
         detections=_detections if key.detection is not None else None,

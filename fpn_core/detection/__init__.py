@@ -15,9 +15,10 @@ Where is what:
 - ``run``: :func:`run_detector_features`, :func:`run_heads`, :func:`filter_detections`,
   :func:`detect`: torchvision's steps one by one, keeping each box's source level.
 - ``figure``: ``detection_figure``, the boxes drawn in their levels' colors (matplotlib; not imported here).
-- ``cli``: the ``detect`` command of ``python -m fpn_core`` (not imported here).
 
-Import the names below from ``fpn_core.detection``; ``figure`` and ``cli`` by their module.
+The ``detect`` command lives with the other commands, in ``fpn_core.cli.detect``.
+
+Import the names below from ``fpn_core.detection``; ``figure`` by its module.
 """
 
 from .build import DETECTOR_WEIGHTS, Detector, DetectorBackbone, build_detector, detector_pyramid

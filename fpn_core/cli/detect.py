@@ -1,4 +1,4 @@
-"""The ``detect`` command of ``python -m fpn_core``: detections traced to their pyramid levels.
+"""The ``detect`` command: detections traced to their pyramid levels
 
 Usage::
 
@@ -7,8 +7,7 @@ Usage::
         [--no-download] [--json]
 
 It prints one row per detection (class, score, box, size and level), then how many detections,
-proposals and anchors each level has. Like the other commands, bad input exits with status 2
-and one ``error:`` line on stderr; missing weights fall back to an untrained detector, with
+proposals and anchors each level has. Missing weights fall back to an untrained detector, with
 ``warning:`` lines saying why.
 """
 
@@ -18,75 +17,73 @@ import argparse
 import json
 from collections.abc import Mapping
 
+from ..detection import (
+    DETECTOR_NAMES,
+    DETECTORS,
+    MAX_INPUT_SIZE,
+    MIN_INPUT_SIZE,
+    Detections,
+    build_detector,
+    detect,
+    detector_spec,
+    how_to_get_weights,
+)
 from ..device import resolve_device
 from ..images import load_image
 from ..levels import level_name, stride_of
 from ..paper import LEVEL_RULE
 from ..weights import operator_file_from_env
-from .build import build_detector
-from .results import Detections
-from .run import detect
-from .specs import DETECTOR_NAMES, DETECTORS, detector_spec, how_to_get_weights
+from .common import Parents, add_size_option, add_weights_option, number, provenance_lines, table, warn, warn_weights
 
-__all__ = ["add_detect_command", "detect_report", "format_detections"]
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+__all__ = ["add_parser", "detect_report", "format_detections", "run"]
 
 
-def add_detect_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``detect`` on the ``python -m fpn_core`` sub-command parser."""
-    parser = commands.add_parser(
-        "detect", help="detect objects with Faster R-CNN or RetinaNet and name the level that found each"
+def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> argparse.ArgumentParser:
+    """Register ``detect``: the shared run options, the detector, its score threshold, weights and size."""
+    parser = subcommands.add_parser(
+        "detect",
+        parents=[parents.run],
+        help="detect objects with Faster R-CNN or RetinaNet and name the level that found each",
     )
-    parser.add_argument("image", help="image file (JPEG, PNG, WebP, BMP or TIFF)")
-    # Checked by the handler, not by argparse, so a bad value is one "error:" line on stderr.
+    # Checked by run(), not by argparse, so a bad value is one "error:" line on stderr.
     parser.add_argument("--detector", default="faster-rcnn", help=f"one of {', '.join(DETECTOR_NAMES)}")
     parser.add_argument("--score", default="0.5", help="keep detections scoring at least this, 0 to 1")
-    parser.add_argument(
-        "--weights",
+    add_weights_option(
+        parser,
         default="coco",
         help="coco (the operator's file, the torch hub cache, else a download), random, or a checkpoint file",
     )
-    parser.add_argument("--size", default=None, help="long side of the network input (default: shorter side 800)")
-    parser.add_argument(
-        "--device", choices=DEVICE_CHOICES, default=None, help="where to run (default: FPN_DEVICE, else auto)"
+    add_size_option(
+        parser,
+        default=None,
+        help=f"long side of the network input, {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} px (default: shorter side 800)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random init used without weights")
-    parser.add_argument("--no-download", action="store_true", help="never download weights")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(handler=run_detect)
     return parser
 
 
-def _number(option: str, text: str, kind: type) -> float:
-    try:
-        return kind(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{option} must be a number, got {text!r}") from None
-
-
-def run_detect(args: argparse.Namespace) -> int:
-    """Handle ``detect``: cheap checks first, then build the detector and run it."""
-    from ..cli import _warn, _warn_weights  # cli imports this module; import back lazily
-
+def run(args: argparse.Namespace) -> int:
+    """Cheap checks first, then build the detector, run it and print the detections."""
     spec = detector_spec(args.detector)
-    score = _number("--score", args.score, float)
-    if not 0.0 <= score <= 1.0:
-        raise ValueError(f"--score must be from 0 to 1, got {args.score}")
-    size = None if args.size is None else int(_number("--size", args.size, int))
+    score = number("--score", args.score, float, low=0, high=1)
+    size = (
+        None
+        if args.size is None
+        else number("--size", args.size, int, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, unit=" pixels")
+    )
+    seed = number("--seed", args.seed, int)
     device, notice = resolve_device(args.device)
     image = load_image(args.image)
     det = build_detector(
         spec.name,
         weights=args.weights,
         device=device,
-        seed=args.seed,
+        seed=seed,
         allow_download=False if args.no_download else None,
         operator_file=operator_file_from_env(spec.env),
     )
-    _warn_weights(det)
+    warn_weights(det.provenance)
     if notice:
-        _warn(notice)
+        warn(notice)
     dets = detect(det, image, score, size=size)
     report = detect_report(dets, image=str(args.image), device=str(device))
     print(json.dumps(report, indent=2) if args.json else format_detections(report))
@@ -104,8 +101,6 @@ def format_detections(report: Mapping) -> str:
     Args:
         report: From :func:`detect_report`.
     """
-    from ..cli import _provenance_lines, _table
-
     spec = DETECTORS[report["detector"]]
     ih, iw = report["image_hw"]
     nh, nw = report["input_hw"]
@@ -117,12 +112,12 @@ def format_detections(report: Mapping) -> str:
         f"device   {report['device']}",
     ]
     if report["weights"]:
-        lines += _provenance_lines(report["weights"])
+        lines += provenance_lines(report["weights"])
         if not report["weights"]["pretrained"]:
             lines.append(f"         {how_to_get_weights(spec.name)} Until then its boxes are noise.")
     lines += ["", f"{len(rows)} detections with score ≥ {report['score_threshold']:.2f}"]
     if rows:
-        table = [
+        detections = [
             [
                 r["class"],
                 f"{r['score']:.3f}",
@@ -135,7 +130,7 @@ def format_detections(report: Mapping) -> str:
             for r in rows
         ]
         headers = ["class", "score", "box x1, y1, x2, y2 (px)", "size √(wh)", "at input", "level", "paper k"]
-        lines += _table(headers, table)
+        lines += table(headers, detections)
     lines += ["", "per level"]
     level_rows = []
     for level, count in report["per_level"].items():
@@ -152,11 +147,13 @@ def format_detections(report: Mapping) -> str:
                 f"{sizes} px × ratios {ratios}",
             ]
         )
-    lines += _table(["level", "stride", "detections", "RPN proposals", "anchors"], level_rows)
-    if spec.family.proposals:
+    lines += table(["level", "stride", "detections", "RPN proposals", "anchors"], level_rows)
+    if spec.family.proposals:  # a two-stage detector: RoIAlign pooled each proposal from one level
+        pooled = spec.pooled_levels
         lines.append(
             f"level = where RoIAlign pooled the box's proposal: {LEVEL_RULE} on the proposal in "
-            "network input pixels, clamped to p2..p5; paper k: the same rule on the final box's size at input"
+            f"network input pixels, clamped to {pooled[0]}..{pooled[-1]}; paper k: the same rule on the final "
+            "box's size at input"
         )
     else:
         lines.append(
