@@ -554,7 +554,8 @@ def time_pyramid(analysis: Analysis, image: np.ndarray, repeats: int, warmup: in
 
 @dataclass(frozen=True)
 class DetectorKey:
-    """Which detector: a key of ``fpn_core.detection.DETECTORS``, its weights (``"coco"``...) and device."""
+    """Which detector: a key of ``fpn_core.detection.DETECTORS`` and its weights (``"coco"``...), or a models
+    folder's ``file:<name>`` and the file's path; and the device."""
 
     name: str
     weights: str
@@ -609,6 +610,8 @@ class DetectionChoice:
 @model_cache(max_entries=2)
 def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> Detector:
     """The shared detector for ``key``, built once per process (read-only)."""
+    if is_folder_weights(key.name):  # a models-folder file: kind, classes and layout read from it
+        return build_detector(weights=key.weights, device=key.device, progress=_progress)
     operator_file = operator_file_from_env(detector_spec(key.name).env)  # read when built, as the backbone's
     return build_detector(
         key.name, weights=key.weights, device=key.device, progress=_progress, operator_file=operator_file
