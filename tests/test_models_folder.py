@@ -8,6 +8,7 @@ dashboard runs in this process (AppTest), at input size 128.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torchvision.models import detection, resnet50
 
 from fpn_core.detection.figure import COCO_SKELETON, draw_keypoints, skeleton_for, tint_masks
 from fpn_core.frameworks.listing import HEADS_NOT_RUN, list_models_everywhere
-from tests.conftest import HOME, open_page
+from tests.conftest import HOME, open_page, run_cli
 from tests.test_frameworks import C2_C5, C3_C5, as_numpy, d2_state, mmdet_state, neck_convs
 from ui import detection_page, models
 from ui import settings as S
@@ -214,3 +215,33 @@ def test_keypoints_draw_the_coco_skeleton_for_17_and_points_otherwise() -> None:
     five = draw_keypoints(image, kps[:, :5], [(0, 255, 0)])
     assert five[30, 30].tolist() == [0, 0, 0]  # five points: no bones
     assert five[10, 10].tolist() == [0, 255, 0]
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def test_cli_inspect_and_export_open_a_framework_file_with_conventions(capsys, folder: Path, sample, tmp_path) -> None:
+    path = folder / MMDET_FILE
+    code, out, err = run_cli(capsys, "inspect", sample, "--weights", path, "--size", 128, "--repeats", 1, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "mmdetection v2" in report["weights"]["backbone"] and report["weights"]["pretrained"]
+    assert [level["name"] for level in report["levels"]] == ["p3", "p4", "p5", "p6", "p7"]
+    code, _, err = run_cli(
+        capsys, "inspect", sample, "--weights", path, "--input-format", "BGR", "--size", 128, "--repeats", 1, "--json"
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "export", sample, "--weights", path, "--size", 128, "--out", tmp_path / "out")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert "mmdetection v2" in meta["weights"]["backbone"]  # the export metadata names the user's file
+
+
+def test_cli_convention_flags_are_checked_and_detect_refuses_a_framework_file(capsys, folder: Path, sample) -> None:
+    code, _, err = run_cli(capsys, "inspect", sample, "--weights", "random", "--input-format", "YUV", "--size", 128)
+    assert code == 2 and "--input-format" in err
+    code, _, err = run_cli(capsys, "inspect", sample, "--weights", "random", "--stride-in-1x1", "yes", "--size", 128)
+    assert code == 2 and "not one" in err  # the flags are for framework files only
+    code, out, err = run_cli(capsys, "detect", sample, "--weights", folder / MMDET_FILE, "--no-download")
+    assert code == 2 and not out
+    assert "mmdetection or detectron2 checkpoint" in err and "not run" in err and "RoIAlign" in err
