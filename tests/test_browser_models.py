@@ -2,9 +2,10 @@
 Mask R-CNN's masks and a Keypoint R-CNN's skeletons, and a feature page shows an mmdetection file.
 
 Its own streamlit server runs with ``FPN_MODELS_DIR`` naming a folder written here: random-weight
-Mask R-CNN (3 classes) and Keypoint R-CNN (17 keypoints) state dicts from torchvision's builders,
-and an mmdetection RetinaNet file (``tests/test_models_folder.py``). The score threshold goes to 0
-so that the random detectors' boxes, masks and keypoints are drawn. Screenshots (1440 wide, tall)
+Mask R-CNN (3 classes; mask logits set to 2, so each mask fills its box) and Keypoint R-CNN (17 keypoints) state
+dicts from torchvision's builders, and an mmdetection RetinaNet file (``tests/test_models_folder.py``).
+The score threshold goes to 0 (torchvision's own 0.05 stays the floor) so that the random detectors'
+boxes, masks and keypoints are drawn. Screenshots (1440 wide, tall)
 go to ``artifacts/screenshots/``: ``models_sidebar.png``, ``models_detection_masks.png``,
 ``models_detection_keypoints.png``, ``models_fpn_outputs_mmdet.png``.
 """
@@ -33,7 +34,10 @@ def models_server(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     mask = detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3)
-    torch.save(mask.state_dict(), folder / MASK_FILE)
+    state = mask.state_dict()
+    state["roi_heads.mask_predictor.mask_fcn_logits.weight"].zero_()  # every mask covers its box (logit 2):
+    state["roi_heads.mask_predictor.mask_fcn_logits.bias"].fill_(2.0)  # random logits would tint scattered dots
+    torch.save(state, folder / MASK_FILE)
     (folder / "maskrcnn_random.classes.txt").write_text("cat\nsofa\n", encoding="utf-8")
     keypoints = detection.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2)
     torch.save(keypoints.state_dict(), folder / KEYPOINT_FILE)
@@ -56,10 +60,15 @@ def _detect_with(page, label: str, screenshot: str) -> str:
     page.get_by_text("detections with score ≥").first.wait_for(timeout=PAGE_TIMEOUT_MS)
     slider = thumb(page, "Score threshold")
     slider.focus()
-    slider.press("Home")
+    if slider.input_value() != "0":
+        for _ in range(60):  # 0.5 down to 0 in steps of 0.01 (the slider sends its value once it settles)
+            page.keyboard.press("ArrowLeft")
     _settle(page)
-    page.get_by_text("detections with score ≥ 0.00").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    # The slider at 0 keeps all the heads kept: torchvision's own threshold (0.05) is the floor.
+    caption = page.get_by_text("detections with score ≥ 0.05").first
+    caption.wait_for(timeout=PAGE_TIMEOUT_MS)
     _settle(page)
+    assert int(caption.inner_text().split()[0]) > 0, caption.inner_text()
     page.screenshot(path=str(SHOTS / screenshot), full_page=True)
     return page.inner_text("body")
 

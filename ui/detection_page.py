@@ -31,12 +31,14 @@ from fpn_core.detection import (
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
     DETECTORS,
+    FCOS_REGRESSION_RANGES,
     Detections,
     filter_detections,
     how_to_get_weights,
     paper_level,
 )
 from fpn_core.detection.figure import detection_figure, draw_keypoints, tint_masks
+from fpn_core.detection.specs import FCOS_FAMILY
 from fpn_core.figures import overlay_figure
 from fpn_core.frameworks.listing import HEADS_NOT_RUN
 from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, stride_of
@@ -190,6 +192,20 @@ def rule_rows() -> list[dict[str, object]]:
         {"level": "p3", "box size √(wh) in input px": f"{CANONICAL_SIZE // 2} to {CANONICAL_SIZE}"},
         {"level": "p4", "box size √(wh) in input px": f"{CANONICAL_SIZE} to {CANONICAL_SIZE * 2}"},
         {"level": "p5", "box size √(wh) in input px": f"{CANONICAL_SIZE * 2} and above"},
+    ]
+
+
+def training_rule(dets: Detections) -> str:
+    """How the detector's training assigns an object to a level (FCOS: by regression range), in words."""
+    return dets.spec.family.training_rule.replace("{title}", dets.spec.title)
+
+
+def regression_range_rows() -> list[dict[str, object]]:
+    """FCOS's regression range per level: a location learns an object there when its largest distance
+    to the box's sides falls in the range (network input pixels)."""
+    return [
+        {"level": level, "largest distance to the box's sides, px": f"{lo:g} to {'∞' if math.isinf(hi) else f'{hi:g}'}"}
+        for level, (lo, hi) in FCOS_REGRESSION_RANGES.items()
     ]
 
 
@@ -564,9 +580,8 @@ def _show_objectness(
         disabled=not is_rcnn,
         help="Faster R-CNN only: RetinaNet has no region proposal network.",
     )
-    what = "RPN objectness (max over 3 anchors)" if is_rcnn else "top class probability (max over 9 anchors)"
     st.caption(
-        f"Each level's {what} at every position, blended over the image."
+        f"Each level's map: {dets.spec.family.objectness}, blended over the image."
         + ("" if trained else " Untrained: these maps are noise too.")
     )
     maps = objectness_maps(dets)
@@ -632,6 +647,10 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
         st.latex(LEVEL_RULE_LATEX + r",\ 2 \le k \le 5")
         st.dataframe(rule_rows(), hide_index=True)
         st.caption(dets.spec.paper_rule_use)
+        family = dets.spec.family
+        st.markdown(f"**How {dets.spec.title} gives objects to levels in training:** " + training_rule(dets))
+        if family.key == FCOS_FAMILY.key:
+            st.dataframe(regression_range_rows(), hide_index=True)
     with right:
         panels.show_image(
             draw_anchors(image, dets),
