@@ -26,8 +26,10 @@ from .report import Report, Row
 
 def _sections() -> dict[str, Callable[[Context], None]]:
     from . import (
+        camera,
         coldstart,
         concurrency,
+        deck,
         detection,
         display,
         forward,
@@ -55,6 +57,8 @@ def _sections() -> dict[str, Callable[[Context], None]]:
         "detection": detection.run,
         "models": models.run,
         "frameworks": frameworks.run,
+        "camera": camera.run,
+        "deck": deck.run,
     }
 
 
@@ -74,6 +78,8 @@ NAMES = (
     "detection",
     "models",
     "frameworks",
+    "camera",
+    "deck",
 )
 
 

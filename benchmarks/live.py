@@ -1,7 +1,7 @@
 """Section 8: how live the sidebar feels: key press on a slider to every image on the page loaded.
 
-A real ``streamlit run`` and the Debian Chromium (never a downloaded browser), at input size
-512, c3..c5, d = 256, random weights. For each (page, control) the slider thumb gets a key
+A real ``streamlit run`` and the Debian Chromium (never a downloaded browser), in a 1440 x 1800
+window, at input size 512, c3..c5, d = 256, random weights. For each (page, control) the slider thumb gets a key
 press with a new value every time (nothing comes from a cache), and the time runs from the
 press until the rerun has finished and every image on the page has loaded. The median of
 ``--pairs`` presses (at least 5) is reported against the issue's targets.
@@ -28,14 +28,18 @@ from .report import Row, Table, fmt
 SECTION = "8 live sidebar (Chromium)"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 #: (page title, URL path after the frame, URL path before it, slider label, key, target seconds)
+#: Targets with issue 20's margin (the frame issue's were 0.40, 0.25 and 0.20 s).
 CASES: tuple[tuple[str, str, str, str, float], ...] = (
-    ("Timing", "timing", "Overlay alpha", "overlay alpha (unused by the page)", 0.20),
-    ("Overlays", "overlays", "FPN channel width d", "width d, one step", 0.40),
-    ("Overlays", "overlays", "Overlay alpha", "overlay alpha, one step", 0.25),
-    ("FPN outputs", "fpn-outputs", "FPN channel width d", "width d, one step", 0.40),
-    ("FPN outputs", "fpn-outputs", "Overlay alpha", "overlay alpha (unused by the page)", 0.20),
-    ("Stage activations", "stage-activations", "FPN channel width d", "width d (unused by the page)", 0.20),
+    ("Timing", "timing", "Overlay alpha", "overlay alpha (unused by the page)", 0.15),
+    ("Overlays", "overlays", "FPN channel width d", "width d, one step", 0.30),
+    ("Overlays", "overlays", "Overlay alpha", "overlay alpha, one step", 0.18),
+    ("FPN outputs", "fpn-outputs", "FPN channel width d", "width d, one step", 0.30),
+    ("FPN outputs", "fpn-outputs", "Overlay alpha", "overlay alpha (unused by the page)", 0.15),
+    ("Stage activations", "stage-activations", "FPN channel width d", "width d (unused by the page)", 0.15),
 )
+#: The browser window measured in (issue 20: the margins must hold in a tall window, where every
+#: panel of the page is on screen and decoded).
+VIEWPORT = {"width": 1440, "height": 1800}
 LEGACY_PATHS = {
     "overlays": "Overlays",
     "fpn-outputs": "FPN_outputs",
@@ -140,7 +144,7 @@ def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[flo
 
 
 def _presses(browser, url: str, title: str, label: str, presses: int) -> list[float]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
         page.goto(url, timeout=300_000)
@@ -156,6 +160,7 @@ def _presses(browser, url: str, title: str, label: str, presses: int) -> list[fl
             thumb.press("ArrowRight")
             done = page.evaluate(DONE_JS)
             times.append((done - t0) / 1e3)
+            print(f"    {title} · {label}: {times[-1]:.3f} s", flush=True)
             page.wait_for_load_state("networkidle", timeout=300_000)
         return times
     finally:

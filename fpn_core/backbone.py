@@ -37,6 +37,10 @@ RESNET50_FEATURE_INFO = FeatureInfo(
 )
 
 
+#: What the Stage activations page says the backbone stages are (the lecture deck's notes read it too).
+STAGES_INTRO = "The bottom-up path: each ResNet-50 stage halves the resolution and widens the channels."
+
+
 class ResNetBackbone(nn.Module):
     """The bottom-up pathway: a torchvision ResNet-50 without its classifier.
 

@@ -34,6 +34,7 @@ from .levels import STAGE_COLORS, stride_of, torchvision_key_to_level
 from .receptive import level_sources
 
 __all__ = [
+    "TEACH_SHARES",
     "Contributions",
     "composite_map",
     "describe_shares",
@@ -41,6 +42,16 @@ __all__ = [
     "shares_table",
     "stage_contributions",
 ]
+
+
+#: What the Receptive fields page says about stage shares (the lecture deck's notes read it too).
+TEACH_SHARES = (
+    "**Why the split is exact.** The FPN has no non-linearity: each p_k is a 3×3 convolution of a "
+    "sum of upsampled 1×1 laterals. So p_k splits *exactly* into one contribution per backbone stage c_j "
+    "(j ≥ k) plus a constant bias. A stage's **share** is the size (L1 norm) of its contribution over all the "
+    "shares' total: over the whole level, or over one cell's channels at the picked point. Shares say how much "
+    "signal each stage sends, not whether the signals add up or cancel."
+)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,8 +14,40 @@ DEVICE_ENV = "FPN_DEVICE"
 #: Analyses allowed to run at once per device type: one on the CPU (torch already uses every
 #: core for one analysis, so two at once only make both slower and timings dishonest), two on a GPU.
 SLOTS_PER_DEVICE = {"cpu": 1, "mps": 1, "cuda": 2}
-_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots: dict[str, FairSlots] = {}
 _slots_lock = threading.Lock()
+
+
+class FairSlots:
+    """``n`` slots handed over in arrival order: a thread that releases one and asks again queues
+    behind those already waiting (a plain semaphore lets it barge ahead, so one live stream could
+    starve the others and the pages)."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"need at least one slot, got {n}")
+        self._free = n
+        self._waiting: deque[object] = deque()
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+            try:
+                self._cond.wait_for(lambda: self._free > 0 and self._waiting[0] is ticket)
+            except BaseException:  # interrupted while waiting: leave the line, or it blocks everyone behind
+                self._waiting.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._waiting.popleft()
+            self._free -= 1
+            self._cond.notify_all()  # the next in line may take another free slot
+
+    def release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
 
 
 def available_devices() -> list[str]:
@@ -63,13 +96,16 @@ def synchronize(device: torch.device) -> None:
 
 @contextmanager
 def device_slot(device: torch.device) -> Iterator[None]:
-    """Hold one of the device's inference slots, so concurrent sessions queue instead of thrash."""
+    """Hold one of the device's inference slots, so concurrent sessions queue (in turn) instead of thrash."""
     with _slots_lock:
         sem = _slots.get(device.type)
         if sem is None:
-            sem = _slots[device.type] = threading.BoundedSemaphore(SLOTS_PER_DEVICE.get(device.type, 1))
-    with sem:
+            sem = _slots[device.type] = FairSlots(SLOTS_PER_DEVICE.get(device.type, 1))
+    sem.acquire()
+    try:
         yield
+    finally:
+        sem.release()
 
 
 def is_device_error(exc: BaseException) -> bool:

@@ -31,6 +31,12 @@ ABLATIONS: dict[str, str] = {
     "finest-only": "Single finest level only: the full top-down path, output at the finest level alone",
 }
 MIN_OUT_CHANNELS, MAX_OUT_CHANNELS = 16, 512
+#: What the FPN outputs page says the levels are, and how its rows follow one level (the deck's notes too).
+LEVELS_INTRO = "Every pyramid level p_k has the same width d, at strides 4 … 64."
+STEPS_INTRO = (
+    "Each row follows one level: the backbone stage c_k, its **lateral 1×1** projection to d channels, "
+    "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv."
+)
 
 
 def validate_out_channels(out_channels: int) -> int:

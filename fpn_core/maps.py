@@ -39,6 +39,11 @@ __all__ = [
 
 CHANNEL_AGGREGATIONS = ("mean", "max", "l2", "std", "pc1")
 SCOPES = ("per-level", "shared")
+#: What the Overlays page says an overlay is (the lecture deck's notes read it too).
+OVERLAYS_INTRO = (
+    "Each map is upsampled to the input and blended over it with the sidebar's color map and alpha. "
+    "Titles carry the level, stride, shape, width and weights, so a screenshot or a downloaded PNG explains itself."
+)
 COLORMAPS = ("viridis", "magma", "inferno", "plasma", "turbo", "jet", "gray")
 TOP_BY = ("mean", "max")
 

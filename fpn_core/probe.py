@@ -24,12 +24,17 @@ from torch import Tensor
 from .images import check_rgb
 from .levels import stage_index, stride_of
 from .maps import aggregate_channels
-from .paper import CANONICAL_LEVEL, CANONICAL_SIZE
+from .paper import CANONICAL_LEVEL, CANONICAL_SIZE, LEVEL_RULE
 from .scales import Box
 
 __all__ = [
     "CANONICAL_SIZE",
+    "GRID_TEXT",
+    "PROBE_INTRO",
+    "RANDOM_WEIGHTS_TEXT",
+    "READING_TEXT",
     "RULE_LEVELS",
+    "SCALES_TEXT",
     "assign_level",
     "assign_level_k",
     "box_responses",
@@ -37,6 +42,28 @@ __all__ = [
     "scale_boxes",
     "stride_grid",
 ]
+
+#: What the Scale probe page says (its header, the scales image, how to read the table, random weights);
+#: the lecture deck's notes read the same text.
+PROBE_INTRO = (
+    f"The FPN paper sends a box of size w × h to level {LEVEL_RULE}. Do the features agree? "
+    "Each box is probed on every level, and each level's stride grid shows how coarsely it sees the image."
+)
+SCALES_TEXT = (
+    "The synthetic **scales** image: one target shape at 32, 64, 128 and 256 px (boxes known exactly). "
+    "Its shapes double in size from left to right, so by the paper's rule each should move one level up."
+)
+READING_TEXT = (
+    "**Reading the table:** *paper k* is the rule before clamping; *paper level* clamps it to the levels "
+    "present. Small objects should peak on fine levels (p2, p3), large ones on coarse levels. "
+    f"The paper's {CANONICAL_SIZE} refers to ImageNet images, so on a small network input most boxes fall "
+    "to the finest level."
+)
+RANDOM_WEIGHTS_TEXT = "With random weights the responses reflect image statistics, not learned object features."
+GRID_TEXT = (
+    "Each grid cell is one position of the level's feature map; coarse levels see the image in big cells. "
+    "Boxes in orange."
+)
 
 #: The levels the paper's RoI rule assigns to (p6 only serves the RPN's largest anchors).
 RULE_LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")

@@ -41,13 +41,18 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .device import device_slot
-from .levels import level_of, stride_of, torchvision_key_to_level
+from .levels import level_of, stage_of, stride_of, torchvision_key_to_level
+from .paper import TABLE1
 from .pyramid import DEFAULT_SIZE, Pyramid, prepare_input
 
 __all__ = [
     "ERF_MASSES",
     "ERF_PERCENTILE",
+    "INTRO",
     "MAGNITUDES",
+    "TEACH_ERF",
+    "TEACH_FPN",
+    "TEACH_RF",
     "ErfResult",
     "RfBox",
     "cell_at",
@@ -55,6 +60,7 @@ __all__ = [
     "erf_maps",
     "erf_overlay",
     "erf_values",
+    "growth_text",
     "level_sources",
     "map_point",
     "rf_boxes",
@@ -383,6 +389,41 @@ def cell_at(input_point: tuple[float, float], stride: int, map_hw: tuple[int, in
     )
 
 
+#: What the Receptive fields page says (the intro under the point picker and the three lessons);
+#: the lecture deck's notes read the same text.
+INTRO = (
+    "Pick a point on the image. For the cell under it in every backbone stage **c2..c5** and pyramid level "
+    "**p_k**, the page shows **where that cell looks** (its receptive field, theoretical and effective) and, for "
+    "each level, **where its signal comes from** (the exact share of each backbone stage). Both are properties "
+    "of the network itself, so they are meaningful even with random weights."
+)
+
+TEACH_RF = (
+    "**What a receptive field is.** A cell of a feature map is computed from a patch of the input image: every "
+    "pixel that can change it at all. That patch is its **theoretical receptive field** (the white square): its "
+    "side follows from the kernel sizes, strides and dilations of every layer on the way, and is computed here "
+    "from the modules themselves. Each stride-2 stage doubles the step between cells, and each 3×3 convolution "
+    "after it widens the patch by two steps, so the square grows quickly from c2 to c5."
+)
+TEACH_ERF = (
+    "**Why the effective one is much smaller, and roughly Gaussian** (Luo et al., *Understanding the Effective "
+    "Receptive Field in Deep Convolutional Neural Networks*, NeurIPS 2016). The color shows how much each input "
+    "pixel actually moves the cell: the gradient of the cell's activation with respect to the pixels. A pixel near "
+    "the centre reaches the cell along many more paths through the stacked convolutions than a pixel at the edge "
+    "of the square, so the gradient piles up in the middle, like repeated blurring tends to a Gaussian. Its "
+    "**effective radius** (r50 and r90: the radii holding 50% and 90% of the gradient mass) covers only a "
+    "fraction of the theoretical square, and that fraction shrinks as the network gets deeper."
+)
+TEACH_FPN = (
+    "**Why the top-down path gives fine levels a large context: the FPN paper's point.** A c3 cell sees only what "
+    "the first three stages can see. Its level p3 also receives c4 and c5, upsampled and added (Lin et al., "
+    "*Feature Pyramid Networks for Object Detection*, CVPR 2017, section 3). So a p3 cell keeps c3's fine, "
+    "stride-8 position and yet looks as far as a c5 cell: compare the c3 and p3 panels. The paper's Table 1 shows "
+    f"what this buys: without the top-down path, recall on small objects drops from {TABLE1['full'].ar_small} to "
+    f"{TABLE1['no-top-down'].ar_small} (AR1k, COCO)."
+)
+
+
 # --------------------------------------------------------------------------- the effective RF
 
 
@@ -667,3 +708,25 @@ def erf_overlay(
         cx, cy = round(box.cx), round(box.cy)
         cv2.drawMarker(out, (cx, cy), (0, 255, 255), markerType=cv2.MARKER_CROSS, markerSize=9, thickness=1)
     return out
+
+
+def growth_text(erf: ErfResult) -> str:
+    """How the theoretical RF and the ERF's r90 change, finest to coarsest level and c_k to p_k (markdown)."""
+    rf, r90 = erf.theoretical_rf_px, {n: erf.radii_input_px[n]["90"] for n in erf.names}
+    levels = [n for n in erf.names if n.startswith("p") and r90[n] is not None]
+    parts = []
+    if len(levels) >= 2:
+        first, last = levels[0], levels[-1]
+        parts.append(
+            f"From **{first}** to **{last}** the theoretical RF goes from {rf[first]} to {rf[last]} px and the "
+            f"ERF's r90 from {r90[first]:.0f} to {r90[last]:.0f} px."
+        )
+    if levels:
+        level = levels[0]
+        stage = stage_of(level)
+        if stage in rf and r90.get(stage) is not None:
+            parts.append(
+                f"At the same stride, **{stage}** sees {rf[stage]} px (r90 {r90[stage]:.0f} px) but **{level}** "
+                f"{rf[level]} px (r90 {r90[level]:.0f} px): the top-down path brings the coarser stages' context."
+            )
+    return " ".join(parts)

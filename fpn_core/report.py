@@ -30,6 +30,15 @@ __all__ = [
 ]
 
 PART_BACKBONE, PART_FPN = "backbone", "fpn"
+#: What the Timing page says its numbers are, and what a level's bar sums (the lecture deck's notes too).
+TIMING_INTRO = (
+    "How long each step takes on this machine, and how much work it is. Timings are the median of "
+    "several runs after one untimed warm-up run; other sessions on the same server can slow them down."
+)
+LEVEL_BAR_TEXT = (
+    "An FPN level's bar sums its lateral 1×1, top-down upsample + merge and 3×3 steps; "
+    "p6 is the subsampling of the top level."
+)
 _STEP_WHAT = {
     "lateral": "1x1 lateral conv of {stage}",
     "top_down": "upsample {above} to this size ({upsample}), {merge}",

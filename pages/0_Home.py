@@ -7,7 +7,7 @@ import streamlit as st
 from fpn_core import FPN_STAGES, count_parameters
 from fpn_core.diagram import DiagramShapes, architecture_dot
 from fpn_core.fpn import fpn_parameters
-from fpn_core.paper import CHANNELS, LEVEL_RULE, TABLE1, TABLE1_BASELINE, TABLE3_AP
+from fpn_core.paper import LEVEL_RULE, WHAT_AN_FPN_IS
 from fpn_core.report import PART_BACKBONE, step_table
 from ui import captions, frame, loading
 
@@ -24,31 +24,7 @@ out = analysis.output if analysis is not None else None
 left, right = st.columns([5, 6], gap="large")
 with left:
     st.subheader("What an FPN is")
-    fpn = TABLE1["full"]
-    st.markdown(
-        f"""
-A convolutional network such as **ResNet-50** shrinks the image step by step. Its stages
-**c2, c3, c4, c5** have strides **4, 8, 16, 32** (one cell per 4 … 32 pixels) and 256, 512,
-1024 and 2048 channels. Fine stages see small details but little meaning; coarse stages know
-*what* is there but not precisely *where*.
-
-An FPN (Lin et al., *Feature Pyramid Networks for Object Detection*, CVPR 2017) gives every
-level both:
-
-1. **Lateral 1×1 convs** bring each stage c_k to the same width *d* (the paper uses d = {CHANNELS}).
-2. A **top-down path** starts at the coarsest level, **upsamples 2× (nearest neighbour)** and
-   **adds** the lateral of the next finer stage.
-3. A **3×3 conv** on each merged map gives **p_k**; the paper says it "reduces the aliasing
-   effect of upsampling". No non-linearities are used in these extra layers.
-4. **p6** is a stride-2 *subsampling* of p5 for the largest anchors. torchvision writes it as
-   `max_pool2d(kernel_size=1, stride=2)`: with a 1×1 kernel that is subsampling, not pooling.
-
-**What it buys** (paper, ResNet-50, COCO minival): region-proposal average recall AR1k rises
-from **{TABLE1_BASELINE.ar}** with a single c4 map to **{fpn.ar}** with the FPN, and for small objects from
-**{TABLE1_BASELINE.ar_small}** to **{fpn.ar_small}** (Table 1). Faster R-CNN improves from {TABLE3_AP["c4"]} to
-**{TABLE3_AP["fpn"]} AP** (Table 3).
-"""
-    )
+    st.markdown(WHAT_AN_FPN_IS)
     st.caption(
         f"Small objects are assigned to fine levels: a box of size w × h goes to level {LEVEL_RULE} (paper, eq. 1)."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fpn_core.backbone import STAGES_INTRO
 from fpn_core.figures import grid_figure, map_figure
 from fpn_core.levels import stride_of
 from ui import cache, captions, frame, loading, panels
@@ -13,9 +14,8 @@ TOP_CHANNELS = 16
 settings = frame.settings()
 frame.header(
     "Stage activations",
-    "The bottom-up path: each ResNet-50 stage halves the resolution and widens the channels. "
-    f"Left: one map per stage, reduced over all channels. Right: the {TOP_CHANNELS} most active channels "
-    "(highest mean), each on its own 0–1 scale.",
+    f"{STAGES_INTRO} Left: one map per stage, reduced over all channels. "
+    f"Right: the {TOP_CHANNELS} most active channels (highest mean), each on its own 0–1 scale.",
 )
 analysis = loading.load_backbone_pass(settings)
 if analysis is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fpn_core.figures import maps_row_figure
+from fpn_core.fpn import LEVELS_INTRO, STEPS_INTRO
 from fpn_core.levels import stage_of, stride_of
 from ui import captions, frame, loading, panels, step_page
 
@@ -14,7 +15,7 @@ OUTPUT_STEPS = ("stage", "lateral", "top_down", "output")
 settings = frame.settings()
 frame.header(
     "FPN outputs",
-    "Every pyramid level p_k has the same width d, at strides 4 … 64. Switch the color scale "
+    f"{LEVELS_INTRO} Switch the color scale "
     "in the sidebar to **shared across levels** to compare the levels on one scale.",
 )
 analysis = loading.load_analysis(settings)
@@ -65,9 +66,7 @@ if analysis is not None:
 
     st.subheader("c_k next to p_k: what the top-down path added")
     st.markdown(
-        "Each row follows one level: the backbone stage c_k, its **lateral 1×1** projection to d channels, "
-        "the **upsampled** map coming down from the level above, and the output **p_k** after the 3×3 conv "
-        "(the *Step by step* page adds the merged map and the ablations). "
+        f"{STEPS_INTRO} The *Step by step* page adds the merged map and the ablations. "
         "Each panel has its own color scale (their units differ)."
     )
     for level in analysis.output.steps:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from fpn_core.figures import overlay_figure
 from fpn_core.levels import stride_of
+from fpn_core.maps import OVERLAYS_INTRO
 from ui import captions, export_page, frame, loading, panels
 from ui import settings as S
 
@@ -58,7 +59,6 @@ def show_overlays(settings: S.Settings) -> None:
 settings = frame.settings()
 frame.header(
     "Overlays",
-    "Each map is upsampled to the input and blended over it with the sidebar's color map and alpha. "
-    "Titles carry the level, stride, shape, width and weights, so a screenshot or a downloaded PNG explains itself.",
+    OVERLAYS_INTRO,
 )
 show_overlays(settings)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from fpn_core.report import TIMING_INTRO
 from ui import frame, loading, timing_page
 
 settings = frame.settings()
 frame.header(
     "Timing",
-    "How long each step takes on this machine, and how much work it is. Timings are the median of "
-    "several runs after one untimed warm-up run; other sessions on the same server can slow them down.",
+    TIMING_INTRO,
 )
 if loading.load_analysis(settings) is not None:
     timing_page.show_timing_panel(settings)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fpn_core.paper import LEVEL_RULE
+from fpn_core.probe import PROBE_INTRO
 from ui import frame, probe_page
 
 settings = frame.settings()
 frame.header(
     "Scale probe",
-    f"The FPN paper sends a box of size w × h to level {LEVEL_RULE}. Do the features agree? "
-    "Each box is probed on every level, and each level's stride grid shows how coarsely it sees the image.",
+    PROBE_INTRO,
 )
 probe_page.show_probe_page(settings)

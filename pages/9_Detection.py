@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fpn_core.paper import LEVEL_RULE
+from fpn_core.detection.specs import DETECTION_INTRO
 from ui import detection_page, frame
 
 settings = frame.settings()
 frame.header(
     "Detection",
-    "What the pyramid is for: torchvision's COCO detectors run on the same ResNet-50 + FPN, and every box is "
-    "colored by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
-    f"ones from coarse levels, as the FPN paper's rule {LEVEL_RULE} says.",
+    DETECTION_INTRO,
 )
 detection_page.show_detection_page(settings)

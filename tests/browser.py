@@ -80,3 +80,105 @@ def press_and_time(page, slider, key: str) -> float:
 
 def thumb(page, label: str):
     return page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
+
+
+# ------------------------------------------------------------------------ a fake camera
+
+
+def camera_args(y4m: Path) -> list[str]:
+    """Chromium flags for a fake camera that plays ``y4m`` (in a loop) without asking for permission."""
+    return [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]
+
+
+def square_side(i: int, frames: int, low: int, high: int) -> int:
+    """The square's side in frame ``i`` of a loop of ``frames``: grows from ``low`` to ``high`` and back."""
+    phase = i / frames
+    tri = 2 * phase if phase < 0.5 else 2 * (1 - phase)
+    return round(low + (high - low) * tri)
+
+
+def write_square_y4m(path: Path, *, width: int = 320, height: int = 240, fps: int = 15, seconds: float = 8.0) -> Path:
+    """A Y4M video (``C420``) of a yellow square on grey that grows to most of the frame and shrinks back.
+
+    Chromium's fake camera plays it in a loop (``--use-file-for-fake-video-capture``).
+    """
+    import cv2
+    import numpy as np
+
+    frames = round(fps * seconds)
+    with path.open("wb") as fh:
+        fh.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420\n".encode())
+        for i in range(frames):
+            rgb = np.full((height, width, 3), 90, np.uint8)
+            side = square_side(i, frames, 12, min(width, height) - 8)
+            y, x = (height - side) // 2, (width - side) // 2
+            rgb[y : y + side, x : x + side] = (230, 220, 60)
+            fh.write(b"FRAME\n")
+            fh.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+STREAM_FRAME = "iframe[title*='webrtc']"
+
+
+def stream_button(page, name: str):
+    """The streamer's START or STOP button (inside the component's iframe; its text is upper-cased by CSS)."""
+    import re
+
+    return page.frame_locator(STREAM_FRAME).get_by_role("button", name=re.compile(f"^{name}$", re.IGNORECASE))
+
+
+def start_stream(page, attempts: int = 3) -> None:
+    """Press START until the streamer shows STOP (a press before the component is wired is lost)."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        stream_button(page, "START").click(timeout=PAGE_TIMEOUT_MS)
+        try:
+            stream_button(page, "STOP").wait_for(timeout=60_000)
+            return
+        except Exception as exc:  # playwright's TimeoutError: still showing START
+            last = exc
+    raise AssertionError("the stream did not start") from last
+
+
+def live_stats(page) -> dict[str, object]:
+    """What the Live page's statistics line says now: fps, latency (ms) and the dominant level (or None)."""
+    import re
+
+    text = page.locator("[data-testid='stMain']").inner_text()
+    fps = re.search(r"([\d.]+) fps", text)
+    latency = re.search(r"latency (\d+) ms", text)
+    dominant = re.search(r"dominant level: (p\d)", text)
+    return {
+        "fps": float(fps.group(1)) if fps else None,
+        "latency_ms": float(latency.group(1)) if latency else None,
+        "dominant": dominant.group(1) if dominant else None,
+    }
+
+
+def colors_in_returned_video(page, colors: dict[str, tuple[int, int, int]], tolerance: int = 60) -> list[str] | None:
+    """Which of ``colors`` the video the server sends back shows now (None before it plays).
+
+    A color counts where some pixel is within ``tolerance`` (sum of the channel differences).
+    """
+    video = page.frame_locator(STREAM_FRAME).locator("video")
+    if video.count() == 0:
+        return None
+    return video.first.evaluate(
+        """(v, [colors, tol]) => {
+            if (!v.videoWidth || v.readyState < 2) return null;
+            const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+            const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data; const found = new Set();
+            for (let k = 0; k < d.length; k += 4) for (const [name, [r, gg, b]] of Object.entries(colors)) {
+                if (Math.abs(d[k] - r) + Math.abs(d[k + 1] - gg) + Math.abs(d[k + 2] - b) <= tol) found.add(name);
+            }
+            return Array.from(found).sort();
+        }""",
+        [{k: list(v) for k, v in colors.items()}, tolerance],
+    )

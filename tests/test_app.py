@@ -62,6 +62,7 @@ def test_page_list_is_complete() -> None:
         "pages/8_Export.py",
         "pages/9_Detection.py",
         "pages/10_Receptive_fields.py",
+        "pages/11_Live.py",
     ]
 
 

@@ -254,6 +254,19 @@ def test_flops_and_parameters_per_step(random_pyramid, image):
         assert sum(p.numel() for p in model.fpn.parameters()) == fpn_parameters(stages, d)
 
 
+def test_flops_counted_on_fake_tensors_equal_a_real_pass(random_pyramid, image):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fpn_core.pyramid import prepare_input
+
+    model = random_pyramid(out_channels=32, stages=("c3", "c4", "c5"))
+    _, x = prepare_input(image, 160, model.backbone)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        stages = model.backbone(x)
+        model.fpn(OrderedDict((s, stages[s]) for s in model.config.stages))
+    assert sum(count_flops(model, image, size=160).values()) == counter.get_total_flops() > 0
+
+
 def test_tiny_and_extreme_images_work(random_pyramid):
     model = random_pyramid(out_channels=16)
     for shape in [(1, 1, 3), (8, 8, 3), (12, 4000, 3)]:

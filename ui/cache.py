@@ -56,6 +56,7 @@ from fpn_core import (
     with_fpn,
 )
 from fpn_core.contributions import Contributions, stage_contributions
+from fpn_core.deck import build_deck, run_lesson
 from fpn_core.detection import (
     Detections,
     Detector,
@@ -70,6 +71,7 @@ from fpn_core.frameworks import build_framework_pyramid, read_framework_checkpoi
 from fpn_core.images import list_samples, load_image
 from fpn_core.levels import FeatureInfo
 from fpn_core.maps import MapRange, MapStyle, aggregate_channels, channel_grid, map_ranges, overlay
+from fpn_core.point import PointAnalysis
 from fpn_core.receptive import ErfResult, erf_maps
 from fpn_core.report import StepTable, step_table
 from fpn_core.scales import Box, make_scales_image
@@ -692,6 +694,34 @@ def get_export(key: ExportKey, _analysis: Analysis, _detections: Detections | No
         detections=_detections if key.detection is not None else None,
     )
     return ExportBundle(files, zip_export(files))
+
+
+@dataclass(frozen=True)
+class DeckKey:
+    """One lecture deck: the analysis, the map style, the image's name, the Detection page's boxes
+    (None: the detection slide says how to add them) and the Receptive fields page's point."""
+
+    analysis: AnalysisKey
+    style: MapStyle
+    source: str | None
+    detection: DetectionChoice | None
+    erf: ErfKey
+
+
+@model_cache(data=True, max_entries=2, ttl=ANALYSIS_TTL_S)
+def get_deck(key: DeckKey, _analysis: Analysis, _image: np.ndarray, _detections: Detections | None = None) -> bytes:
+    """Build (once per key) the lecture deck's ``.pptx`` bytes, reusing the cached ERF and stage contributions."""
+    erf = get_erf(key.erf, _analysis.model, _image)
+    contributions = get_contributions(_analysis.key, _analysis.model.fpn, _analysis.output.backbone)
+    runs = run_lesson(
+        _analysis.model,
+        _analysis.output,
+        _image,
+        size=key.analysis.size,
+        detections=_detections if key.detection is not None else None,
+        point=PointAnalysis(erf, contributions),
+    )
+    return build_deck(_analysis.model, _analysis.output, runs, style=key.style, source=key.source)
 
 
 # ---------------------------------------------------------------------- receptive fields

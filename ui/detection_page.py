@@ -580,8 +580,9 @@ def _show_objectness(
         disabled=not is_rcnn,
         help="Faster R-CNN only: RetinaNet has no region proposal network.",
     )
+    what = dets.spec.objectness
     st.caption(
-        f"Each level's map: {dets.spec.family.objectness}, blended over the image."
+        f"Each level's {what} at every position, blended over the image."
         + ("" if trained else " Untrained: these maps are noise too.")
     )
     maps = objectness_maps(dets)

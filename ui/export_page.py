@@ -11,6 +11,67 @@ from PIL import Image
 from ui import cache, detection_page, loading
 from ui import settings as S
 
+KEY_EXPORT_DECK = "download_export_deck"
+DECK_MIME = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+
+
+def deck_point(settings: S.Settings) -> tuple[tuple[int, int], int | None, str]:
+    """The Receptive fields page's point, channel and gradient magnitude on this image (else its defaults).
+
+    Read during the run (session state); the page seeds the point at the image centre, so does the deck.
+    """
+    image = settings.image
+    assert image is not None
+    state = st.session_state
+    h, w = image.array.shape[:2]
+    if state.get(S.RF_POINT_IMAGE) != image.digest:
+        return (w // 2, h // 2), None, "abs"
+    channel = state.get(S.KEY_RF_CHANNEL)
+    xy = (int(state.get(S.KEY_RF_X, w // 2)), int(state.get(S.KEY_RF_Y, h // 2)))
+    return xy, (None if channel is None else int(channel)), str(state.get(S.KEY_RF_MAGNITUDE, "abs"))
+
+
+def lecture_deck(
+    settings: S.Settings,
+    analysis: cache.Analysis,
+    shown: cache.DetectionChoice | None,
+    point: tuple[tuple[int, int], int | None, str],
+) -> bytes:
+    """The lecture deck (.pptx bytes) of the current analysis: cached by settings, image, detections and point
+    (``cache.get_deck``); the point's ERF is the Receptive fields page's own cache entry."""
+    image = settings.image
+    assert image is not None
+    (x, y), channel, magnitude = point
+    detections = detection_page.choice_detections(shown, image)
+    key = cache.DeckKey(
+        analysis.key,
+        settings.style,
+        image.name,
+        shown if detections is not None else None,
+        cache.ErfKey(analysis.key, (float(x), float(y)), channel, magnitude),
+    )
+    return cache.get_deck(key, analysis, image.array, detections)
+
+
+def deck_button(settings: S.Settings, analysis: cache.Analysis) -> None:
+    """The "Lecture deck (.pptx)" download: built when pressed (then cached), from the current settings and
+    image and the Detection and Receptive fields pages' current choices."""
+    if settings.image is None:
+        return
+    shown = detection_page.shown_choice(settings)  # session state is read here: the download runs outside the run
+    point = deck_point(settings)
+    st.download_button(
+        "Lecture deck (.pptx)",
+        lambda: lecture_deck(settings, analysis, shown, point),
+        file_name=export_file_name(settings).replace("fpn_export_", "fpn_lecture_").rsplit("_", 1)[0] + ".pptx",
+        mime=DECK_MIME,
+        key=KEY_EXPORT_DECK,
+        on_click="ignore",
+        icon=":material/slideshow:",
+        help="The whole lesson as a 16:9 deck with speaker notes: every step, the ablations against the paper, "
+        "the scale probe, the Detection page's boxes, the Receptive fields page's point and the timings.",
+    )
+
 
 def export_bundle(
     settings: S.Settings, analysis: cache.Analysis, shown: cache.DetectionChoice | None = None
@@ -66,6 +127,8 @@ def show_export_page(settings: S.Settings) -> None:
         icon=":material/folder_zip:",
         type="primary",
     )
+    with cols[0]:
+        deck_button(settings, analysis)
     cols[1].metric("Files", len(bundle.files))
     cols[2].metric("Zip size", f"{len(bundle.archive) / 2**20:.1f} MB")
     cols[3].metric("Resolution", f"{settings.export_scale}× ({100 * settings.export_scale} dpi)")

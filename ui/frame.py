@@ -58,6 +58,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/8_Export.py", "Export", ":material/download:", "export", "Share"),
     PageSpec("pages/9_Detection.py", "Detection", ":material/center_focus_strong:", "detection", "Explore"),
     PageSpec("pages/10_Receptive_fields.py", "Receptive fields", ":material/visibility:", "receptive-fields", "Teach"),
+    PageSpec("pages/11_Live.py", "Live camera", ":material/videocam:", "live", "Explore"),
 )
 
 

@@ -10,6 +10,8 @@ the sidebar's export resolution.
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,6 +31,10 @@ DISPLAY_LONG_SIDE = 384
 #: PNG downloads are rendered at ``EXPORT_DPI * scale`` (1x = 100 dpi, as ``fpn_core.export``).
 EXPORT_DPI = 100
 _MISSING_BG = (241, 244, 248)
+#: Screen images go to the browser as JPEG at this quality. ``st.image`` encodes a numpy array
+#: anew on every rerun, at quality 100: three times the bytes for the browser to fetch and decode,
+#: for no visible difference on screen (downloads are PNG).
+SCREEN_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,40 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_LONG_SIDE) -> np.ndarray:
     if factor == 1:
         return image
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+
+
+_encoded: dict[int, tuple[weakref.ref, bytes]] = {}
+_encoded_lock = threading.Lock()
+
+
+def screen_jpeg(image: np.ndarray) -> bytes:
+    """JPEG bytes of an RGB uint8 screen image, encoded once per read-only array.
+
+    The caches hand back the same read-only arrays on every rerun, so a rerun that does not
+    change an image (a control the page does not use) encodes nothing, and the bytes, hence the
+    image's URL, stay the same: the browser neither fetches nor decodes it again. A writable
+    array may still change, so it is encoded each time.
+    """
+    key = id(image)
+    with _encoded_lock:
+        hit = _encoded.get(key)
+    if hit is not None and hit[0]() is image:
+        return hit[1]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
+        buffer, format="JPEG", quality=SCREEN_JPEG_QUALITY
+    )
+    data = buffer.getvalue()
+    if not image.flags.writeable:
+        ref = weakref.ref(image, lambda _, k=key: _forget(k))
+        with _encoded_lock:
+            _encoded[key] = (ref, data)
+    return data
+
+
+def _forget(key: int) -> None:
+    with _encoded_lock:
+        _encoded.pop(key, None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)
@@ -123,7 +163,7 @@ def show_panel(
     if image is None:
         st.info(missing or "Not computed.", icon=":material/block:")
     else:
-        st.image(image, width="stretch", caption=caption)
+        st.image(screen_jpeg(image), width="stretch", caption=caption)
     if scale is not None:
         show_color_scale(scale)
     if download is not None:
@@ -132,7 +172,7 @@ def show_panel(
 
 def show_color_scale(scale: ColorScale) -> None:
     """The color strip with its end values and what they measure."""
-    st.image(colorbar_strip(scale.colormap), width="stretch")
+    st.image(screen_jpeg(colorbar_strip(scale.colormap)), width="stretch")
     st.caption(f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.colormap}")
 
 
@@ -297,7 +337,7 @@ def draw_boxes(
 
 def show_image(image: np.ndarray, *, caption: str, download_name: str, scale: int, key: str | None = None) -> None:
     """Show an RGB image (not a figure) with a PNG download at the export resolution."""
-    st.image(image, caption=caption, width="stretch")
+    st.image(screen_jpeg(image), caption=caption, width="stretch")
     st.download_button(
         f"Download PNG ({scale}×)",
         lambda: array_png(image, scale),

@@ -8,8 +8,17 @@ import streamlit as st
 
 from fpn_core.figures import line_figure
 from fpn_core.levels import hex_color, stride_of
-from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_LATEX
-from fpn_core.probe import assign_level_k, box_responses, scale_boxes, stride_grid
+from fpn_core.paper import LEVEL_RULE_LATEX
+from fpn_core.probe import (
+    GRID_TEXT,
+    RANDOM_WEIGHTS_TEXT,
+    READING_TEXT,
+    SCALES_TEXT,
+    assign_level_k,
+    box_responses,
+    scale_boxes,
+    stride_grid,
+)
 from fpn_core.scales import Box
 from ui import cache, loading, panels
 from ui import settings as S
@@ -138,10 +147,7 @@ def show_probe_page(settings: S.Settings) -> None:
         chosen = S.ImageChoice("scales (synthetic)", loaded.digest, loaded.image)
         image, digest = loaded.image, loaded.digest
         boxes = list(cache.scales_boxes())
-        st.markdown(
-            "The synthetic **scales** image: one target shape at 32, 64, 128 and 256 px (boxes known exactly). "
-            "Its shapes double in size from left to right, so by the paper's rule each should move one level up."
-        )
+        st.markdown(SCALES_TEXT)
     if not boxes:
         st.info("No valid box to probe yet.")
         return
@@ -174,14 +180,9 @@ def show_probe_page(settings: S.Settings) -> None:
     with right:
         agree = sum(1 for r in table if r["agree"] == "✓")
         st.markdown(f"The strongest level matches the paper's rule for **{agree} of {len(table)}** boxes.")
-        st.markdown(
-            "**Reading the table:** *paper k* is the rule before clamping; *paper level* clamps it to the levels "
-            "present. Small objects should peak on fine levels (p2, p3), large ones on coarse levels. "
-            f"The paper's {CANONICAL_SIZE} refers to ImageNet images, so on a small network input most boxes fall "
-            "to the finest level."
-        )
+        st.markdown(READING_TEXT)
         if not analysis.model.provenance.pretrained:
-            st.caption("With random weights the responses reflect image statistics, not learned object features.")
+            st.caption(RANDOM_WEIGHTS_TEXT)
     with left:
         order = sorted(range(len(table)), key=lambda i: float(table[i]["size √(wh), px"]))  # type: ignore[arg-type]
         sizes = [float(table[i]["size √(wh), px"]) for i in order]  # type: ignore[arg-type]
@@ -216,10 +217,7 @@ def show_probe_page(settings: S.Settings) -> None:
 def _show_stride_grids(analysis: cache.Analysis, boxes: Sequence[Box], export_scale: int) -> None:
     """One image per level with its stride grid (one cell per feature-map position) and the boxes."""
     st.subheader("What stride means: one cell per feature-map position")
-    st.caption(
-        "Each grid cell is one position of the level's feature map; coarse levels see the image in big cells. "
-        "Boxes in orange."
-    )
+    st.caption(GRID_TEXT)
     net_image = analysis.output.image
     corners = [(b.x0, b.y0, max(b.x1 - 1, b.x0), max(b.y1 - 1, b.y0)) for b in boxes]  # x1, y1 exclusive
     with_boxes = panels.draw_boxes(net_image, corners, [BOX_COLOUR] * len(corners), width=2)

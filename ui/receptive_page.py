@@ -34,13 +34,22 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from fpn_core.contributions import Contributions, describe_shares, overlay_composite
+from fpn_core.contributions import TEACH_SHARES, Contributions, describe_shares, overlay_composite
 from fpn_core.figures import contribution_figure, erf_figure, erf_radius_figure, shares_figure
-from fpn_core.levels import hex_color, stage_of, stride_of
+from fpn_core.levels import hex_color, stride_of
 from fpn_core.maps import MapRange
-from fpn_core.paper import TABLE1
 from fpn_core.point import PointAnalysis
-from fpn_core.receptive import ERF_PERCENTILE, MAGNITUDES, ErfResult, erf_overlay
+from fpn_core.receptive import (
+    ERF_PERCENTILE,
+    INTRO,
+    MAGNITUDES,
+    TEACH_ERF,
+    TEACH_FPN,
+    TEACH_RF,
+    ErfResult,
+    erf_overlay,
+    growth_text,
+)
 from ui import cache, loading, panels
 from ui import settings as S
 
@@ -53,46 +62,6 @@ CHART_PX = 440
 #: Opacity of the ERF's color where the gradient is strongest (the photo shows through elsewhere).
 ERF_ALPHA = 0.85
 MAGNITUDE_LABELS: dict[str, str] = {"abs": "|gradient| (sum over RGB)", "squared": "gradient² (sum over RGB)"}
-
-INTRO = (
-    "Pick a point on the image. For the cell under it in every backbone stage **c2..c5** and pyramid level "
-    "**p_k**, the page shows **where that cell looks** (its receptive field, theoretical and effective) and, for "
-    "each level, **where its signal comes from** (the exact share of each backbone stage). Both are properties "
-    "of the network itself, so they are meaningful even with random weights."
-)
-
-TEACH_RF = (
-    "**What a receptive field is.** A cell of a feature map is computed from a patch of the input image: every "
-    "pixel that can change it at all. That patch is its **theoretical receptive field** (the white square): its "
-    "side follows from the kernel sizes, strides and dilations of every layer on the way, and is computed here "
-    "from the modules themselves. Each stride-2 stage doubles the step between cells, and each 3×3 convolution "
-    "after it widens the patch by two steps, so the square grows quickly from c2 to c5."
-)
-TEACH_ERF = (
-    "**Why the effective one is much smaller, and roughly Gaussian** (Luo et al., *Understanding the Effective "
-    "Receptive Field in Deep Convolutional Neural Networks*, NeurIPS 2016). The color shows how much each input "
-    "pixel actually moves the cell: the gradient of the cell's activation with respect to the pixels. A pixel near "
-    "the centre reaches the cell along many more paths through the stacked convolutions than a pixel at the edge "
-    "of the square, so the gradient piles up in the middle, like repeated blurring tends to a Gaussian. Its "
-    "**effective radius** (r50 and r90: the radii holding 50% and 90% of the gradient mass) covers only a "
-    "fraction of the theoretical square, and that fraction shrinks as the network gets deeper."
-)
-TEACH_FPN = (
-    "**Why the top-down path gives fine levels a large context: the FPN paper's point.** A c3 cell sees only what "
-    "the first three stages can see. Its level p3 also receives c4 and c5, upsampled and added (Lin et al., "
-    "*Feature Pyramid Networks for Object Detection*, CVPR 2017, section 3). So a p3 cell keeps c3's fine, "
-    "stride-8 position and yet looks as far as a c5 cell: compare the c3 and p3 panels. The paper's Table 1 shows "
-    f"what this buys: without the top-down path, recall on small objects drops from {TABLE1['full'].ar_small} to "
-    f"{TABLE1['no-top-down'].ar_small} (AR1k, COCO)."
-)
-TEACH_SHARES = (
-    "**Why the split is exact.** The FPN has no non-linearity: each p_k is a 3×3 convolution of a "
-    "sum of upsampled 1×1 laterals. So p_k splits *exactly* into one contribution per backbone stage c_j "
-    "(j ≥ k) plus a constant bias. A stage's **share** is the size (L1 norm) of its contribution over all the "
-    "shares' total: over the whole level, or over one cell's channels at the picked point. Shares say how much "
-    "signal each stage sends, not whether the signals add up or cancel."
-)
-
 
 # ---------------------------------------------------------------------------- the point
 
@@ -397,28 +366,6 @@ def show_erf_panels(erf: ErfResult, settings: S.Settings, names: Sequence[str], 
                 ),
                 export_scale=settings.export_scale,
             )
-
-
-def growth_text(erf: ErfResult) -> str:
-    """How the theoretical RF and the ERF's r90 change from the finest to the coarsest level, and c_k to p_k."""
-    rf, r90 = erf.theoretical_rf_px, {n: erf.radii_input_px[n]["90"] for n in erf.names}
-    levels = [n for n in erf.names if n.startswith("p") and r90[n] is not None]
-    parts = []
-    if len(levels) >= 2:
-        first, last = levels[0], levels[-1]
-        parts.append(
-            f"From **{first}** to **{last}** the theoretical RF goes from {rf[first]} to {rf[last]} px and the "
-            f"ERF's r90 from {r90[first]:.0f} to {r90[last]:.0f} px."
-        )
-    if levels:
-        level = levels[0]
-        stage = stage_of(level)
-        if stage in rf and r90.get(stage) is not None:
-            parts.append(
-                f"At the same stride, **{stage}** sees {rf[stage]} px (r90 {r90[stage]:.0f} px) but **{level}** "
-                f"{rf[level]} px (r90 {r90[level]:.0f} px): the top-down path brings the coarser stages' context."
-            )
-    return " ".join(parts)
 
 
 def show_erf_section(erf: ErfResult, settings: S.Settings) -> None:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from fpn_core import available_devices
 from fpn_core.images import MAX_UPLOAD_BYTES, ImageError, load_image
-from ui import cache, models
+from ui import cache, models, panels
 from ui import settings as S
 
 #: Decoded uploads are kept at most this long on their long side (the largest input size).
@@ -215,7 +215,8 @@ def show_sidebar() -> tuple[S.Settings, list[str]]:
     image = _choose_image(controls)
     if image is not None:
         h, w = image.array.shape[:2]
-        sb.image(cache.thumbnail(image.digest, image.array), caption=f"{image.name} · {w} × {h} px", width=220)
+        thumb = panels.screen_jpeg(cache.thumbnail(image.digest, image.array))
+        sb.image(thumb, caption=f"{image.name} · {w} × {h} px", width=220)
 
     sb.header("Pyramid")
     draw(controls[S.KEY_OUT_CHANNELS])

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from fpn_core.figures import bar_figure
-from fpn_core.report import PART_BACKBONE, PART_FPN, StepTable
+from fpn_core.report import LEVEL_BAR_TEXT, PART_BACKBONE, PART_FPN, StepTable
 from ui import cache, panels
 from ui import settings as S
 
@@ -116,10 +116,7 @@ def show_timing_panel(settings: S.Settings) -> None:
             ),
             settings.export_scale,
         )
-        st.caption(
-            "An FPN level's bar sums its lateral 1×1, top-down upsample + merge and 3×3 steps; "
-            "p6 is the subsampling of the top level."
-        )
+        st.caption(LEVEL_BAR_TEXT)
     with right:
         rows = timing_rows(table)
         st.dataframe(

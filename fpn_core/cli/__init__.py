@@ -1,4 +1,4 @@
-"""Command line: inspect a pyramid, export its maps, overlays and metadata, or detect objects on one image
+"""Command line: inspect a pyramid, export its maps and overlays or a lecture deck, or detect objects on one image
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
 
     inspect   shapes, statistics, time, FLOPs and parameters of every stage and level (``cli.inspect``)
     export    every map, overlay, a slide and metadata.json, as files or a zip (``cli.export``)
+    deck      the whole lesson as a 16:9 PowerPoint deck with speaker notes (``cli.deck``)
     detect    detections, each traced to the pyramid level that found it (``cli.detect``)
 
 Bad input (an unreadable image, an option value the engine refuses) exits with status 2
@@ -25,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import detect, export, inspect
+from . import deck, detect, export, inspect
 from .common import BAD_INPUT, EXIT_BAD_INPUT, build_parents, one_line
 from .export import ZIP_NAME
 from .inspect import format_table
@@ -33,7 +34,7 @@ from .inspect import format_table
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "MODULE_PROG", "ZIP_NAME", "build_parser", "format_table", "main"]
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS = (inspect, export, detect)
+COMMANDS = (inspect, export, deck, detect)
 #: The program name when started as ``python -m fpn_core``.
 MODULE_PROG = "python -m fpn_core"
 

@@ -22,10 +22,12 @@ from torchvision.models.detection import (
 )
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
+from ..paper import LEVEL_RULE
 from ..probe import assign_level_k
 from ..weights import COCO, RETINANET_COCO, WeightFile, hub_checkpoint_dir
 
 __all__ = [
+    "DETECTION_INTRO",
     "DETECTORS",
     "DETECTOR_NAMES",
     "RCNN",
@@ -54,6 +56,7 @@ class HeadFamily:
         level_source: what a detection's level is, for captions (``"Level: ..."``).
         rule_note: how the level relates to the paper's rule on the final box.
         paper_rule_use: whether and where the detector uses the paper's rule.
+        objectness: what its per-level objectness maps show (the Detection page and the deck say it).
     """
 
     key: str
@@ -63,6 +66,7 @@ class HeadFamily:
     level_source: str
     rule_note: str
     paper_rule_use: str
+    objectness: str
 
     def score_threshold(self, model: nn.Module) -> float:
         """torchvision's own score threshold of the heads (0.05 for both COCO detectors)."""
@@ -77,6 +81,7 @@ RCNN = HeadFamily(
     "where RoIAlign pooled the box's proposal (torchvision's LevelMapper)",
     "{title} picks the level from the proposal; the box regressed from it can have another size.",
     "{title} applies it to each proposal (p6 serves only the RPN's largest anchors).",
+    "RPN objectness (max over 3 anchors)",
 )
 RETINANET = HeadFamily(
     "retinanet",
@@ -86,6 +91,7 @@ RETINANET = HeadFamily(
     "the level of the anchor that produced the box",
     "{title}'s level is its anchor's, not this rule.",
     "{title} does not use it: a box's level is its anchor's. The rule is shown for comparison.",
+    "top class probability (max over 9 anchors)",
 )
 
 
@@ -142,6 +148,17 @@ class DetectorSpec:
     def paper_rule_use(self) -> str:
         return self.family.paper_rule_use.format(title=self.title)
 
+    @property
+    def objectness(self) -> str:
+        return self.family.objectness
+
+
+#: What the Detection page says detection is for here (the lecture deck's notes read it too).
+DETECTION_INTRO = (
+    "What the pyramid is for: torchvision's COCO detectors run on the same ResNet-50 + FPN, and every box is "
+    "colored by the **pyramid level that found it**. Small objects should come from fine levels (p2, p3), large "
+    f"ones from coarse levels, as the FPN paper's rule {LEVEL_RULE} says."
+)
 
 DETECTORS: dict[str, DetectorSpec] = {
     "faster-rcnn": DetectorSpec(

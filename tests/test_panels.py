@@ -1,0 +1,46 @@
+"""Screen images: JPEG bytes encoded once per read-only array, so an unchanged image costs nothing on a rerun."""
+
+from __future__ import annotations
+
+import gc
+import io
+
+import numpy as np
+from PIL import Image
+
+from ui import panels
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+
+def test_screen_jpeg_is_a_jpeg_of_the_image() -> None:
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    image = np.stack([np.tile(ramp, (48, 1))] * 3, axis=-1).astype(np.uint8)  # smooth: JPEG keeps it closely
+    data = panels.screen_jpeg(image)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.format == "JPEG" and decoded.size == (64, 48)
+    assert np.abs(np.asarray(decoded, dtype=np.int16) - image).mean() < 3  # the same picture
+
+
+def test_read_only_arrays_are_encoded_once_and_forgotten_with_the_array() -> None:
+    image = _image(1)
+    image.setflags(write=False)
+    first = panels.screen_jpeg(image)
+    assert panels.screen_jpeg(image) is first, "a rerun with the same cached array reuses the bytes"
+    assert id(image) in panels._encoded
+    key = id(image)
+    del image
+    gc.collect()
+    assert key not in panels._encoded
+
+
+def test_writable_arrays_are_encoded_each_time() -> None:
+    image = _image(2)
+    first = panels.screen_jpeg(image)
+    image[:] = 0  # a writable array may change between runs
+    second = panels.screen_jpeg(image)
+    assert second != first
+    assert id(image) not in panels._encoded
