@@ -21,6 +21,7 @@ Everything returned here is shared between sessions: treat it as read-only.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import sys
@@ -46,6 +47,7 @@ from fpn_core import (
     available_devices,
     build_backbone,
     build_fpn,
+    build_pyramid,
     count_flops,
     count_parameters,
     run_backbone,
@@ -65,13 +67,15 @@ from fpn_core.detection import (
     run_heads,
 )
 from fpn_core.export import build_export, zip_export
+from fpn_core.frameworks import build_framework_pyramid, read_framework_checkpoint
 from fpn_core.images import list_samples, load_image
+from fpn_core.levels import FeatureInfo
 from fpn_core.maps import MapRange, MapStyle, aggregate_channels, channel_grid, map_ranges, overlay
 from fpn_core.point import PointAnalysis
 from fpn_core.receptive import ErfResult, erf_maps
 from fpn_core.report import StepTable, step_table
 from fpn_core.scales import Box, make_scales_image
-from fpn_core.weights import Provenance, operator_file_from_env
+from fpn_core.weights import Provenance, WeightsError, operator_file_from_env
 
 ANALYSIS_TTL_S = 3600
 
@@ -238,15 +242,58 @@ class AnalysisKey:
         return BackboneKey(self.digest, self.size, self.config.weights, str(self.config.device))
 
 
+def is_folder_weights(weights: str) -> bool:
+    """Whether a weights choice names a file of the models folder (``file:<name>``, see ``ui.models``)."""
+    return weights.startswith("file:")
+
+
+@model_cache(max_entries=4)
+def get_file_pyramid(key: ModelKey, optimize: bool = True) -> Pyramid:
+    """The backbone and FPN of a models-folder checkpoint (``key.weights`` is ``file:<name>``), as the
+    file has them: its stages, width, extra levels and norm layers, labelled as the user's file.
+
+    A torchvision detector's file goes through ``build_pyramid``; an mmdetection or detectron2
+    file through ``build_framework_pyramid`` with its conventions (and its sidecar's).
+
+    Raises:
+        WeightsError: the name is no longer in the folder, or the file cannot be read.
+    """
+    from ui import models  # ui.models registers its listing here: imported when first needed
+
+    info = models.info_of(key.weights)
+    if info is None:
+        raise WeightsError(
+            f"{key.weights.removeprefix('file:')} is not in the models folder {models.models_dir()}; "
+            "press Try again to rescan it"
+        )
+    config = PyramidConfig(weights=str(info.path), device=key.device, optimize=optimize)
+    if models.is_framework_info(info):
+        return build_framework_pyramid(read_framework_checkpoint(info.path), config)
+    return build_pyramid(config)
+
+
+def file_config(config: PyramidConfig) -> PyramidConfig:
+    """``config`` with the layout a models-folder file's FPN was trained with (stages, width, extra
+    level); the teaching options (upsampling, merge, ablation) stay the sidebar's. Others unchanged."""
+    if not is_folder_weights(config.weights):
+        return config
+    built = get_file_pyramid(ModelKey(config.weights, str(config.device))).config
+    return dataclasses.replace(config, stages=built.stages, out_channels=built.out_channels, p6=built.p6)
+
+
 @model_cache(max_entries=4)
 def get_backbone(key: ModelKey, _progress: Callable[[int, int], None] | None = None) -> ResNetBackbone:
     """The shared ResNet-50 for ``key``, built once per process (``_progress``: download progress)."""
+    if is_folder_weights(key.weights):
+        return get_file_pyramid(key).backbone
     return build_backbone(key.weights, device=key.device, progress=_progress, operator_file=operator_backbone_file())
 
 
 @model_cache(max_entries=2)
 def get_plain_backbone(key: ModelKey) -> ResNetBackbone:
     """The same backbone without BatchNorm folding or channels_last, to show what they save."""
+    if is_folder_weights(key.weights):
+        return get_file_pyramid(key, optimize=False).backbone
     return build_backbone(
         key.weights, device=key.device, optimize=False, allow_download=False, operator_file=operator_backbone_file()
     )
@@ -259,14 +306,27 @@ def time_plain_backbone(key: ModelKey, image: np.ndarray, size: int, repeats: in
 
 @model_cache(max_entries=16)
 def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[FPN, str, bool]:
-    """The FPN module for one configuration (weights and device are part of it)."""
+    """The FPN module for one configuration (weights and device are part of it).
+
+    For a models-folder file: the file's trained FPN with the configuration's upsampling, merge
+    and ablation (a shallow copy sharing its trained modules).
+    """
+    if is_folder_weights(config.weights):
+        built = get_file_pyramid(ModelKey(config.weights, str(config.device)))
+        fpn = copy.copy(built.fpn)
+        fpn.upsample, fpn.merge, fpn.ablation = config.upsample, config.merge, config.ablation
+        return fpn, built.provenance.fpn, built.provenance.fpn_pretrained
     return build_fpn(config, _backbone)
 
 
 def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
     """Backbone plus the cached FPN for ``config``, with the combined provenance."""
     fpn, desc, trained = get_fpn(config, backbone)
-    return with_fpn(backbone, fpn, config, desc, trained)
+    pyramid = with_fpn(backbone, fpn, config, desc, trained)
+    if is_folder_weights(config.weights):  # the file's levels (p7 included, which PyramidConfig does not name)
+        levels = get_file_pyramid(ModelKey(config.weights, str(config.device))).level_info
+        pyramid.level_info = FeatureInfo(list(levels)[:1] if config.ablation == "finest-only" else list(levels))
+    return pyramid
 
 
 @model_cache(max_entries=6, ttl=ANALYSIS_TTL_S)
@@ -350,7 +410,7 @@ def get_analysis(
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Run (or fetch from the caches) the backbone and FPN for one image and configuration."""
-    key = AnalysisKey(digest, int(size), _named_device(config))
+    key = AnalysisKey(digest, int(size), file_config(_named_device(config)))
     backbone = get_backbone(key.backbone.model, progress)
     model = get_pyramid(key.config, backbone)
     stages = get_backbone_result(key.backbone, backbone, image)
@@ -360,7 +420,7 @@ def get_analysis(
 
 def get_backbone_pass(config: PyramidConfig, image: np.ndarray, digest: str, size: int) -> BackbonePass:
     """Run (or fetch) only the backbone pass: what an FPN change does not touch."""
-    key = AnalysisKey(digest, int(size), _named_device(config)).backbone
+    key = AnalysisKey(digest, int(size), file_config(_named_device(config))).backbone
     backbone = get_backbone(key.model)
     return BackbonePass(key, backbone, get_backbone_result(key, backbone, image))
 
@@ -496,7 +556,8 @@ def time_pyramid(analysis: Analysis, image: np.ndarray, repeats: int, warmup: in
 
 @dataclass(frozen=True)
 class DetectorKey:
-    """Which detector: a key of ``fpn_core.detection.DETECTORS``, its weights (``"coco"``...) and device."""
+    """Which detector: a key of ``fpn_core.detection.DETECTORS`` and its weights (``"coco"``...), or a models
+    folder's ``file:<name>`` and the file's path; and the device."""
 
     name: str
     weights: str
@@ -551,6 +612,8 @@ class DetectionChoice:
 @model_cache(max_entries=2)
 def get_detector(key: DetectorKey, _progress: Callable[[int, int], None] | None = None) -> Detector:
     """The shared detector for ``key``, built once per process (read-only)."""
+    if is_folder_weights(key.name):  # a models-folder file: kind, classes and layout read from it
+        return build_detector(weights=key.weights, device=key.device, progress=_progress)
     operator_file = operator_file_from_env(detector_spec(key.name).env)  # read when built, as the backbone's
     return build_detector(
         key.name, weights=key.weights, device=key.device, progress=_progress, operator_file=operator_file

@@ -30,20 +30,22 @@ from matplotlib.figure import Figure
 from fpn_core.detection import (
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
-    DETECTOR_NAMES,
     DETECTORS,
+    FCOS_REGRESSION_RANGES,
     Detections,
     filter_detections,
     how_to_get_weights,
     paper_level,
 )
-from fpn_core.detection.figure import detection_figure
+from fpn_core.detection.figure import detection_figure, draw_keypoints, tint_masks
+from fpn_core.detection.specs import FCOS_FAMILY
 from fpn_core.figures import overlay_figure
+from fpn_core.frameworks.listing import HEADS_NOT_RUN
 from fpn_core.levels import LEVEL_COLORS, hex_color, level_name, stage_index, stride_of
 from fpn_core.maps import MapRange, map_ranges, overlay
 from fpn_core.paper import CANONICAL_SIZE, LEVEL_RULE_FLOOR, LEVEL_RULE_LATEX
 from fpn_core.weights import hub_checkpoint_dir
-from ui import cache, loading, panels
+from ui import cache, loading, models, panels
 from ui import settings as S
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,24 @@ OBJECTNESS_CMAP = "inferno"
 # ------------------------------------------------------------------------------- keys
 
 
+def detector_choices() -> dict[str, str]:
+    """The Detector choice: the built-in detectors, then the models folder's files (value -> label)."""
+    return {**DETECTOR_LABELS, **dict(models.folder_choices().detectors)}
+
+
 def detection_key(settings: S.Settings, name: str, size_option: str) -> cache.DetectionKey | None:
-    """The cache key of one detector's pass on the sidebar's image (None without an image)."""
+    """The cache key of one detector's pass on the sidebar's image (None without an image, or for a
+    models-folder name that is no longer listed)."""
     if settings.image is None:
         return None
     size = settings.size if size_option == SIZE_SIDEBAR else None
-    detector = cache.DetectorKey(name, DETECTOR_WEIGHTS, str(settings.config.device))
+    weights = DETECTOR_WEIGHTS
+    if models.is_file_choice(name):
+        info = models.info_of(name)
+        if info is None:
+            return None
+        weights = str(info.path)
+    detector = cache.DetectorKey(name, weights, str(settings.config.device))
     return cache.DetectionKey(settings.image.digest, size, detector)
 
 
@@ -87,9 +101,15 @@ def level_colors(levels: Sequence[str]) -> list[tuple[int, int, int]]:
 
 
 def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """The image with every detection: box in its level's color, tab ``"class score"``."""
+    """The image with every detection: mask tinted and keypoints joined in its level's color (Mask and
+    Keypoint R-CNN), box in that color, tab ``"class score"``."""
+    colors = level_colors(dets.levels)
+    if dets.masks is not None and len(dets):
+        image = tint_masks(image, dets.masks.numpy(), colors)
+    if dets.keypoints is not None and len(dets):
+        image = draw_keypoints(image, dets.keypoints.numpy(), colors)
     labels = [f"{name} {float(score):.2f}" for name, score in zip(dets.names, dets.scores, strict=True)]
-    return panels.draw_boxes(image, dets.boxes.tolist(), level_colors(dets.levels), labels)
+    return panels.draw_boxes(image, dets.boxes.tolist(), colors, labels)
 
 
 def draw_proposals(image: np.ndarray, dets: Detections) -> np.ndarray:
@@ -172,6 +192,20 @@ def rule_rows() -> list[dict[str, object]]:
         {"level": "p3", "box size √(wh) in input px": f"{CANONICAL_SIZE // 2} to {CANONICAL_SIZE}"},
         {"level": "p4", "box size √(wh) in input px": f"{CANONICAL_SIZE} to {CANONICAL_SIZE * 2}"},
         {"level": "p5", "box size √(wh) in input px": f"{CANONICAL_SIZE * 2} and above"},
+    ]
+
+
+def training_rule(dets: Detections) -> str:
+    """How the detector's training assigns an object to a level (FCOS: by regression range), in words."""
+    return dets.spec.family.training_rule.replace("{title}", dets.spec.title)
+
+
+def regression_range_rows() -> list[dict[str, object]]:
+    """FCOS's regression range per level: a location learns an object there when its largest distance
+    to the box's sides falls in the range (network input pixels)."""
+    return [
+        {"level": level, "largest distance to the box's sides, px": f"{lo:g} to {'∞' if math.isinf(hi) else f'{hi:g}'}"}
+        for level, (lo, hi) in FCOS_REGRESSION_RANGES.items()
     ]
 
 
@@ -306,25 +340,46 @@ def objectness_maps(dets: Detections) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------- page
 
 
-def _untrained_notice(name: str) -> str:
-    """Markdown: the detector is untrained, what that hides, and which files to place where."""
+def _untrained_notice(name: str, dets: Detections) -> str:
+    """Markdown: the detector is untrained, what that hides, and which files to place where (or why
+    the models folder's file did not load)."""
+    hidden = (
+        "Its boxes, classes and scores are noise, so they are hidden unless you ask for them below; the anchors "
+        "and the level rule do not depend on training and show as usual."
+    )
+    if name not in DETECTORS:
+        why = "; ".join(dets.provenance.fallbacks) if dets.provenance is not None else ""
+        return (
+            f"**{detector_choices().get(name, name)} did not load: the detector is untrained.** {hidden}\n\n"
+            f"**Why:** {why or 'the file could not be used'}. Replace the file in the models folder "
+            f"`{models.models_dir()}`, then press **Try again**."
+        )
     others = "; ".join(
         f"{spec.title} needs `{spec.weights.filename}` (about {spec.file_mb} MB, or `{spec.env}=PATH`)"
         for other, spec in DETECTORS.items()
         if other != name
     )
     return (
-        f"**No COCO detector weights here: {DETECTORS[name].title} is untrained.** Its boxes, classes and "
-        "scores are noise, so they are hidden unless you ask for them below; the anchors and the level rule "
-        "do not depend on training and show as usual.\n\n"
+        f"**No COCO detector weights here: {DETECTORS[name].title} is untrained.** {hidden}\n\n"
         f"**What to place where:** {how_to_get_weights(name)} Likewise, {others}, in `{hub_checkpoint_dir()}`. "
         "Then press **Try again**."
     )
 
 
+def framework_notice(name: str) -> str:
+    """Markdown: an mmdetection or detectron2 file's heads are not run here, and why."""
+    info = models.info_of(name)
+    what = f"`{info.path.name}` is an {info.format} checkpoint ({info.title})" if info else f"`{name}`"
+    return (
+        f"**{what}: its detection heads are not run.** {HEADS_NOT_RUN}\n\n"
+        "Choose it in the sidebar's **Weights** to see its trained ResNet-50 and FPN on every feature page "
+        "(stage activations, FPN outputs, overlays, timing, receptive fields, A/B, export)."
+    )
+
+
 def _load(key: cache.DetectionKey, image: np.ndarray) -> Detections | None:
     """The detector's detections before a threshold (cached); errors become messages."""
-    title = DETECTORS[key.detector.name].title
+    title = detector_choices().get(key.detector.name, key.detector.name)
     size = f"long side {key.size} px" if key.size else f"{DEFAULT_MIN_SIZE} px short side"
 
     def run() -> Detections:
@@ -347,12 +402,16 @@ def show_detection_page(settings: S.Settings) -> None:
         loading.choose_image_prompt()
         return
     cols = st.columns([3, 3, 4], gap="medium")
+    choices = detector_choices()
+    if st.session_state.get(S.KEY_DETECTOR) not in choices:  # a file that left the models folder
+        st.session_state.pop(S.KEY_DETECTOR, None)
     name = cols[0].radio(
         "Detector",
-        DETECTOR_NAMES,
-        format_func=DETECTOR_LABELS.__getitem__,
+        tuple(choices),
+        format_func=lambda value: choices.get(value, value),
         key=S.KEY_DETECTOR,
-        help="Faster R-CNN: RPN on p2..p6, RoIAlign on p2..p5. RetinaNet: one head on p3..p7 (FPN on c3..c5).",
+        help="Faster R-CNN: RPN on p2..p6, RoIAlign on p2..p5. RetinaNet: one head on p3..p7 (FPN on c3..c5). "
+        "Then the models folder's checkpoints, with their kind and classes.",
     )
     size_option = cols[1].radio(
         "Input size",
@@ -378,6 +437,10 @@ def show_detection_page(settings: S.Settings) -> None:
             f"The COCO detectors were trained at {DEFAULT_MIN_SIZE} px (short side). At {settings.size} px objects "
             "are smaller in the network's pixels, so they move to finer levels and trained detectors find fewer."
         )
+    if models.is_framework_choice(str(name)):
+        st.info(framework_notice(str(name)), icon=":material/block:")
+        st.session_state.pop(S.DETECTION_SHOWN, None)
+        return
     key = detection_key(settings, str(name), str(size_option))
     if key is None:
         return
@@ -388,12 +451,12 @@ def show_detection_page(settings: S.Settings) -> None:
     trained = all_dets.provenance is None or bool(all_dets.provenance.pretrained)
     if not trained:
         with top:
-            st.warning(_untrained_notice(key.detector.name), icon=":material/warning:")
+            st.warning(_untrained_notice(key.detector.name, all_dets), icon=":material/warning:")
             if st.button("Try again", key=S.KEY_DETECTION_RETRY, help="Look for the checkpoints again."):
                 cache.clear_model_caches()
                 st.rerun()
     dets = filter_detections(all_dets, float(score))
-    spec = DETECTORS[key.detector.name]
+    spec = all_dets.spec
     ih, iw = all_dets.input_hw
     prov = all_dets.provenance
     weights = "unknown" if prov is None else prov.backbone
@@ -585,6 +648,10 @@ def _show_anchors(settings: S.Settings, image: np.ndarray, dets: Detections) -> 
         st.latex(LEVEL_RULE_LATEX + r",\ 2 \le k \le 5")
         st.dataframe(rule_rows(), hide_index=True)
         st.caption(dets.spec.paper_rule_use)
+        family = dets.spec.family
+        st.markdown(f"**How {dets.spec.title} gives objects to levels in training:** " + training_rule(dets))
+        if family.key == FCOS_FAMILY.key:
+            st.dataframe(regression_range_rows(), hide_index=True)
     with right:
         panels.show_image(
             draw_anchors(image, dets),

@@ -225,13 +225,18 @@ def _check_stages(value: object) -> object:
 
 
 @lru_cache(maxsize=8)
-def controls(samples: tuple[str, ...], devices: tuple[str, ...]) -> dict[str, Control]:
+def controls(
+    samples: tuple[str, ...], devices: tuple[str, ...], models: tuple[tuple[str, str], ...] = ()
+) -> dict[str, Control]:
     """The sidebar's controls in drawing order, by key.
 
     Args:
         samples: the sample photos offered (the first is the default).
         devices: the devices present, best first (the first is the default).
+        models: the models folder's checkpoints as (choice, label): ``("file:pennfudan.pth",
+            "pennfudan.pth — Faster R-CNN, 2 classes")``, offered after the built-in weights.
     """
+    weight_labels = {**WEIGHT_LABELS, **dict(models)}
     table = [
         Control(KEY_SOURCE, "Image source", "radio", SOURCE_SAMPLE, tuple(SOURCE_LABELS), labels=SOURCE_LABELS),
         Control(KEY_SAMPLE, "Sample", "select", samples[0] if samples else None, samples),
@@ -257,7 +262,17 @@ def controls(samples: tuple[str, ...], devices: tuple[str, ...]) -> dict[str, Co
         Control(KEY_P6, "Add p6 (stride-2 subsampling of the top level)", "toggle", True),
         Control(KEY_SIZE, "Input size (long side, px)", "slider", DEFAULT_SIZE, bounds=(MIN_SIZE, MAX_SIZE, SIZE_STEP)),
         Control(KEY_DEVICE, "Device", "select", devices[0] if devices else "cpu", devices),
-        Control(KEY_WEIGHTS, "Weights", "select", "imagenet", WEIGHT_CHOICES, labels=WEIGHT_LABELS),
+        Control(
+            KEY_WEIGHTS,
+            "Weights",
+            "select",
+            "imagenet",
+            (*WEIGHT_CHOICES, *(choice for choice, _ in models)),
+            labels=weight_labels,
+            help="ImageNet or COCO weights, or a checkpoint of the models folder (its backbone and its trained FPN)."
+            if models
+            else None,
+        ),
         Control(
             KEY_AGGREGATION, "Channel aggregation", "select", "mean", CHANNEL_AGGREGATIONS, labels=AGGREGATION_LABELS
         ),

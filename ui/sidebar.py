@@ -14,7 +14,7 @@ import streamlit as st
 
 from fpn_core import available_devices
 from fpn_core.images import MAX_UPLOAD_BYTES, ImageError, load_image
-from ui import cache, panels
+from ui import cache, models, panels
 from ui import settings as S
 
 #: Decoded uploads are kept at most this long on their long side (the largest input size).
@@ -25,7 +25,7 @@ URL_READ = "_url_read"
 
 def table() -> dict[str, S.Control]:
     """The control table for the samples and devices of this server."""
-    return S.controls(tuple(cache.sample_names()), tuple(available_devices()))
+    return S.controls(tuple(cache.sample_names()), tuple(available_devices()), models.folder_choices().weights)
 
 
 # ------------------------------------------------------------------------------ the URL

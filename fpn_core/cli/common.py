@@ -22,6 +22,14 @@ import numpy as np
 
 from ..device import resolve_device
 from ..fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
+from ..frameworks import (
+    ConventionOverrides,
+    build_framework_pyramid,
+    is_framework_checkpoint,
+    parse_input_format,
+    parse_yes_no,
+    read_framework_checkpoint,
+)
 from ..images import ImageError, load_image
 from ..levels import DEFAULT_STAGES
 from ..pyramid import (
@@ -127,8 +135,68 @@ def build_parents() -> Parents:
 
 
 def add_weights_option(parser: argparse.ArgumentParser, *, default: str, help: str) -> None:
-    """``--weights``: a named set of weights, ``random``, or a file; missing weights fall back (warnings)."""
+    """``--weights``: a named set of weights, ``random``, or a file; missing weights fall back (warnings).
+
+    With it, the conventions of an mmdetection or detectron2 file whose own are unknown:
+    ``--input-format RGB|BGR`` and ``--stride-in-1x1 yes|no`` (they win over the file's
+    ``<stem>.conventions.json`` sidecar, which wins over what the file says).
+    """
     parser.add_argument("--weights", default=default, help=help)
+    parser.add_argument(
+        "--input-format",
+        default=None,
+        metavar="RGB|BGR",
+        help="an mmdetection/detectron2 file's input channel order (default: what the file or its sidecar says)",
+    )
+    parser.add_argument(
+        "--stride-in-1x1",
+        default=None,
+        metavar="yes|no",
+        help="an mmdetection/detectron2 file's stride-2 on the 1x1 conv1 (MSRA/caffe) instead of the 3x3",
+    )
+
+
+def convention_overrides(args: argparse.Namespace) -> ConventionOverrides:
+    """``--input-format`` and ``--stride-in-1x1``, checked (empty when neither is given).
+
+    Raises:
+        ValueError: a bad value, naming the option.
+    """
+    try:
+        fmt = None if args.input_format is None else parse_input_format(args.input_format)
+    except ValueError as exc:
+        raise ValueError(f"--input-format: {exc}") from None
+    try:
+        stride = None if args.stride_in_1x1 is None else parse_yes_no(args.stride_in_1x1)
+    except ValueError as exc:
+        raise ValueError(f"--stride-in-1x1: {exc}") from None
+    return ConventionOverrides(input_format=fmt, stride_in_1x1=stride, source="command line")
+
+
+def framework_file(weights: str) -> bool:
+    """Whether ``--weights`` names an mmdetection or detectron2 checkpoint file."""
+    return weights not in WEIGHT_CHOICES and is_framework_checkpoint(weights)
+
+
+def build_cli_pyramid(config: PyramidConfig, args: argparse.Namespace) -> Pyramid:
+    """The pyramid ``--weights`` asks for: an mmdetection/detectron2 file with its conventions (and the
+    overrides), else the engine's chain (:func:`fpn_core.pyramid.build_pyramid`).
+
+    Raises:
+        ValueError: ``--input-format`` / ``--stride-in-1x1`` given for weights that are not such a file.
+        WeightsError: the file cannot be shown (one message that says why).
+    """
+    overrides = convention_overrides(args)
+    if framework_file(config.weights):
+        return build_framework_pyramid(read_framework_checkpoint(config.weights, overrides), config)
+    if not overrides.empty:
+        raise ValueError(
+            "--input-format and --stride-in-1x1 set the conventions of an mmdetection or detectron2 file; "
+            f"--weights {config.weights} is not one"
+        )
+    return build_pyramid(
+        config, allow_download=False if args.no_download else None, operator_file=operator_file_from_env()
+    )
 
 
 def add_size_option(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
@@ -251,9 +319,7 @@ def analyse(args: argparse.Namespace) -> PyramidRun:
     image = load_image(args.image)
     if point is not None:
         map_point(point, image.shape[:2], image.shape[:2])  # inside the image, before the model is built
-    model = build_pyramid(
-        config, allow_download=False if args.no_download else None, operator_file=operator_file_from_env()
-    )
+    model = build_cli_pyramid(config, args)
     warn_weights(model.provenance)
     out = run_pyramid(model, image, size=size, repeats=repeats, warmup=WARMUP)
     for notice in [*notices, *out.notices]:

@@ -38,7 +38,17 @@ from ..images import load_image
 from ..levels import level_name, stride_of
 from ..paper import LEVEL_RULE
 from ..weights import operator_file_from_env
-from .common import Parents, add_size_option, add_weights_option, number, provenance_lines, table, warn, warn_weights
+from .common import (
+    Parents,
+    add_size_option,
+    add_weights_option,
+    framework_file,
+    number,
+    provenance_lines,
+    table,
+    warn,
+    warn_weights,
+)
 
 __all__ = ["add_parser", "detect_report", "format_detections", "run"]
 
@@ -85,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     seed = number("--seed", args.seed, int)
     device, notice = resolve_device(args.device)
     image = load_image(args.image)
+    if framework_file(args.weights):
+        raise ValueError(
+            f"--weights {args.weights} is an mmdetection or detectron2 checkpoint: detect runs torchvision's heads, "
+            "and theirs differ (RoIAlign aligned=True with sampling ratio 0, the background class last, "
+            "class-specific box regression without a background row, anchor offsets), so they are not run. "
+            "inspect and export show its ResNet-50 + FPN."
+        )
     names = read_class_names(args.classes) if args.classes is not None else None
     env_spec = spec or detector_spec(DEFAULT_DETECTOR)
     det = build_detector(
