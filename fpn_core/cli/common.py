@@ -32,6 +32,7 @@ from ..frameworks import (
 )
 from ..images import ImageError, load_image
 from ..levels import DEFAULT_STAGES
+from ..maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
 from ..pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -132,6 +133,20 @@ def build_parents() -> Parents:
         help="a point in image pixels: add receptive fields (theoretical and effective) and stage shares there",
     )
     return Parents(run=run, pyramid=pyramid)
+
+
+def add_map_style_options(parser: argparse.ArgumentParser) -> None:
+    """The map style of the commands that draw pictures (export, deck): one declaration, checked by ``MapStyle``."""
+    parser.add_argument("--cmap", dest="colormap", default="jet", help=f"colormap, e.g. {', '.join(COLORMAPS)}")
+    parser.add_argument("--alpha", default=0.5, help="color weight of overlays, 0 to 1")
+    parser.add_argument(
+        "--reduction",
+        dest="aggregation",
+        choices=CHANNEL_AGGREGATIONS,
+        default="mean",
+        help="channel aggregation: how the channels become one map",
+    )
+    parser.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
 
 
 def add_weights_option(parser: argparse.ArgumentParser, *, default: str, help: str) -> None:

@@ -21,10 +21,9 @@ from pathlib import Path
 from ..deck import build_deck, deck_slide_count, run_lesson, write_deck
 from ..detection import DETECTOR_NAMES, build_detector, detect, detector_spec
 from ..export import check_export_settings
-from ..maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
 from ..point import analyse_point
 from ..weights import operator_file_from_env
-from .common import Parents, analyse, number, warn_weights
+from .common import Parents, add_map_style_options, analyse, number, warn_weights
 
 __all__ = ["NO_DETECTOR", "add_parser", "run"]
 
@@ -40,16 +39,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
         help="write the whole lesson as a 16:9 PowerPoint deck with speaker notes",
     )
     parser.add_argument("--out", required=True, type=Path, help="the .pptx file to write (its folder is created)")
-    parser.add_argument("--cmap", dest="colormap", default="jet", help=f"colormap, e.g. {', '.join(COLORMAPS)}")
-    parser.add_argument("--alpha", default=0.5, help="color weight of overlays, 0 to 1")
-    parser.add_argument(
-        "--reduction",
-        dest="aggregation",
-        choices=CHANNEL_AGGREGATIONS,
-        default="mean",
-        help="channel aggregation: how the channels become one map",
-    )
-    parser.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
+    add_map_style_options(parser)
     # Checked by run(), so a bad name is one "error:" line like every other bad value.
     parser.add_argument(
         "--detector", default="faster-rcnn", help=f"one of {', '.join(DETECTOR_NAMES)}, or {NO_DETECTOR}"

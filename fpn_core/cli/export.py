@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 
 from ..export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
-from ..maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
 from ..report import point_analysis
-from .common import Parents, analyse, number
+from .common import Parents, add_map_style_options, analyse, number
 
 __all__ = ["ZIP_NAME", "add_parser", "run"]
 
@@ -32,16 +31,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
     parser.add_argument("--out", required=True, type=Path, help="folder to write into (created if needed)")
     parser.add_argument("--scale", type=int, choices=EXPORT_SCALES, default=1, help="PNG resolution multiplier")
     parser.add_argument("--zip", action="store_true", help=f"write one {ZIP_NAME} into --out instead of files")
-    parser.add_argument("--cmap", dest="colormap", default="jet", help=f"colormap, e.g. {', '.join(COLORMAPS)}")
-    parser.add_argument("--alpha", default=0.5, help="color weight of overlays, 0 to 1")
-    parser.add_argument(
-        "--reduction",
-        dest="aggregation",
-        choices=CHANNEL_AGGREGATIONS,
-        default="mean",
-        help="channel aggregation: how the channels become one map",
-    )
-    parser.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
+    add_map_style_options(parser)
     parser.add_argument(
         "--no-timings", action="store_true", help="leave timings out of metadata.json (byte-identical bundles)"
     )
