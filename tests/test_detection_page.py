@@ -203,6 +203,6 @@ def test_with_a_checkpoint_boxes_show_without_notice_or_toggle(tmp_path, monkeyp
         table = _detections_table(at)
         assert len(table) == _count(at) > 0 and table["score"].min() >= 0.5
         assert "noise" not in _boxes_image(at).captions[0]
-        assert any("local file frcnn-checkpoint.pth" in c.value for c in at.caption)
+        assert any("your checkpoint frcnn-checkpoint.pth" in c.value for c in at.caption)
     finally:
         cache.get_detector.clear()
