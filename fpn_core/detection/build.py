@@ -229,6 +229,10 @@ def build_detector(
         classes = names_by_label(list(class_names), num_classes, "the class names given")
     if info is not None:  # the user's file, its own head: nothing else fits it
         chain = [Candidate(path=weights, env=spec.env)]
+        if (num_classes, num_keypoints) == (spec.num_classes, spec.num_keypoints):
+            # the COCO file's head: listed so that a copy of it, even renamed, is known by its SHA-256
+            # (and gets its legacy BatchNorm eps); it is tried only if the file fails to load
+            chain.append(Candidate(record=spec.weights, env=spec.env))
     else:
         chain = weight_candidates(
             weights, spec.weights, records={"coco": None}, operator_file=operator_file, env=spec.env
