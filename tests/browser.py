@@ -79,7 +79,9 @@ def press_and_time(page, slider, key: str) -> float:
 
 
 def thumb(page, label: str):
-    return page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
+    """The sidebar's slider named ``label`` (a page may draw sliders of the same name, as the A/B page's sides do)."""
+    sliders = page.locator("[data-testid='stSidebar'] [data-testid='stSlider']")
+    return sliders.filter(has_text=label).locator("input[type='range']")
 
 
 # ------------------------------------------------------------------------ a fake camera
