@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .device import device_slot
@@ -265,12 +265,20 @@ def _fpn_lines(fpn: nn.Module, stage_lines: Mapping[str, _Line], axis: int) -> d
     outputs = [0] if ablation == "finest-only" else list(range(n))
     levels = {level_of(stages[i]): _walk(fpn.layer_blocks[i], merged[i], axis) for i in outputs}
     extra = fpn.extra_blocks
-    if extra is not None and ablation != "finest-only":
-        if not isinstance(extra, LastLevelMaxPool):
-            raise TypeError(f"cannot follow the receptive field through a {type(extra).__name__}")
-        top = levels[level_of(stages[-1])]
+    if extra is None or ablation == "finest-only":
+        return levels
+    top_level = level_of(stages[-1])
+    if isinstance(extra, LastLevelMaxPool):
         # torchvision's p6: max_pool2d(kernel_size=1, stride=2), a subsampling.
-        levels[torchvision_key_to_level("pool", stages)] = _window(top, 1, 2, 0)
+        levels[torchvision_key_to_level("pool", stages)] = _window(levels[top_level], 1, 2, 0)
+    elif isinstance(extra, LastLevelP6P7):
+        # p6: a 3x3 stride-2 conv on the top level (use_P5) or on the top stage; p7: another on p6
+        # (a ReLU between them, or none, changes no receptive field).
+        k = int(top_level[1:])
+        p6 = _walk(extra.p6, levels[top_level] if extra.use_P5 else feats[-1], axis)
+        levels[f"p{k + 1}"], levels[f"p{k + 2}"] = p6, _walk(extra.p7, p6, axis)
+    else:
+        raise TypeError(f"cannot follow the receptive field through a {type(extra).__name__}")
     return levels
 
 

@@ -337,3 +337,18 @@ def test_a_page_can_cache_contributions_and_recompute_only_the_erf(model, image)
         assert assembled.erf.cells == direct.erf.cells
         for level, shares in direct.shares_at.items():
             assert assembled.shares_at[level] == pytest.approx(shares, rel=1e-4)
+
+
+@pytest.mark.parametrize("use_p5", [False, True])
+def test_theoretical_rf_follows_p6_p7_convs(model, use_p5):
+    """RetinaNet's extra levels are 3×3 stride-2 convs (on C5, or on P5): each adds 2 × its input's stride."""
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    with_p7 = copy.copy(model)  # a shallow copy: the shared model keeps its own FPN
+    with_p7.fpn = copy.copy(model.fpn)
+    with_p7.fpn.extra_blocks = LastLevelP6P7(16 if use_p5 else 2048, 16)
+    with_p7.fpn.extra_blocks.use_P5 = use_p5
+    rf = rf_mod.theoretical_rf(with_p7)
+    source = rf["p5"] if use_p5 else rf["c5"]
+    assert rf["p6"] == source + 2 * 32
+    assert rf["p7"] == rf["p6"] + 2 * 64
