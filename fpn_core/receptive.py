@@ -476,13 +476,13 @@ class ErfResult:
 
 def default_names(model: Pyramid) -> tuple[str, ...]:
     """The backbone stages ``c2..c5`` and the model's levels: what the page shows."""
-    return ("c2", "c3", "c4", "c5", *model.config.level_names)
+    return ("c2", "c3", "c4", "c5", *model.level_info.names())
 
 
 def _check_options(model: Pyramid, names: Sequence[str], channel: int | None, magnitude: str) -> None:
     if magnitude not in MAGNITUDES:
         raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}, got {magnitude!r}")
-    known = [name for name, _ in _BACKBONE_PATH] + list(model.config.level_names)
+    known = [name for name, _ in _BACKBONE_PATH] + model.level_info.names()
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ValueError(f"names must be some of {', '.join(known)}, got {', '.join(unknown) or 'none'}")
