@@ -78,9 +78,11 @@ def press_and_time(page, slider, key: str) -> float:
     return float(done - t0)
 
 
-def thumb(page, label: str):
-    """The sidebar's slider named ``label`` (a page may draw sliders of the same name, as the A/B page's sides do)."""
-    sliders = page.locator("[data-testid='stSidebar'] [data-testid='stSlider']")
+def thumb(page, label: str, *, sidebar: bool = True):
+    """The slider named ``label``: the sidebar's (a page may draw sliders of the same name, as the A/B
+    page's sides do), or with ``sidebar=False`` any slider of that name (a page's own)."""
+    scope = "[data-testid='stSidebar'] " if sidebar else ""
+    sliders = page.locator(scope + "[data-testid='stSlider']")
     return sliders.filter(has_text=label).locator("input[type='range']")
 
 

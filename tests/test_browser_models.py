@@ -58,7 +58,7 @@ def _detect_with(page, label: str, screenshot: str) -> str:
     page.locator("[data-testid='stRadio']").filter(has_text="Detector").get_by_text(label).click()
     _settle(page)
     page.get_by_text("detections with score ≥").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-    slider = thumb(page, "Score threshold")
+    slider = thumb(page, "Score threshold", sidebar=False)
     slider.focus()
     if slider.input_value() != "0":
         for _ in range(60):  # 0.5 down to 0 in steps of 0.01 (the slider sends its value once it settles)
