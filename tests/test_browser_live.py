@@ -79,17 +79,14 @@ def _cycle(page) -> None:
 
 
 @pytest.fixture(scope="module")
-def camera_browser(tmp_path_factory: pytest.TempPathFactory):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing")
+def camera_browser(browser: object, tmp_path_factory: pytest.TempPathFactory):
+    """A second Chromium with a fake camera, from the session's playwright (one sync playwright per thread)."""
     y4m = write_square_y4m(tmp_path_factory.mktemp("camera") / "square.y4m")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=camera_args(y4m))
-        try:
-            yield browser
-        finally:
-            browser.close()
+    camera = browser.browser_type.launch(executable_path=str(CHROMIUM), args=camera_args(y4m))  # type: ignore[attr-defined]
+    try:
+        yield camera
+    finally:
+        camera.close()
 
 
 def test_live_page_streams_the_pyramid_and_stop_leaves_no_threads(

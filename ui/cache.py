@@ -247,9 +247,17 @@ def is_folder_weights(weights: str) -> bool:
     return weights.startswith("file:")
 
 
+@dataclass(frozen=True)
+class FileKey:
+    """A models-folder file's pyramid: ``model.weights`` is ``file:<name>``; ``optimize`` folds BatchNorm."""
+
+    model: ModelKey
+    optimize: bool = True
+
+
 @model_cache(max_entries=4)
-def get_file_pyramid(key: ModelKey, optimize: bool = True) -> Pyramid:
-    """The backbone and FPN of a models-folder checkpoint (``key.weights`` is ``file:<name>``), as the
+def get_file_pyramid(key: FileKey) -> Pyramid:
+    """The backbone and FPN of a models-folder checkpoint (``key.model.weights`` is ``file:<name>``), as the
     file has them: its stages, width, extra levels and norm layers, labelled as the user's file.
 
     A torchvision detector's file goes through ``build_pyramid``; an mmdetection or detectron2
@@ -260,13 +268,13 @@ def get_file_pyramid(key: ModelKey, optimize: bool = True) -> Pyramid:
     """
     from ui import models  # ui.models registers its listing here: imported when first needed
 
-    info = models.info_of(key.weights)
+    info = models.info_of(key.model.weights)
     if info is None:
         raise WeightsError(
-            f"{key.weights.removeprefix('file:')} is not in the models folder {models.models_dir()}; "
+            f"{key.model.weights.removeprefix('file:')} is not in the models folder {models.models_dir()}; "
             "press Try again to rescan it"
         )
-    config = PyramidConfig(weights=str(info.path), device=key.device, optimize=optimize)
+    config = PyramidConfig(weights=str(info.path), device=key.model.device, optimize=key.optimize)
     if models.is_framework_info(info):
         return build_framework_pyramid(read_framework_checkpoint(info.path), config)
     return build_pyramid(config)
@@ -277,7 +285,7 @@ def file_config(config: PyramidConfig) -> PyramidConfig:
     level); the teaching options (upsampling, merge, ablation) stay the sidebar's. Others unchanged."""
     if not is_folder_weights(config.weights):
         return config
-    built = get_file_pyramid(ModelKey(config.weights, str(config.device))).config
+    built = get_file_pyramid(FileKey(ModelKey(config.weights, str(config.device)))).config
     return dataclasses.replace(config, stages=built.stages, out_channels=built.out_channels, p6=built.p6)
 
 
@@ -285,7 +293,7 @@ def file_config(config: PyramidConfig) -> PyramidConfig:
 def get_backbone(key: ModelKey, _progress: Callable[[int, int], None] | None = None) -> ResNetBackbone:
     """The shared ResNet-50 for ``key``, built once per process (``_progress``: download progress)."""
     if is_folder_weights(key.weights):
-        return get_file_pyramid(key).backbone
+        return get_file_pyramid(FileKey(key)).backbone
     return build_backbone(key.weights, device=key.device, progress=_progress, operator_file=operator_backbone_file())
 
 
@@ -293,7 +301,7 @@ def get_backbone(key: ModelKey, _progress: Callable[[int, int], None] | None = N
 def get_plain_backbone(key: ModelKey) -> ResNetBackbone:
     """The same backbone without BatchNorm folding or channels_last, to show what they save."""
     if is_folder_weights(key.weights):
-        return get_file_pyramid(key, optimize=False).backbone
+        return get_file_pyramid(FileKey(key, optimize=False)).backbone
     return build_backbone(
         key.weights, device=key.device, optimize=False, allow_download=False, operator_file=operator_backbone_file()
     )
@@ -312,7 +320,7 @@ def get_fpn(config: PyramidConfig, _backbone: ResNetBackbone) -> tuple[FPN, str,
     and ablation (a shallow copy sharing its trained modules).
     """
     if is_folder_weights(config.weights):
-        built = get_file_pyramid(ModelKey(config.weights, str(config.device)))
+        built = get_file_pyramid(FileKey(ModelKey(config.weights, str(config.device))))
         fpn = copy.copy(built.fpn)
         fpn.upsample, fpn.merge, fpn.ablation = config.upsample, config.merge, config.ablation
         return fpn, built.provenance.fpn, built.provenance.fpn_pretrained
@@ -324,7 +332,7 @@ def get_pyramid(config: PyramidConfig, backbone: ResNetBackbone) -> Pyramid:
     fpn, desc, trained = get_fpn(config, backbone)
     pyramid = with_fpn(backbone, fpn, config, desc, trained)
     if is_folder_weights(config.weights):  # the file's levels (p7 included, which PyramidConfig does not name)
-        levels = get_file_pyramid(ModelKey(config.weights, str(config.device))).level_info
+        levels = get_file_pyramid(FileKey(ModelKey(config.weights, str(config.device)))).level_info
         pyramid.level_info = FeatureInfo(list(levels)[:1] if config.ablation == "finest-only" else list(levels))
     return pyramid
 

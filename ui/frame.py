@@ -193,7 +193,7 @@ def show_weights_notice(settings_now: S.Settings) -> None:
     def build() -> Provenance:
         key = cache.ModelKey(config.weights, str(config.device))
         if cache.is_folder_weights(config.weights):  # the user's file: its own backbone and trained FPN
-            return cache.get_file_pyramid(key).provenance
+            return cache.get_file_pyramid(cache.FileKey(key)).provenance
         backbone = cache.get_backbone(key, progress)
         desc, trained = describe_fpn_weights(config, backbone)
         return dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
