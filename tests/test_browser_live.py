@@ -3,13 +3,16 @@
 Chromium plays a Y4M file the test writes as its camera (``--use-file-for-fake-video-capture``,
 permission granted by ``--use-fake-ui-for-media-stream``). The test starts the stream and checks
 that processed frames come back (the level colors are in the returned video), that the "fps"
-text appears, and that the dominant level changes as the square grows; then that five
-start/stop cycles leave no thread behind in the server.
+text appears, and that the dominant level changes as the square grows; then that
+start/stop cycles leave no thread behind in the server (counted by kind from a ``faulthandler``
+dump of its stacks: see ``tests/threaddump``).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import time
 from pathlib import Path
 
@@ -39,6 +42,46 @@ STREAM_WAIT_S = 240
 
 def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
+
+
+#: Frames from these paths mean a thread of the stream (ours, streamlit-webrtc's, aiortc's, PyAV's).
+STREAM_CODE = ("fpn_core", "/ui/", "streamlit_webrtc", "aiortc", "aioice", "/av/")
+#: Idle workers of bounded pools (asyncio's executor, anyio's to_thread): they are reused, not leaked.
+POOL_CODE = ("concurrent/futures/thread.py", "anyio/_backends/_asyncio.py")
+
+
+def _thread_stacks(pid: int, dump: Path) -> list[list[str]]:
+    """Every Python thread's stack in the server, from ``faulthandler`` (``tests/threaddump``)."""
+    start = dump.stat().st_size if dump.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        text = dump.read_text()[start:] if dump.exists() else ""
+        if "_run_module_as_main" in text:  # the main thread's stack ends every dump
+            break
+    stacks = []
+    for block in re.split(r"\n(?=(?:Current thread|Thread) 0x)", text.strip()):
+        frames = [line.strip() for line in block.splitlines() if line.strip().startswith("File ")]
+        if frames:
+            stacks.append(frames)
+    return stacks
+
+
+def _census(pid: int, dump: Path) -> dict[str, int]:
+    """The server's threads by kind: the stream's, idle pool workers, other Python threads, native threads."""
+    total = _threads(pid)
+    stacks = _thread_stacks(pid, dump)
+    kinds = {"stream": 0, "pool": 0, "python": 0}
+    for frames in stacks:
+        if any(code in frame for frame in frames for code in STREAM_CODE):
+            kinds["stream"] += 1
+        elif any(code in frames[-1 - i] for i in range(min(4, len(frames))) for code in POOL_CODE):
+            kinds["pool"] += 1
+        else:
+            kinds["python"] += 1
+    kinds["native"] = total - len(stacks)
+    return kinds
 
 
 def _rss_mb(pid: int) -> float:
@@ -93,7 +136,9 @@ def test_live_page_streams_the_pyramid_and_stop_leaves_no_threads(
     camera_browser: object, test_env: dict[str, str], tmp_path: Path
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with running_server(test_env, tmp_path / "streamlit.log") as base:
+    dump = tmp_path / "threads.txt"
+    env = {**test_env, "PYTHONPATH": str(ROOT / "tests" / "threaddump"), "FPN_THREAD_DUMP": str(dump)}
+    with running_server(env, tmp_path / "streamlit.log") as base:
         pid = _server_pid(base.rsplit(":", 1)[1])
         context = camera_browser.new_context(viewport={"width": 1440, "height": 1800})  # type: ignore[attr-defined]
         try:
@@ -125,21 +170,27 @@ def test_live_page_streams_the_pyramid_and_stop_leaves_no_threads(
 
             stream_button(page, "STOP").click(timeout=PAGE_TIMEOUT_MS)
             stream_button(page, "START").wait_for(timeout=PAGE_TIMEOUT_MS)
-            # Libraries start some threads lazily on first use (torch's pools, aiortc's loops): count
-            # after two more cycles, then check that three further cycles add none (a leak adds some each).
+            # Libraries start some threads lazily on first use (torch's pools, aiortc's loops) and pools keep
+            # idle workers: count by kind after two more cycles, then check that three more leave no stream
+            # thread and add no other thread (a leak adds some every cycle).
             for _ in range(2):
                 _cycle(page)
             time.sleep(2)
-            threads_before, rss_before = _threads(pid), _rss_mb(pid)
+            before, rss_before = _census(pid, dump), _rss_mb(pid)
             for _ in range(3):
                 _cycle(page)
-            threads_after = _wait(
-                lambda: ((n := _threads(pid)) <= threads_before and n) or None,
-                f"the server's threads go back to {threads_before} after 3 more cycles (now {_threads(pid)})",
+            after = _wait(
+                lambda: (
+                    (c := _census(pid, dump))["stream"] == 0
+                    and c["python"] <= before["python"]
+                    and c["native"] <= before["native"]
+                    and c
+                ),
+                f"no stream thread and no new thread after 3 more cycles (before {before}, now {_census(pid, dump)})",
                 timeout_s=60,
             )
             print(
-                f"server threads {threads_before} -> {threads_after}, "
+                f"server threads {before} -> {after}, "
                 f"RSS {rss_before:.0f} -> {_rss_mb(pid):.0f} MB after 3 more start/stop cycles"
             )
         except BaseException:
