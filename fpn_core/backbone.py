@@ -70,6 +70,9 @@ class ResNetBackbone(nn.Module):
         self.layer3, self.layer4 = resnet.layer3, resnet.layer4
         self.feature_info = RESNET50_FEATURE_INFO
         self.mean, self.std = mean, std
+        #: The normalized input is zero-padded (bottom, right) to a multiple of this: 1 for torchvision's
+        #: own pyramids; the framework's divisor for mmdetection and detectron2 files (both pad to 32).
+        self.size_divisibility = 1
         self.provenance: Provenance | None = None
         self.fpn_state: dict[str, Tensor] | None = None
         self.fpn_stages: tuple[str, ...] = ()

@@ -45,7 +45,7 @@ from .device import device_slot
 from .images import check_rgb, resize_long_side, to_tensor
 from .levels import LEVEL_COLORS
 from .maps import CHANNEL_AGGREGATIONS, aggregate_channels, colorize
-from .pyramid import Pyramid
+from .pyramid import Pyramid, pad_input
 
 if TYPE_CHECKING:
     from .detection import Detector
@@ -353,13 +353,16 @@ def _pyramid_levels(model: Pyramid, frame: np.ndarray, size: int) -> dict[str, T
     """The pyramid's levels on the frame resized to ``size`` (the one resize in)."""
     backbone = model.backbone  # type: ignore[attr-defined]
     small = resize_long_side(frame, size)
-    x = to_tensor(small, backbone.mean, backbone.std)
+    h, w = small.shape[:2]
+    _, x = pad_input(small, to_tensor(small, backbone.mean, backbone.std), backbone)
     if backbone.folded:
         x = x.contiguous(memory_format=torch.channels_last)
     device = backbone.device
     with device_slot(device), torch.inference_mode():
         levels = model(x.to(device))
-    return dict(levels)
+    # A framework's padding (bottom, right) is cut off again: each map covers the frame alone.
+    hp, wp = x.shape[-2:]
+    return {k: v[..., : -(-h * v.shape[-2] // hp), : -(-w * v.shape[-1] // wp)] for k, v in levels.items()}
 
 
 def _detector_run(det: Detector, frame: np.ndarray, size: int, boxes: bool) -> tuple[dict[str, Tensor], object]:

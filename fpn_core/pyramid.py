@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -383,15 +385,37 @@ class PyramidOutput:
 def prepare_input(image: np.ndarray, size: int, backbone: ResNetBackbone) -> tuple[np.ndarray, Tensor]:
     """Resize to the long side ``size`` (64 to 1024) and normalize with the weights' mean/std.
 
+    A backbone with ``size_divisibility > 1`` (an mmdetection or detectron2 file) gets its input
+    padded as that framework pads it: see :func:`pad_input`. The returned image is the one the
+    network saw, padding included, so every map lines up with it.
+
     Raises:
         ValueError: ``size`` out of range.
     """
     if not MIN_SIZE <= int(size) <= MAX_SIZE:
         raise ValueError(f"size must be from {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
     resized = resize_long_side(image, int(size))
+    tensor = to_tensor(resized, backbone.mean, backbone.std)
+    resized, tensor = pad_input(resized, tensor, backbone)
     fmt = torch.channels_last if backbone.folded else torch.contiguous_format
-    tensor = to_tensor(resized, backbone.mean, backbone.std).to(backbone.device, memory_format=fmt)
-    return resized, tensor
+    return resized, tensor.to(backbone.device, memory_format=fmt)
+
+
+def pad_input(image: np.ndarray, x: Tensor, backbone: ResNetBackbone) -> tuple[np.ndarray, Tensor]:
+    """Pad the normalized input ``x`` with zeros at the bottom and right to ``backbone.size_divisibility``.
+
+    That is what detectron2 (``ImageList.from_tensors``) and mmdetection (``pad_size_divisor``) do
+    before their backbone: zero is the mean color after normalization. ``image`` (RGB uint8, the
+    size of ``x``) is padded to match with the mean color, for display. Unchanged for a divisor of 1.
+    """
+    divisor = int(getattr(backbone, "size_divisibility", 1))
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % divisor, -w % divisor
+    if pad_h == 0 and pad_w == 0:
+        return image, x
+    fill = [round(255 * m) for m in backbone.mean]
+    image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=fill)
+    return image, F.pad(x, (0, pad_w, 0, pad_h))
 
 
 M = TypeVar("M", bound=nn.Module)

@@ -31,6 +31,8 @@ from fpn_core.frameworks import (
     read_framework_checkpoint,
     sniff_framework,
 )
+from fpn_core.frameworks.mmdet import conventions_from_config
+from fpn_core.images import resize_long_side
 from fpn_core.pyramid import PyramidConfig, prepare_input
 
 TOLERANCE = 1e-3
@@ -302,6 +304,59 @@ def test_detectron2_zoo_pkl_msra_conventions(tmp_path, resnet_state, image):
     for wrong in (ConventionOverrides(stride_in_1x1=False), ConventionOverrides(input_format="RGB")):
         other, _, _ = ours(path, image, overrides=wrong)
         assert relative_errors(other, dict(zip(("p2", "p3", "p4", "p5", "p6"), want, strict=True)))["p2"] > 0.01
+
+
+def test_both_frameworks_pad_the_input_to_a_multiple_of_32(tmp_path, resnet_state, image):
+    """At 240 px the image is 180 x 240: detectron2 and mmdetection pad the normalized input with zeros to
+    192 x 256 before their backbone, and so do we; the maps near the border depend on it."""
+    neck = neck_convs(C2_C5)
+    state = d2_state(resnet_state, neck)
+    path = tmp_path / "model_final_pad.pkl"
+    with path.open("wb") as fh:
+        pickle.dump({"model": as_numpy(state), "__author__": "Detectron2 Model Zoo"}, fh)
+    record = read_framework_checkpoint(path)
+    pyramid = build_framework_pyramid(record, PyramidConfig(device="cpu"))
+    assert record.conventions.size_divisibility == 32 and "padded to a multiple of 32" in pyramid.provenance.backbone
+
+    shown, x = prepare_input(image, 240, pyramid.backbone)
+    assert x.shape[-2:] == (192, 256) and shown.shape[:2] == (192, 256)  # the image as the network saw it
+    unpadded = resize_long_side(image, 240)
+    assert unpadded.shape[:2] == (180, 240)
+    assert (shown[180:, :] == [124, 116, 104]).all() and (shown[:180, :240] == unpadded).all()  # the mean color
+    pixels = F.pad(framework_pixels(unpadded, bgr=True, mean=MSRA_MEAN_BGR, std=(1.0, 1.0, 1.0)), (0, 16, 0, 12))
+    c = reference_stages(resnet_state, pixels, stride_in_1x1=True)
+    want = dict(
+        zip(
+            ("p2", "p3", "p4", "p5", "p6"),
+            d2_fpn(state, [c[k] for k in ("c2", "c3", "c4", "c5")], [2, 3, 4, 5]),
+            strict=True,
+        )
+    )
+    with torch.no_grad():
+        got = pyramid(x)
+    errors = relative_errors(got, want)
+    assert max(errors.values()) < TOLERANCE, errors
+
+    # The live page cuts the padding off again: its maps cover the frame alone, and equal the padded run's there.
+    from fpn_core.live import LiveView, _pyramid_levels, process_frame
+
+    live = _pyramid_levels(pyramid, unpadded, 240)
+    assert live["p2"].shape[-2:] == (45, 60) and live["p5"].shape[-2:] == (6, 8)
+    assert torch.allclose(live["p3"], want["p3"][..., :23, :30], rtol=1e-3, atol=1e-3 * float(want["p3"].abs().max()))
+    assert process_frame(pyramid, unpadded, LiveView(size=240)).image.shape == unpadded.shape
+
+    # Without the padding the maps are smaller and their bottom-right cells differ.
+    pyramid.backbone.size_divisibility = 1
+    _, bare = prepare_input(image, 240, pyramid.backbone)
+    with torch.no_grad():
+        p5 = pyramid(bare)["p5"]
+    assert p5.shape[-2:] == (6, 8)
+    assert float((p5 - want["p5"][..., :6, :8]).abs().max() / want["p5"].abs().max()) > 0.01
+
+    # mmdetection: the divisor its config names, 32 when it names none.
+    assert conventions_from_config("pad_size_divisor=64,").size_divisibility == 64
+    assert conventions_from_config("dict(type='Pad', size_divisor=32)").size_divisibility == 32
+    assert conventions_from_config("").size_divisibility == 32
 
 
 def test_detectron2_retinanet_pth_p6_p7_from_res5_with_relu(tmp_path, resnet_state, image):

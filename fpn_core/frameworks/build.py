@@ -13,9 +13,10 @@ the engine's ``FPN`` (a ``FeaturePyramidNetwork``). The framework's conventions 
   before P7; torchvision's ``LastLevelP6P7`` always applies the ReLU and takes P5 only when the
   widths match).
 
-detectron2 upsamples with ``scale_factor=2`` after padding the image to a multiple of 32;
-torchvision (and mmdetection) upsample to the lateral's size. On images whose sides are
-multiples of 32 the two are the same; FPN Explorer does not pad.
+- **padding**: both frameworks zero-pad the normalized input at the bottom and right to a multiple
+  of 32 (``Conventions.size_divisibility``); the backbone keeps that divisor and
+  ``fpn_core.pyramid.prepare_input`` pads the same way, so detectron2's ``scale_factor=2``
+  upsampling and torchvision's size-matched one agree, and the border maps equal the framework's.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def build_framework_pyramid(record: FrameworkCheckpoint, config: PyramidConfig |
     resnet = build_framework_resnet(record)
     mean, std = rgb_normalization(record)
     backbone = ResNetBackbone(resnet, mean=mean, std=std).eval().requires_grad_(False)  # type: ignore[arg-type]
+    backbone.size_divisibility = record.conventions.size_divisibility
     backbone.provenance = Provenance(
         requested=record.path,
         backbone=f"{record.backbone_description} (conventions from {record.conventions.source})",

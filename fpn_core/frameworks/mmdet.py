@@ -87,10 +87,16 @@ def conventions_from_config(text: str) -> Conventions:
     std = _triple(r"\bstd\s*=\s*\[([^\]]*)\]", text)
     rgb = (to_rgb == "True") if to_rgb is not None else not caffe
     default_mean, default_std = (MSRA_MEAN_255_BGR, UNIT_STD) if caffe else (IMAGENET_MEAN_255, IMAGENET_STD_255)
+    divisor = _find(r"\b(?:pad_size_divisor|size_divisor)\s*=\s*(\d+)", text)
     said = [what for what, found in (("style", style), ("channel order", to_rgb), ("mean", mean)) if found]
     source = f"the checkpoint's config ({', '.join(said)})" if said else "mmdetection defaults (style pytorch)"
     return Conventions(
-        "RGB" if rgb else "BGR", mean or default_mean, std or default_std, stride_in_1x1=caffe, source=source
+        "RGB" if rgb else "BGR",
+        mean or default_mean,
+        std or default_std,
+        stride_in_1x1=caffe,
+        source=source,
+        size_divisibility=max(1, int(divisor)) if divisor else 32,  # mmdetection's R50-FPN configs pad to 32
     )
 
 

@@ -50,6 +50,9 @@ class Conventions:
             (MSRA/caffe), not on the 3x3 ``conv2`` (torchvision, mmdetection's pytorch style).
         bn_eps: the BatchNorm (FrozenBatchNorm) eps.
         source: where these conventions come from, for the provenance.
+        size_divisibility: the normalized input is zero-padded at the bottom and right to a multiple
+            of this (detectron2's ``ImageList.from_tensors`` with the FPN's 32; mmdetection's
+            ``pad_size_divisor`` / ``Pad(size_divisor=32)``); 1 for none.
     """
 
     input_format: str
@@ -58,18 +61,22 @@ class Conventions:
     stride_in_1x1: bool
     bn_eps: float = 1e-5
     source: str = "framework defaults"
+    size_divisibility: int = 32
 
     def __post_init__(self) -> None:
         if self.input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be RGB or BGR, got {self.input_format!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(not s > 0 for s in self.std):
             raise ValueError(f"mean and std need 3 values, std positive; got {self.mean} and {self.std}")
+        if self.size_divisibility < 1:
+            raise ValueError(f"size_divisibility must be at least 1, got {self.size_divisibility}")
 
     def describe(self) -> str:
         """E.g. ``stride in 1×1, BGR input, mean (103.53, 116.28, 123.675), std 1``."""
         where = "stride in 1×1" if self.stride_in_1x1 else "stride in 3×3"
         std = "1" if self.std == UNIT_STD else _triple(self.std)
-        return f"{where}, {self.input_format} input, mean {_triple(self.mean)}, std {std}"
+        pad = f", padded to a multiple of {self.size_divisibility}" if self.size_divisibility > 1 else ""
+        return f"{where}, {self.input_format} input, mean {_triple(self.mean)}, std {std}{pad}"
 
 
 def _triple(values: tuple[float, float, float]) -> str:
@@ -146,7 +153,8 @@ class FrameworkCheckpoint:
             norm = f"minus mean {_triple(c.mean)}, std 1"
         else:
             norm = f"mean {_triple(c.mean)}, std {_triple(c.std)}"
-        return f"{self.origin} `{os.path.basename(self.path)}`, {net}, {c.input_format} input, {norm}"
+        pad = f", padded to a multiple of {c.size_divisibility}" if c.size_divisibility > 1 else ""
+        return f"{self.origin} `{os.path.basename(self.path)}`, {net}, {c.input_format} input, {norm}{pad}"
 
     @property
     def fpn_description(self) -> str:
@@ -306,4 +314,7 @@ def apply_overrides(conventions: Conventions, overrides: ConventionOverrides) ->
     mean = overrides.mean or mean
     std = overrides.std or std
     stride = conventions.stride_in_1x1 if overrides.stride_in_1x1 is None else overrides.stride_in_1x1
-    return Conventions(fmt, mean, std, stride, conventions.bn_eps, f"{conventions.source}, {overrides.source}")
+    return Conventions(
+        fmt, mean, std, stride, conventions.bn_eps, f"{conventions.source}, {overrides.source}",
+        conventions.size_divisibility,
+    )  # fmt: skip
