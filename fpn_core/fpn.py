@@ -18,7 +18,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
 from .backbone import RESNET50_FEATURE_INFO
-from .levels import level_name, stage_index, step_key
+from .levels import level_above, level_name, level_of, stage_index, step_key
 from .timing import NULL_RECORDER, Recorder
 
 UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
@@ -161,9 +161,10 @@ class FPN(FeaturePyramidNetwork):
         Args:
             x: input maps, fine to coarse (torchvision's convention; output keys are its keys).
             recorder: times or counts the steps ``<level>.lateral``, ``<level>.top_down``,
-                ``<level>.output`` and ``<extra>.pool``.
-            level_names: names for the recorder's steps, one per input plus one for the extra
-                level (default: the input keys and ``"pool"``).
+                ``<level>.output``, and ``<extra>.pool`` (max-pool P6) or ``p6.extra`` and ``p7.extra``
+                (P6/P7 convolutions, each timed on its own).
+            level_names: names for the recorder's steps, one per input plus one for the first extra
+                level (default: the input keys and ``"pool"``, or ``"p6"`` for P6/P7).
 
         Returns:
             The outputs (torchvision's keys and order) and one ``LevelSteps`` per input level.
@@ -207,16 +208,44 @@ class FPN(FeaturePyramidNetwork):
 
         out_names = [names[i] for i in sorted(results)]
         out_maps = [results[i] for i in sorted(results)]
-        if self.extra_blocks is not None and ablation != "finest-only":
-            extra_name = step_names[n] if len(step_names) > n else "pool"
-            with recorder.step(step_key(extra_name, "pool")):
-                out_maps, out_names = self.extra_blocks(out_maps, feats, out_names)
+        block = self.extra_blocks
+        first = step_names[n] if len(step_names) > n else None
+        if isinstance(block, LastLevelP6P7) and ablation != "finest-only":
+            # torchvision's LastLevelP6P7.forward, one step per level (P6P7 subclasses may drop the ReLU).
+            p6_name = first or "p6"
+            with recorder.step(step_key(p6_name, "extra")):
+                p6 = block.p6(out_maps[-1] if block.use_P5 else feats[-1])
+            with recorder.step(step_key(level_above(p6_name) if first else "p7", "extra")):
+                p7 = block.p7(F.relu(p6) if getattr(block, "relu_before_p7", True) else p6)
+            out_maps, out_names = [*out_maps, p6, p7], [*out_names, "p6", "p7"]
+        elif block is not None and ablation != "finest-only":
+            with recorder.step(step_key(first or "pool", "pool")):
+                out_maps, out_names = block(out_maps, feats, out_names)
         return OrderedDict(zip(out_names, out_maps, strict=True)), [s for s in steps if s is not None]
 
 
 def build_extra_block(p6: bool) -> ExtraFPNBlock | None:
     """``LastLevelMaxPool`` (torchvision's p6: ``max_pool2d(kernel_size=1, stride=2)``, a subsampling)."""
     return LastLevelMaxPool() if p6 else None
+
+
+def extra_steps(block: nn.Module | None, top_stage: str) -> dict[str, tuple[str, str, nn.Module | None]]:
+    """Each level an extra block adds above ``top_stage``'s level: its step, what it does, its module.
+
+    ``LastLevelMaxPool``: ``{"p6": ("pool", "subsample p5 by 2 ...", None)}``; ``LastLevelP6P7`` (and
+    subclasses with ``relu_before_p7``): P6 and P7 as 3x3 stride-2 convolutions, step ``"extra"``.
+    """
+    if block is None:
+        return {}
+    top = level_of(top_stage)
+    p6 = level_above(top)
+    if isinstance(block, LastLevelP6P7):
+        relu = " after a ReLU" if getattr(block, "relu_before_p7", True) else ""
+        return {
+            p6: ("extra", f"3x3 stride-2 conv on {top if block.use_P5 else top_stage}", block.p6),
+            level_above(p6): ("extra", f"3x3 stride-2 conv on {p6}{relu}", block.p7),
+        }
+    return {p6: ("pool", f"subsample {top} by 2 (torchvision max_pool2d kernel 1, stride 2)", None)}
 
 
 def extra_level_count(block: nn.Module | None) -> int:

@@ -121,7 +121,7 @@ def analyse_point(
         ValueError: a point outside the image, a bad name, channel or magnitude.
     """
     names = tuple(names) if names is not None else default_names(model)
-    names = names + tuple(lv for lv in model.config.level_names if lv not in names)
+    names = names + tuple(lv for lv in model.level_info.names() if lv not in names)
     erf, stages = erf_at_point(model, image, point, size=size, names=names, channel=channel, magnitude=magnitude)
     contributions = stage_contributions(model.fpn, stages, model.config, keep_tensors=keep_tensors)
     return PointAnalysis(erf, contributions)

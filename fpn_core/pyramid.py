@@ -30,6 +30,7 @@ from .fpn import (
     LevelSteps,
     build_extra_block,
     extra_block_of,
+    extra_steps,
     norm_layer_of,
     validate_out_channels,
 )
@@ -40,6 +41,7 @@ from .levels import (
     FeatureSpec,
     level_above,
     level_of,
+    step_key,
     stride_of,
     torchvision_key_to_level,
     validate_stages,
@@ -537,12 +539,15 @@ def run_pyramid(
 
 
 def count_parameters(model: Pyramid) -> dict[str, int]:
-    """Parameters per step: ``c1..c5`` and ``p*.lateral`` / ``p*.output`` (top-down has none)."""
+    """Parameters per step: ``c1..c5``, ``p*.lateral`` / ``p*.output`` (top-down has none), and the
+    extra levels' (``p6.pool`` none; ``p6.extra`` / ``p7.extra`` their convolutions)."""
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in model.backbone.stage_modules().items()}
     for i, stage in enumerate(model.config.stages):
         level = level_of(stage)
         counts[f"{level}.lateral"] = sum(p.numel() for p in model.fpn.inner_blocks[i].parameters())
         counts[f"{level}.output"] = sum(p.numel() for p in model.fpn.layer_blocks[i].parameters())
+    for level, (step, _, module) in extra_steps(model.fpn.extra_blocks, model.config.stages[-1]).items():
+        counts[step_key(level, step)] = sum(p.numel() for p in module.parameters()) if module is not None else 0
     return counts
 
 

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from torch import Tensor
+from torch import Tensor, nn
 
-from .levels import level_below, level_of, level_of_step, step_key, step_of, stride_of
+from .fpn import extra_steps
+from .levels import level_of, level_of_step, step_key, step_of, stride_of
 from .maps import map_stats
 from .point import PointAnalysis, analyse_point
 from .pyramid import DEFAULT_SIZE, Pyramid, PyramidOutput, count_flops, count_parameters
@@ -37,13 +38,12 @@ TIMING_INTRO = (
 )
 LEVEL_BAR_TEXT = (
     "An FPN level's bar sums its lateral 1×1, top-down upsample + merge and 3×3 steps; "
-    "p6 is the subsampling of the top level."
+    "p6 is the subsampling of the top level, or with P6/P7 (RetinaNet, FCOS) a 3×3 stride-2 conv, as is p7."
 )
 _STEP_WHAT = {
     "lateral": "1x1 lateral conv of {stage}",
     "top_down": "upsample {above} to this size ({upsample}), {merge}",
     "output": "3x3 conv (smooths the merged map)",
-    "pool": "subsample {below} by 2 (torchvision max_pool2d kernel 1, stride 2)",
 }
 
 
@@ -137,8 +137,8 @@ def _mb(tensor: Tensor) -> float:
     return float(tensor.numel() * tensor.element_size()) / 2**20
 
 
-def _fpn_tensors(out: PyramidOutput) -> dict[str, tuple[Tensor, str]]:
-    """Each FPN step's tensor and what it does, by step key."""
+def _fpn_tensors(out: PyramidOutput, extra_block: nn.Module | None) -> dict[str, tuple[Tensor, str]]:
+    """Each FPN step's tensor and what it does, by step key (``extra_block``: the FPN's, for p6/p7)."""
     config = out.config
     levels = [level_of(s) for s in config.stages]
     found: dict[str, tuple[Tensor, str]] = {}
@@ -158,9 +158,11 @@ def _fpn_tensors(out: PyramidOutput) -> dict[str, tuple[Tensor, str]]:
         for step, tensor in tensors.items():
             if tensor is not None and (step != "top_down" or recorded.top_down is not None):
                 found[step_key(level, step)] = (tensor, _STEP_WHAT[step].format(**words))
+    extras = extra_steps(extra_block, config.stages[-1])
     for level, tensor in out.levels.items():
-        if level not in out.steps:
-            found[step_key(level, "pool")] = (tensor, _STEP_WHAT["pool"].format(below=level_below(level)))
+        if level in extras:
+            step, what, _ = extras[level]
+            found[step_key(level, step)] = (tensor, what)
     return found
 
 
@@ -174,7 +176,7 @@ def step_table(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
         params: ``count_parameters(model)``.
     """
     info = model.backbone.feature_info
-    fpn_tensors = _fpn_tensors(out)
+    fpn_tensors = _fpn_tensors(out, model.fpn.extra_blocks)
     rows = []
     for key, ms in out.timings_ms.items():
         if key == "total":
@@ -221,7 +223,7 @@ def step_table(model: Pyramid, out: PyramidOutput, flops: Mapping[str, int], par
 
 def point_analysis(model: Pyramid, image: np.ndarray, point: tuple[float, float], size: int) -> PointAnalysis:
     """ERF of every stage (c1..c5) and level, and the stage shares, at ``point``."""
-    names = (*model.backbone.feature_info.names(), *model.config.level_names)
+    names = (*model.backbone.feature_info.names(), *model.level_info.names())
     return analyse_point(model, image, point, size=size, names=names)
 
 

@@ -98,3 +98,29 @@ def test_inspect_report_reads_the_table(backbone, image):
         assert (row["ms"], row["gflops"], row["params"]) == (cost.ms, cost.flops / 1e9, cost.params)
     assert list(report["steps"]) == list(table.fpn_steps())
     assert report["total_ms"] == table.total.ms
+
+
+@pytest.mark.parametrize("from_p5", [True, False])
+def test_p6_p7_convs_are_their_own_steps_with_their_parameters(backbone, image, from_p5):
+    """RetinaNet and FCOS (torchvision's ``LastLevelP6P7``): P6 and P7 are 3x3 stride-2 convs, each a timed
+    step with its FLOPs and parameters, and the pyramid equals the block's own forward."""
+    import torch
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    model = assemble_pyramid(backbone, PyramidConfig(out_channels=32, weights="random"))
+    block = LastLevelP6P7(32 if from_p5 else 2048, 32)
+    model.fpn.extra_blocks = block.eval()
+    out = run_pyramid(model, image, size=SIZE)
+    table = step_table(model, out, count_flops(model, image, size=SIZE), count_parameters(model))
+    rows = {r.key: r for r in table.rows}
+    conv = 32 * (32 if from_p5 else 2048) * 9 + 32
+    assert rows["p6.extra"].params == conv and rows["p7.extra"].params == 32 * 32 * 9 + 32
+    assert rows["p6.extra"].what == f"3x3 stride-2 conv on {'p5' if from_p5 else 'c5'}"
+    assert rows["p7.extra"].what == "3x3 stride-2 conv on p6 after a ReLU"
+    assert rows["p6.extra"].flops > 0 and rows["p7.extra"].flops > 0 and "p6.pool" not in rows
+    assert table.level_cost("p7").params == 32 * 32 * 9 + 32
+
+    p, names = [out.levels[k] for k in ("p3", "p4", "p5")], ["p3", "p4", "p5"]
+    with torch.inference_mode():
+        want, _ = block(list(p), [None, None, out.stages["c5"]], list(names))
+    assert torch.equal(out.levels["p6"], want[3]) and torch.equal(out.levels["p7"], want[4])
