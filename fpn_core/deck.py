@@ -70,7 +70,7 @@ from .probe import (
 from .pyramid import Pyramid, PyramidOutput, assemble_pyramid, count_flops, count_parameters, run_fpn, run_pyramid
 from .receptive import INTRO as RF_INTRO
 from .receptive import TEACH_ERF, TEACH_FPN, TEACH_RF, erf_overlay, growth_text
-from .report import LEVEL_BAR_TEXT, PART_FPN, TIMING_INTRO, StepTable, step_table
+from .report import LEVEL_BAR_TEXT, PART_FPN, TIMING_INTRO, StepTable, runs_text, step_table, timing_title
 from .scales import Box, make_scales_image
 
 __all__ = [
@@ -708,7 +708,7 @@ def build_deck(
         _plain(TIMING_INTRO)
         + " "
         + LEVEL_BAR_TEXT
-        + f"\n\nMedian of {table.repeats} runs on {table.device}. Backbone {table.backbone.ms:.1f} ms, "
+        + f"\n\nMedian of {runs_text(table.repeats)} on {table.device}. Backbone {table.backbone.ms:.1f} ms, "
         f"{table.backbone.flops / 1e9:.2f} GFLOPs, {table.backbone.params:,} parameters; FPN {table.fpn.ms:.1f} ms, "
         f"{table.fpn.flops / 1e9:.2f} GFLOPs, {table.fpn.params:,} parameters.\n"
         + "\n".join(
@@ -721,7 +721,7 @@ def build_deck(
         bar_figure(
             list(per_level),
             list(per_level.values()),
-            title=f"Median ms per stage and per pyramid level ({table.repeats} runs, {table.device})",
+            title=timing_title(table.repeats, table.device),
             xlabel="milliseconds",
             groups=[groups[k] for k in per_level],
         ),

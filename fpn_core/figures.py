@@ -483,8 +483,13 @@ def line_figure(
     if logx:
         ax.set_xscale("log")
         if 0 < len(x) <= 12:
-            # Label the measured points in plain numbers, not powers of ten.
-            ax.set_xticks([float(v) for v in x], [f"{float(v):g}" for v in x])
+            # Label the measured points in plain, rounded numbers (not powers of ten), leaving out a
+            # point too close to the one labelled before it for both labels to fit.
+            shown: list[float] = []
+            for v in sorted({float(v) for v in x}):
+                if not shown or v >= 1.25 * shown[-1]:
+                    shown.append(v)
+            ax.set_xticks(shown, [f"{v:.0f}" if v >= 10 else f"{v:.2g}" for v in shown])
             ax.xaxis.set_minor_locator(NullLocator())
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_xlabel(xlabel, fontsize=LABEL_PT)

@@ -47,6 +47,16 @@ _STEP_WHAT = {
 }
 
 
+def runs_text(n: int) -> str:
+    """``"1 run"``, ``"3 runs"``."""
+    return "1 run" if n == 1 else f"{n} runs"
+
+
+def timing_title(repeats: int, device: str) -> str:
+    """The timing chart's title (the Timing page and the deck)."""
+    return f"Median ms per stage and per pyramid level ({runs_text(repeats)}, {device})"
+
+
 @dataclass(frozen=True)
 class StepRow:
     """One step that ran, reduced to small numbers (no tensors kept).

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from fpn_core.figures import bar_figure
-from fpn_core.report import LEVEL_BAR_TEXT, PART_BACKBONE, PART_FPN, StepTable
+from fpn_core.report import LEVEL_BAR_TEXT, PART_BACKBONE, PART_FPN, StepTable, timing_title
 from ui import cache, panels
 from ui import settings as S
 
@@ -93,7 +93,7 @@ def show_timing_panel(settings: S.Settings) -> None:
         groups[label] = row.part
     left, right = st.columns([1, 1], gap="large")
     with left:
-        title = f"Median ms per stage and per pyramid level ({table.repeats} runs, {table.device})"
+        title = timing_title(table.repeats, table.device)
         st.markdown(f"**{title}**")
         st.bar_chart(
             pd.DataFrame(

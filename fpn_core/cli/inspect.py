@@ -18,7 +18,7 @@ import argparse
 import json
 from collections.abc import Mapping
 
-from ..report import inspect_report
+from ..report import inspect_report, runs_text
 from .common import WARMUP, Parents, analyse, provenance_lines, shape_text, table
 
 __all__ = ["add_parser", "format_table", "run"]
@@ -104,7 +104,7 @@ def format_table(report: Mapping) -> str:
         lines += _point_lines(report)
         lines.append("")
     lines.append(
-        f"total    {report['total_ms']:.1f} ms (median of {run['repeats']} runs after {run['warmup']} warm-up; "
+        f"total    {report['total_ms']:.1f} ms (median of {runs_text(run['repeats'])} after {run['warmup']} warm-up; "
         "backbone and FPN passes, each timed as a whole)"
     )
     lines += [f"notice   {n}" for n in report["notices"]]
