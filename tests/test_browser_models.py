@@ -103,6 +103,8 @@ def test_models_folder_in_the_browser(models_server: str, browser: object) -> No
             "retina_mmdet.pth — mmdetection RetinaNet, 4 classes"
         ).click()
         _settle(page)
+        # The rerun may start after the page first looks idle: wait for its text.
+        page.get_by_text("its detection heads are not run").first.wait_for(timeout=PAGE_TIMEOUT_MS)
         body = page.inner_text("body")
         assert "its detection heads are not run" in body and "RoIAlign" in body
     finally:
