@@ -110,7 +110,7 @@ def measure(sample_s: float) -> tuple[list[Samples], tuple[Usage, Usage]]:
                 page.goto(f"{base}/live?weights=random", timeout=300_000)
                 wait_idle(page, "Live camera")
                 start_stream(page)
-                size_thumb = thumb(page, "Live size (long side, px)")
+                size_thumb = thumb(page, "Live size (long side, px)", sidebar=False)
                 for _, model, view, size, _, _ in CASES:
                     page.get_by_text(model, exact=True).click()
                     page.get_by_text(view, exact=True).click()
