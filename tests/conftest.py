@@ -57,6 +57,45 @@ def test_env() -> dict[str, str]:
     return {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": _TORCH_HOME}
 
 
+#: One fresh interpreter answers every "what does importing load" question (each start costs seconds):
+#: ``import fpn_core`` alone, then every engine module, then a figure drawn and saved.
+_FRESH_IMPORTS = """
+import json, pkgutil, importlib, sys
+import numpy as np
+import fpn_core
+facts = {"detection_after_import": "fpn_core.detection" in sys.modules,
+         "lazy_name_listed": "build_detector" in dir(fpn_core)}
+from fpn_core import build_detector, detect
+import fpn_core.detection as d
+facts["lazy_names_are_detections"] = build_detector is d.build_detector and detect is d.detect
+try:
+    fpn_core.no_such_name
+    facts["unknown_name_raises"] = False
+except AttributeError:
+    facts["unknown_name_raises"] = True
+modules = sorted(m.name for m in pkgutil.walk_packages(fpn_core.__path__, "fpn_core."))
+for name in modules:
+    importlib.import_module(name)
+facts["engine_modules"] = modules
+facts["streamlit_after_engine"] = "streamlit" in sys.modules
+from fpn_core.figures import figure_to_png, overlay_figure
+png = figure_to_png(overlay_figure(np.zeros((32, 32, 3), np.uint8), np.eye(4), title="t"))
+facts["figure_is_png"] = png.startswith(b"\\x89PNG")
+facts["pyplot_after_figure"] = "matplotlib.pyplot" in sys.modules
+print(json.dumps(facts))
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_imports() -> dict:
+    """What a fresh ``python`` has loaded at each step of :data:`_FRESH_IMPORTS` (one process for all)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _FRESH_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def named_by_hash(path: Path, stem: str) -> Path:
     """Rename a file the torchvision way, ``<stem>-<first 8 hex of its SHA-256>.pth`` (passes the hash check)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]

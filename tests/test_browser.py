@@ -93,7 +93,8 @@ def test_a_fresh_servers_first_deep_link_answers_the_keyboard(
 def test_every_page_opens_by_url_in_the_frame(server: str, browser: object) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     for path, title in PAGES.items():
-        page = open_in_new_context(browser, f"{server}/{path}", title)
+        # A small input keeps twelve analyses quick; the width stays the default.
+        page = open_in_new_context(browser, f"{server}/{path}?input_size=256", title)
         try:
             no_exception(page)
             framed(page)

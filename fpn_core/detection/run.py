@@ -216,8 +216,11 @@ def _rcnn_heads(
         mine = torch.where(lvl == i)[0]  # already sorted by objectness within the level (NMS order)
         kept[name] = (int(mine.numel()), props[mine[:top_k]], prob[mine[:top_k]])
 
-    # ---- RoIHeads.forward: MultiScaleRoIAlign without writing its lazy scale cache
-    box_features, mapper = _pool(rh.box_roi_pool, feats.maps, props, image_shape)
+    # ---- RoIHeads.forward: MultiScaleRoIAlign without writing its lazy scale cache. roi_align reads
+    # contiguous maps: a channels_last pyramid is made contiguous once here, not by each pooler (box,
+    # mask, keypoint) on each level.
+    pooled_maps = {k: v.contiguous() for k, v in feats.maps.items()}
+    box_features, mapper = _pool(rh.box_roi_pool, pooled_maps, props, image_shape)
     class_logits, box_regression = rh.box_predictor(rh.box_head(box_features))
 
     # ---- RoIHeads.postprocess_detections, keeping the proposal of every box
@@ -236,7 +239,7 @@ def _rcnn_heads(
     keep = box_ops.batched_nms(pred_boxes, scores, labels, rh.nms_thresh)[: rh.detections_per_img]
     pred_boxes, scores, labels, source = pred_boxes[keep], scores[keep], labels[keep], source[keep]
 
-    masks, keypoints, keypoint_scores = _mask_and_keypoints(rh, feats.maps, pred_boxes, labels, image_shape)
+    masks, keypoints, keypoint_scores = _mask_and_keypoints(rh, pooled_maps, pred_boxes, labels, image_shape)
     sources = props[source]
     pooled = mapper([sources]) if sources.numel() else torch.zeros(0, dtype=torch.int64)
     k_min = stage_index(spec.pooled_levels[0])
