@@ -70,6 +70,8 @@ def media_constraints(fps: int) -> dict:
         "video": {"width": {"ideal": 320}, "height": {"ideal": 240}, "frameRate": {"ideal": fps, "max": 30}},
         "audio": False,
     }
+
+
 NO_CAMERA = (
     "No camera: this browser gives the page no video (no WebRTC, or the camera permission was refused). "
     "Choose **Camera** as the image source in the sidebar to analyse one photo instead."
