@@ -744,12 +744,17 @@ def _boxes_figure(image: np.ndarray, boxes: Sequence[Box], by_box: Mapping[str, 
     ax.imshow(image)
     ax.set_xticks([])
     ax.set_yticks([])
-    for box in boxes:
+    # Sizes at the network input (the plot's x axis); neighbours' labels alternate below and above their
+    # boxes, so small boxes side by side do not overwrite each other's text.
+    for i, box in enumerate(sorted(boxes, key=lambda b: b.x0)):
         entry = by_box[box.label]
         ax.add_patch(Rectangle((box.x0, box.y0), box.width, box.height, fill=False, edgecolor="#EB5A14", linewidth=2))
+        below = i % 2 == 0
         ax.text(
-            box.x0, box.y1 + 2, f"{box.label}\nrule {entry['rule']}\nstrongest {entry['strongest']}",
-            fontsize=10, va="top", ha="left",
+            box.x0, box.y1 + 2 if below else box.y0 - 2,
+            f"{entry['size']:.0f} px\nrule {entry['rule']}\nstrongest {entry['strongest']}",
+            fontsize=10, va="top" if below else "bottom", ha="left",
+            bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5},
         )  # fmt: skip
     h, w = image.shape[:2]
     ax.set_title(f"scales image at the network input, {w} × {h} px", fontsize=13)
