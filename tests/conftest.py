@@ -73,7 +73,8 @@ try:
     facts["unknown_name_raises"] = False
 except AttributeError:
     facts["unknown_name_raises"] = True
-modules = sorted(m.name for m in pkgutil.walk_packages(fpn_core.__path__, "fpn_core.") if not m.name.endswith("__main__"))
+found = pkgutil.walk_packages(fpn_core.__path__, "fpn_core.")
+modules = sorted(m.name for m in found if not m.name.endswith("__main__"))  # __main__ runs the CLI
 for name in modules:
     importlib.import_module(name)
 facts["engine_modules"] = modules
