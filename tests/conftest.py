@@ -36,6 +36,13 @@ os.environ["TORCH_HOME"] = _TORCH_HOME
 os.environ.pop("FPN_WEIGHTS", None)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The browser tests' files first, the rest in their order: with ``--dist loadfile`` the two workers
+    take files in this order, and the few long files (servers, Chromium) would otherwise come last
+    and leave one worker running them alone. Within a file the order is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is None)
+
+
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache (``TORCH_HOME``) for weight-file tests; returns its checkpoints folder."""
