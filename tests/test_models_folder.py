@@ -150,6 +150,14 @@ def test_a_framework_file_drives_the_fpn_page_with_its_provenance_and_p7(models_
     assert "p7" in titles  # the file's extra levels: P6 and P7 on C5
 
 
+def test_the_live_page_offers_the_files_own_levels(models_env: Path) -> None:
+    """The Live page's Level list is the built pyramid's: P7 too for the mmdetection RetinaNet file."""
+    at = open_page("pages/11_Live.py", weights="file:" + MMDET_FILE)
+    _ok(at)
+    level = next(s for s in at.selectbox if s.label == "Level")
+    assert list(level.options) == ["p3", "p4", "p5", "p6", "p7"], level.options
+
+
 def test_a_torchvision_file_drives_the_feature_pages_as_the_users_file(models_env: Path) -> None:
     at = open_page(FPN_PAGE, weights="file:" + TORCHVISION_FILE)
     _ok(at)

@@ -112,8 +112,8 @@ def _model(settings: S.Settings, choice: str) -> Pyramid | Detector | None:
     )
 
 
-def _controls(settings: S.Settings) -> tuple[str, LiveView]:
-    """The page's controls: the model, the view, the level and the live size."""
+def _controls(settings: S.Settings) -> tuple[str, Pyramid | Detector | None, LiveView]:
+    """The page's controls (the model, the view, the level and the live size) and the chosen model."""
     cols = st.columns([3, 3, 2, 3], gap="medium")
     choice = cols[0].radio(
         "Model",
@@ -122,11 +122,15 @@ def _controls(settings: S.Settings) -> tuple[str, LiveView]:
         key=KEY_LIVE_MODEL,
         help="The sidebar's pyramid (width, stages, weights), or a COCO detector on its own FPN.",
     )
+    model = _model(settings, str(choice))
     views = (VIEW_DOMINANT, VIEW_OVERLAY) if choice == MODEL_PYRAMID else (VIEW_DOMINANT, VIEW_OVERLAY, VIEW_BOXES)
     if st.session_state.get(KEY_LIVE_VIEW) not in views:
         st.session_state[KEY_LIVE_VIEW] = VIEW_BOXES if choice != MODEL_PYRAMID else VIEW_DOMINANT
     view = cols[1].radio("Show", views, format_func=VIEW_LABELS.__getitem__, key=KEY_LIVE_VIEW)
-    levels = settings.config.level_names if choice == MODEL_PYRAMID else list(DETECTORS[choice].levels)
+    if choice != MODEL_PYRAMID:
+        levels = list(DETECTORS[choice].levels)
+    else:  # the built pyramid's own levels: p7 too for a RetinaNet, FCOS or mmdetection file
+        levels = model.level_info.names() if isinstance(model, Pyramid) else settings.config.level_names
     if st.session_state.get(KEY_LIVE_LEVEL) not in levels:
         st.session_state[KEY_LIVE_LEVEL] = levels[0]
     level = cols[2].selectbox("Level", levels, key=KEY_LIVE_LEVEL, disabled=view != VIEW_OVERLAY)
@@ -149,7 +153,7 @@ def _controls(settings: S.Settings) -> tuple[str, LiveView]:
         colormap=style.colormap,
         alpha=max(0.35, style.alpha) if view == VIEW_DOMINANT else style.alpha,
     )
-    return str(choice), live
+    return str(choice), model, live
 
 
 def stats_text(snap: LiveSnapshot, what: str) -> str:
@@ -188,9 +192,8 @@ def _has_browser_session() -> bool:
 
 def show_live_page(settings: S.Settings) -> None:
     """The page below its title: controls, the stream, the statistics, and how to reach the camera."""
-    choice, view = _controls(settings)
+    choice, model, view = _controls(settings)
     run = runner()
-    model = _model(settings, choice)
     if model is None:
         run.stop()
         return
