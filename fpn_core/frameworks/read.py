@@ -47,8 +47,8 @@ def _training_advice(name: str | None) -> str:
         return (
             " It looks like a training checkpoint (mmengine's message_hub, optimizer or schedulers). Keep only "
             "its weights where mmdetection is installed: `python tools/model_converters/publish_model.py IN.pth "
-            "OUT.pth`, or `ckpt = torch.load(IN, weights_only=False); torch.save({'meta': "
-            "{'dataset_meta': ckpt['meta'].get('dataset_meta')}, 'state_dict': ckpt['state_dict']}, OUT)`."
+            "OUT.pth`, or, in the environment that wrote it, save only `{'meta': {'dataset_meta': ...}, "
+            "'state_dict': ...}` of the checkpoint."
         )
     return " Keep only the state dict (tensors) in the file."
 
