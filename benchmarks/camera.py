@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from . import ROOT
 from .chromium import CHROMIUM
-from .coldstart import _free_port, _stop, _wait_health, streamlit_args
+from .coldstart import served
 from .measure import Context
 from .report import Row, Table, fmt
 
@@ -87,64 +85,47 @@ def measure(sample_s: float) -> tuple[list[Samples], tuple[Usage, Usage]]:
     from tests.browser import camera_args, live_stats, start_stream, stream_button, thumb, wait_idle, write_square_y4m
 
     y4m = write_square_y4m(Path(tempfile.mkdtemp(prefix="fpn-bench-camera-")) / "square.y4m")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": tempfile.mkdtemp(prefix="fpn-bench-camera-")}
-    env.pop("FPN_WEIGHTS", None)
-    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", *streamlit_args(ROOT / "dashboard.py", port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     results: list[Samples] = []
-    try:
-        _wait_health(f"{base}/_stcore/health", proc, timeout=120)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=camera_args(y4m), headless=True)
-            try:
-                page = browser.new_context(viewport={"width": 1440, "height": 1800}).new_page()
-                page.goto(f"{base}/live?weights=random", timeout=300_000)
-                wait_idle(page, "Live camera")
+    with served(ROOT / "dashboard.py", "fpn-bench-camera-") as (base, proc), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=camera_args(y4m), headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1800}).new_page()
+            page.goto(f"{base}/live?weights=random", timeout=300_000)
+            wait_idle(page, "Live camera")
+            start_stream(page)
+            size_thumb = thumb(page, "Live size (long side, px)", sidebar=False)
+            for _, model, view, size, _, _ in CASES:
+                page.get_by_text(model, exact=True).click()
+                page.get_by_text(view, exact=True).click()
+                while int(size_thumb.input_value()) != size:
+                    size_thumb.focus()
+                    size_thumb.press("ArrowRight" if int(size_thumb.input_value()) < size else "ArrowLeft")
+                    time.sleep(1.0)
+                _until(lambda: (live_stats(page)["fps"] or 0) > 0, 300)
+                time.sleep(3.0)  # the new model warms up
+                fps, lat = [], []
+                end = time.monotonic() + sample_s
+                while time.monotonic() < end:
+                    time.sleep(1.0)
+                    stats = live_stats(page)
+                    if stats["fps"] is not None:
+                        fps.append(float(stats["fps"]))  # type: ignore[arg-type]
+                    if stats["latency_ms"] is not None:
+                        lat.append(float(stats["latency_ms"]))  # type: ignore[arg-type]
+                results.append((fps, lat))
+            stream_button(page, "STOP").click()
+            stream_button(page, "START").wait_for(timeout=120_000)
+            time.sleep(2.0)
+            before = (_threads(proc.pid), _rss_mb(proc.pid))
+            for _ in range(5):
                 start_stream(page)
-                size_thumb = thumb(page, "Live size (long side, px)", sidebar=False)
-                for _, model, view, size, _, _ in CASES:
-                    page.get_by_text(model, exact=True).click()
-                    page.get_by_text(view, exact=True).click()
-                    while int(size_thumb.input_value()) != size:
-                        size_thumb.focus()
-                        size_thumb.press("ArrowRight" if int(size_thumb.input_value()) < size else "ArrowLeft")
-                        time.sleep(1.0)
-                    _until(lambda: (live_stats(page)["fps"] or 0) > 0, 300)
-                    time.sleep(3.0)  # the new model warms up
-                    fps, lat = [], []
-                    end = time.monotonic() + sample_s
-                    while time.monotonic() < end:
-                        time.sleep(1.0)
-                        stats = live_stats(page)
-                        if stats["fps"] is not None:
-                            fps.append(float(stats["fps"]))  # type: ignore[arg-type]
-                        if stats["latency_ms"] is not None:
-                            lat.append(float(stats["latency_ms"]))  # type: ignore[arg-type]
-                    results.append((fps, lat))
+                _until(lambda: (live_stats(page)["fps"] or 0) > 0, 300)
                 stream_button(page, "STOP").click()
                 stream_button(page, "START").wait_for(timeout=120_000)
-                time.sleep(2.0)
-                before = (_threads(proc.pid), _rss_mb(proc.pid))
-                for _ in range(5):
-                    start_stream(page)
-                    _until(lambda: (live_stats(page)["fps"] or 0) > 0, 300)
-                    stream_button(page, "STOP").click()
-                    stream_button(page, "START").wait_for(timeout=120_000)
-                time.sleep(3.0)
-                after = (_threads(proc.pid), _rss_mb(proc.pid))
-            finally:
-                browser.close()
-    finally:
-        _stop(proc)
+            time.sleep(3.0)
+            after = (_threads(proc.pid), _rss_mb(proc.pid))
+        finally:
+            browser.close()
     return results, (before, after)
 
 

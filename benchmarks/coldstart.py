@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import ROOT
@@ -242,6 +243,30 @@ def _streamlit_cold_start(ctx: Context) -> None:
             f"{counts1.get('fpn_forwards')} -> {counts2.get('fpn_forwards')} (FPN)",
         )
     )
+
+
+@contextlib.contextmanager
+def served(dashboard: Path, prefix: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A fresh ``streamlit run`` of ``dashboard`` on a free port, offline, with an empty torch hub cache
+    (random weights): yields its base URL and process once it answers, stops it after."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": tempfile.mkdtemp(prefix=prefix)}
+    env.pop("FPN_WEIGHTS", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", *streamlit_args(dashboard, port)],
+            cwd=dashboard.parent,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_health(f"{base}/_stcore/health", proc, timeout=120)
+        yield base, proc
+    finally:
+        _stop(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:

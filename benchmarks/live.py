@@ -12,16 +12,12 @@ frame, whose pages live at ``/Overlays`` instead of ``/overlays``) for a before/
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from . import ROOT
 from .chromium import CHROMIUM, CHROMIUM_ARGS
-from .coldstart import _free_port, _stop, _wait_health, streamlit_args
+from .coldstart import served
 from .measure import Context
 from .report import Row, Table, fmt
 
@@ -114,32 +110,15 @@ def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[flo
     """Seconds per press for every case of :data:`CASES`, on one fresh server."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FPN_ALLOW_DOWNLOAD": "0", "TORCH_HOME": tempfile.mkdtemp(prefix="fpn-bench-live-")}
-    env.pop("FPN_WEIGHTS", None)
-    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", *streamlit_args(dashboard, port)],
-            cwd=dashboard.parent,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     results: list[list[float]] = []
-    try:
-        _wait_health(f"{base}/_stcore/health", proc, timeout=120)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            try:
-                for title, path, label, _, _ in CASES:
-                    url = f"{base}/{path if framed else LEGACY_PATHS[path]}?input_size=512"
-                    results.append(_presses(browser, url, title, label, presses))
-            finally:
-                browser.close()
-    finally:
-        _stop(proc)
+    with served(dashboard, "fpn-bench-live-") as (base, _), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            for title, path, label, _, _ in CASES:
+                url = f"{base}/{path if framed else LEGACY_PATHS[path]}?input_size=512"
+                results.append(_presses(browser, url, title, label, presses))
+        finally:
+            browser.close()
     return results
 
 

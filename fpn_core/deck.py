@@ -270,6 +270,12 @@ def _render(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _missing_slide(deck: _Deck, title: str, intro: str, how: str, image: np.ndarray, caption: str) -> None:
+    """A lesson slide whose input was not given (no detector, no point): the image, and how to add it."""
+    slide = deck.slide(title, _plain(intro) + f"\n\n{how}")
+    deck.body_figure(slide, _image_figure(image, caption))
+
+
 def _image_figure(image: np.ndarray, caption: str) -> Figure:
     fig = Figure(layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
@@ -584,16 +590,19 @@ def build_deck(
     # 9. detections
     dets = runs.detections
     if dets is None:
-        slide = deck.slide(
+        _missing_slide(
+            deck,
             "Detections by level: no detector was run for this deck",
-            _plain(DETECTION_INTRO) + "\n\nRun the deck with a detector (--detector, or the Detection page).",
+            DETECTION_INTRO,
+            "Run the deck with a detector (--detector, or the Detection page).",
+            out.image,
+            "no detector run",
         )
-        deck.body_figure(slide, _image_figure(out.image, "no detector run"))
     else:
         spec = dets.spec
         trained = dets.provenance is None or dets.provenance.pretrained
         counts = dets.count_per_level()
-        obj = _objectness(dets)
+        obj = dets.objectness_maps()
         noise = "" if trained else " (untrained detector: noise)"
         slide = deck.slide(
             f"Detections by level: {spec.title} on {dets.level_names[0]}..{dets.level_names[-1]}, "
@@ -637,11 +646,14 @@ def build_deck(
     # 10. receptive fields and stage shares
     at = runs.point
     if at is None:
-        slide = deck.slide(
+        _missing_slide(
+            deck,
             "Receptive fields at a point: no point was given for this deck",
-            _plain(RF_INTRO) + "\n\nGive a point (--point X,Y, or the Receptive fields page).",
+            RF_INTRO,
+            "Give a point (--point X,Y, or the Receptive fields page).",
+            out.image,
+            "no point",
         )
-        deck.body_figure(slide, _image_figure(out.image, "no point"))
     else:
         erf = at.erf
         x, y = erf.point
@@ -759,17 +771,6 @@ def _boxes_figure(image: np.ndarray, boxes: Sequence[Box], by_box: Mapping[str, 
     h, w = image.shape[:2]
     ax.set_title(f"scales image at the network input, {w} × {h} px", fontsize=13)
     return fig
-
-
-def _objectness(dets: Detections) -> dict[str, np.ndarray]:
-    """Each level's objectness cropped to the network input (the rest is padding)."""
-    ih, iw = dets.input_hw
-    out = {}
-    for level, tensor in dets.objectness.items():
-        sh, sw = dets.anchors[level].stride
-        m = tensor.numpy()
-        out[level] = m[: max(1, -(-ih // sh)), : max(1, -(-iw // sw))]
-    return out
 
 
 # --------------------------------------------------------------------------- writing

@@ -323,20 +323,6 @@ def size_level_figure(
     return fig
 
 
-# ------------------------------------------------------------------------- objectness
-
-
-def objectness_maps(dets: Detections) -> dict[str, np.ndarray]:
-    """Each level's objectness map cropped to the network input (the rest is padding to a multiple of 32)."""
-    ih, iw = dets.input_hw
-    out = {}
-    for level, tensor in dets.objectness.items():
-        sh, sw = dets.anchors[level].stride
-        m = tensor.numpy()
-        out[level] = m[: max(1, math.ceil(ih / sh)), : max(1, math.ceil(iw / sw))]
-    return out
-
-
 # ------------------------------------------------------------------------------- page
 
 
@@ -585,7 +571,7 @@ def _show_objectness(
         f"Each level's {what} at every position, blended over the image."
         + ("" if trained else " Untrained: these maps are noise too.")
     )
-    maps = objectness_maps(dets)
+    maps = dets.objectness_maps()
     ranges: dict[str, MapRange] = map_ranges(maps, "shared" if shared else "per-level")
     alpha = settings.style.alpha
     items = list(maps.items())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..device import resolve_device
+from ..export import check_export_settings
 from ..fpn import ABLATIONS, MERGE_MODES, UPSAMPLE_MODES
 from ..frameworks import (
     ConventionOverrides,
@@ -32,7 +33,7 @@ from ..frameworks import (
 )
 from ..images import ImageError, load_image
 from ..levels import DEFAULT_STAGES
-from ..maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES
+from ..maps import CHANNEL_AGGREGATIONS, COLORMAPS, SCOPES, MapStyle
 from ..pyramid import (
     DEFAULT_SIZE,
     MAX_SIZE,
@@ -147,6 +148,17 @@ def add_map_style_options(parser: argparse.ArgumentParser) -> None:
         help="channel aggregation: how the channels become one map",
     )
     parser.add_argument("--scope", choices=SCOPES, default="per-level", help="color range per map or shared")
+
+
+def map_style(args: argparse.Namespace, scale: float) -> MapStyle:
+    """The checked style of :func:`add_map_style_options` at ``scale`` (one ``error:`` line if bad)."""
+    return check_export_settings(
+        colormap=args.colormap,
+        alpha=number("--alpha", args.alpha, float),
+        aggregation=args.aggregation,
+        scope=args.scope,
+        scale=scale,
+    )
 
 
 def add_weights_option(parser: argparse.ArgumentParser, *, default: str, help: str) -> None:

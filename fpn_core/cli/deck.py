@@ -20,10 +20,9 @@ from pathlib import Path
 
 from ..deck import build_deck, deck_slide_count, run_lesson, write_deck
 from ..detection import DETECTOR_NAMES, build_detector, detect, detector_spec
-from ..export import check_export_settings
 from ..point import analyse_point
 from ..weights import operator_file_from_env
-from .common import Parents, add_map_style_options, analyse, number, warn_weights
+from .common import Parents, add_map_style_options, analyse, map_style, number, warn_weights
 
 __all__ = ["NO_DETECTOR", "add_parser", "run"]
 
@@ -50,13 +49,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
 
 def run(args: argparse.Namespace) -> int:
     """Cheap checks first, then the analysis, the detector, the point, and the deck written atomically."""
-    style = check_export_settings(
-        colormap=args.colormap,
-        alpha=number("--alpha", args.alpha, float),
-        aggregation=args.aggregation,
-        scope=args.scope,
-        scale=1.0,
-    )
+    style = map_style(args, 1.0)
     if args.out.suffix.lower() != ".pptx":
         raise ValueError(f"--out must name a .pptx file, got {str(args.out)!r}")
     score = number("--score", args.score, float, low=0, high=1)

@@ -14,9 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..export import EXPORT_SCALES, build_export, check_export_settings, write_export, zip_export
+from ..export import EXPORT_SCALES, build_export, write_export, zip_export
 from ..report import point_analysis
-from .common import Parents, add_map_style_options, analyse, number
+from .common import Parents, add_map_style_options, analyse, map_style
 
 __all__ = ["ZIP_NAME", "add_parser", "run"]
 
@@ -40,13 +40,7 @@ def add_parser(subcommands: argparse._SubParsersAction, parents: Parents) -> arg
 
 def run(args: argparse.Namespace) -> int:
     """Check the export settings, build and run the pyramid, then write the bundle."""
-    style = check_export_settings(
-        colormap=args.colormap,
-        alpha=number("--alpha", args.alpha, float),
-        aggregation=args.aggregation,
-        scope=args.scope,
-        scale=float(args.scale),
-    )
+    style = map_style(args, float(args.scale))
     done = analyse(args)
     extra = {"point": point_analysis(done.model, done.image, done.point, done.size)} if done.point is not None else {}
     files = build_export(

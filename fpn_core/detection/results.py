@@ -6,6 +6,7 @@ import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
 from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
@@ -163,6 +164,15 @@ class Detections:
     def level_names(self) -> tuple[str, ...]:
         """The detector's levels, fine to coarse (every key of ``objectness``)."""
         return tuple(self.objectness)
+
+    def objectness_maps(self) -> dict[str, np.ndarray]:
+        """Each level's objectness map cropped to the network input (the rest is padding to a multiple of 32)."""
+        ih, iw = self.input_hw
+        out = {}
+        for level, tensor in self.objectness.items():
+            sh, sw = self.anchors[level].stride
+            out[level] = tensor.numpy()[: max(1, -(-ih // sh)), : max(1, -(-iw // sw))]
+        return out
 
     def count_per_level(self) -> dict[str, int]:
         """How many detections each level produced (every level of the detector, zeros included)."""
