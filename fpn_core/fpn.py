@@ -113,7 +113,15 @@ class FPN(FeaturePyramidNetwork):
         ablation: str = "full",
         seed: int | None = None,
     ) -> None:
-        super().__init__(in_channels_list, out_channels, extra_blocks, norm_layer)
+        if seed is None:
+            super().__init__(in_channels_list, out_channels, extra_blocks, norm_layer)
+        else:
+            # Every tensor is drawn anew from the seed below: build on the meta device, so that
+            # torchvision's own two inits (the convolution's and the FPN's) are not drawn for nothing
+            # (they were two thirds of building an FPN, which a width step on the slider does).
+            with torch.device("meta"):
+                super().__init__(in_channels_list, out_channels, extra_blocks, norm_layer)
+            self.to_empty(device="cpu")
         self.upsample = _check_choice("upsample", upsample, UPSAMPLE_MODES)
         self.merge = _check_choice("merge", merge, MERGE_MODES)
         self.ablation = _check_choice("ablation", ablation, tuple(ABLATIONS))
@@ -121,7 +129,8 @@ class FPN(FeaturePyramidNetwork):
             self.reset_parameters(seed)
 
     def reset_parameters(self, seed: int) -> None:
-        """torchvision's init (``kaiming_uniform_(a=1)``, zero bias) drawn from a seeded generator."""
+        """torchvision's init (``kaiming_uniform_(a=1)``, zero bias) drawn from a seeded generator;
+        norm layers (the v2 R-CNNs' BatchNorm) start as their own ``reset_parameters`` leaves them."""
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for m in self.modules():
@@ -129,6 +138,8 @@ class FPN(FeaturePyramidNetwork):
                     nn.init.kaiming_uniform_(m.weight, a=1, generator=gen)
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
+                elif m is not self and callable(getattr(m, "reset_parameters", None)):
+                    m.reset_parameters()
 
     def forward(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.forward_steps(x)[0]
