@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, RUN_RECORDER_JS
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "RUN_RECORDER_JS"]

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from . import ROOT
-from .chromium import CHROMIUM, CHROMIUM_ARGS
+from .chromium import CHROMIUM, CHROMIUM_ARGS, RUN_RECORDER_JS
 from .coldstart import served
 from .measure import Context
 from .report import Row, Table, fmt
@@ -42,26 +42,23 @@ LEGACY_PATHS = {
     "stage-activations": "Stage_activations",
     "timing": "Timing",
 }
-WATCH_JS = """() => {
-    window.__runs = [];
-    if (window.__watching) return;
-    window.__watching = true;
-    const app = document.querySelector("[data-testid='stApp']");
-    new MutationObserver(() => {
-        window.__runs.push([app.getAttribute('data-test-script-state'), performance.now()]);
-    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
-#: Resolves with the time when the rerun has finished and every image is decoded.
-DONE_JS = """() => new Promise(resolve => {
+#: Resolves with the time when the press's run (full or fragment) has finished, the page shows it
+#: (``notRunning``), every image is decoded, and no further run started within 150 ms after.
+DONE_JS = """t0 => new Promise(resolve => {
+    let since = null;
     const check = () => {
-        const r = window.__runs; const i = r.findIndex(x => x[0] === 'running');
-        const end = i >= 0 ? r.slice(i).find(x => x[0] === 'notRunning') : undefined;
+        const now = performance.now();
+        const m = window.__msgs.filter(x => x[1] >= t0);
+        const lastDone = m.map(x => x[0] === 'fragment' ? 'done' : x[0]).lastIndexOf('done');
+        const lastStart = m.map(x => x[0]).lastIndexOf('start');
+        const app = document.querySelector("[data-testid='stApp']");
         const imgs = Array.from(document.querySelectorAll("[data-testid='stMain'] img"));
-        if (end && imgs.every(im => im.complete && im.naturalWidth > 0)) {
-            resolve(performance.now());
-        } else {
-            requestAnimationFrame(check);
-        }
+        const ok = lastDone >= 0 && lastDone > lastStart
+            && app.getAttribute('data-test-script-state') === 'notRunning'
+            && imgs.every(im => im.complete && im.naturalWidth > 0);
+        if (!ok) since = null;
+        else if (since === null) since = now;
+        if (since !== null && now - since > 150) resolve(since); else requestAnimationFrame(check);
     };
     check();
 })"""
@@ -124,6 +121,7 @@ def measure(dashboard: Path, presses: int, framed: bool = True) -> list[list[flo
 
 def _presses(browser, url: str, title: str, label: str, presses: int) -> list[float]:
     context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(RUN_RECORDER_JS)
     try:
         page = context.new_page()
         page.goto(url, timeout=300_000)
@@ -133,11 +131,10 @@ def _presses(browser, url: str, title: str, label: str, presses: int) -> list[fl
         thumb = page.locator("[data-testid='stSlider']").filter(has_text=label).locator("input[type='range']")
         times = []
         for _ in range(presses):
-            page.evaluate(WATCH_JS)
             thumb.focus()
             t0 = page.evaluate("() => performance.now()")
             thumb.press("ArrowRight")
-            done = page.evaluate(DONE_JS)
+            done = page.evaluate(DONE_JS, t0)
             times.append((done - t0) / 1e3)
             print(f"    {title} · {label}: {times[-1]:.3f} s", flush=True)
             page.wait_for_load_state("networkidle", timeout=300_000)

@@ -18,6 +18,43 @@ CHROMIUM_ARGS = [
 ]
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+#: Installed before the app loads: notes when each of streamlit's messages arrives and what it says
+#: about script runs (a ForwardMsg's top-level fields: 4 ``new_session`` starts a run, 6
+#: ``script_finished`` ends one: ``done`` a full run, ``fragment`` a fragment's, ``early`` one stopped for a
+#: rerun). ``window.__msgs`` holds ``[kind, performance.now()]`` per message. A fragment run (a
+#: sidebar control the page does not read) can start and finish within one React update, leaving
+#: the ``data-test-script-state`` attribute unchanged, so the messages are the clock.
+RUN_RECORDER_JS = """(() => {
+    window.__msgs = [];
+    const varint = (b, p) => { let x = 0, s = 0, c; do { c = b[p.i++]; x += (c & 0x7f) * 2 ** s; s += 7; }
+                               while (c & 0x80 && p.i < b.length); return x; };
+    const scan = (buf, t) => {
+        const b = new Uint8Array(buf), p = {i: 0};
+        while (p.i < b.length) {
+            const key = varint(b, p), field = Math.floor(key / 8), wire = key & 7;
+            if (wire === 0) {
+                const v = varint(b, p);
+                if (field === 6) window.__msgs.push([v === 2 ? 'early' : v === 3 ? 'fragment' : 'done', t]);
+            } else if (wire === 2) {
+                const n = varint(b, p);
+                if (field === 4) window.__msgs.push(['start', t]);
+                p.i += n;
+            }
+            else if (wire === 1) p.i += 8; else if (wire === 5) p.i += 4; else break;
+        }
+    };
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            this.addEventListener('message', ev => {
+                const t = performance.now();
+                if (ev.data instanceof ArrayBuffer) scan(ev.data, t);
+                else if (ev.data instanceof Blob) ev.data.arrayBuffer().then(buf => scan(buf, t));
+            });
+        }
+    };
+})()"""
 PAGE_TIMEOUT_MS = 180_000
 
 

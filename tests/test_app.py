@@ -237,3 +237,74 @@ def test_timing_measures_once_and_again_only_when_asked(monkeypatch: pytest.Monk
     assert not at.exception and len(calls) == 1
     at.button(key=S.KEY_MEASURE).click().run()
     assert not at.exception and len(calls) == 2
+
+
+def _main_area(at: AppTest) -> list[tuple[str, bytes]]:
+    """Every element of the page's main area (what the browser would redraw), as its protobuf."""
+    out: list[tuple[str, bytes]] = []
+
+    def walk(node: object) -> None:
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+            return
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            if proto.DESCRIPTOR.name == "DownloadButton":  # a drawn-on-demand file gets a new id each run
+                proto = type(proto).FromString(proto.SerializeToString())
+                proto.ClearField("deferred_file_id")
+            out.append((type(node).__name__, proto.SerializeToString(deterministic=True)))
+
+    walk(at.main)
+    return out
+
+
+def _other_value(control: S.Control, current: object) -> object:
+    """A valid value of ``control`` other than ``current``."""
+    if control.widget == "slider":
+        lo, hi, _ = control.bounds  # type: ignore[misc]
+        value = hi if current != hi else lo
+        return int(value) if isinstance(control.default, int) else value
+    if control.widget == "toggle":
+        return not current
+    return next(o for o in control.options if o != current)
+
+
+def _set(at: AppTest, control: S.Control, value: object) -> None:
+    kind = {"slider": "slider", "toggle": "toggle", "radio": "radio", "select": "selectbox"}[control.widget]
+    getattr(at, kind)(key=control.key).set_value(value).run()
+
+
+@pytest.mark.parametrize("spec", [s for s in frame.PAGES if s.ignores], ids=lambda s: s.url_path)
+def test_controls_a_page_ignores_leave_its_elements_unchanged(spec: frame.PageSpec) -> None:
+    """A control in ``ignores`` reruns only its fragment in the browser, so the page must truly not
+    read it: its main area stays element for element the same; a control it reads does change it."""
+    from ui.sidebar import table
+
+    at = _app(spec.file)
+    at.run()  # the weights notice is compact from the second run on
+    before = _main_area(at)
+    controls = table()
+    for key in sorted(spec.ignores):
+        control = controls[key]
+        _set(at, control, _other_value(control, at.session_state[key]))
+        assert not at.exception, key
+        assert _main_area(at) == before, f"{spec.title} reads {key}, which it declares ignored"
+    read = next(k for k in (S.KEY_OUT_CHANNELS, S.KEY_AGGREGATION) if k not in spec.ignores)
+    _set(at, controls[read], _other_value(controls[read], at.session_state[read]))
+    assert _main_area(at) != before, f"changing {read} must change {spec.title}"
+
+
+def test_backbone_pages_weights_notice_leaves_the_fpn_out() -> None:
+    """Stage activations shows no pyramid: its notice speaks of the backbone only, and a notice
+    already told in full on a pyramid page stays compact there."""
+    at = _app("pages/1_Stage_activations.py")
+    at.session_state[frame.NOTICES_SEEN] = set()  # as if this page were the session's first
+    at.run()
+    told = "\n".join(w.value for w in at.warning)
+    assert "backbone has random weights" in told and "FPN is untrained" not in told
+    at.switch_page("pages/2_FPN_outputs.py").run()
+    assert any("FPN is untrained" in w.value for w in at.warning), "the FPN's problem is new here: in full"
+    at.switch_page("pages/1_Stage_activations.py").run()
+    assert not at.warning and any("backbone has random weights" in e.label for e in at.expander)

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import PAGE_TIMEOUT_MS, no_exception, open_in_new_context, press_and_time, thumb, wait_idle
+from tests.browser import (
+    PAGE_TIMEOUT_MS,
+    RUN_RECORDER_JS,
+    no_exception,
+    open_in_new_context,
+    press_and_time,
+    thumb,
+    wait_idle,
+)
 from tests.conftest import ROOT, running_server
 
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -137,6 +145,54 @@ def test_width_change_persists_across_pages(server: str, browser: object) -> Non
     (ROOT / "artifacts" / "browser_timings.txt").write_text(
         f"width_change_ms={width_ms:.0f}\nalpha_change_ms={alpha_ms:.0f}\n", encoding="utf-8"
     )
+
+
+def _press_and_see_runs(page, label: str) -> list[str]:
+    """Press ArrowRight on a sidebar slider; the kinds of the runs it caused (``RUN_RECORDER_JS``)."""
+    slider = thumb(page, label)
+    slider.focus()
+    t0 = page.evaluate("() => performance.now()")
+    slider.press("ArrowRight")
+    page.wait_for_function(
+        "t0 => window.__msgs.some(m => m[1] >= t0 && (m[0] === 'done' || m[0] === 'fragment'))",
+        arg=t0,
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    page.wait_for_timeout(300)  # a full rerun would have started by now
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=PAGE_TIMEOUT_MS)
+    return page.evaluate("t0 => window.__msgs.filter(m => m[1] >= t0).map(m => m[0])", t0)
+
+
+def test_a_control_the_page_ignores_reruns_only_its_fragment(server: str, browser: object) -> None:
+    """Stage activations does not read the FPN width: a press reruns the slider's fragment alone (the
+    page's images stay, its downloads work, the address bar follows). On FPN outputs the same press
+    reruns the page."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)  # type: ignore[attr-defined]
+    context.add_init_script(RUN_RECORDER_JS)
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/stage-activations?input_size=128", timeout=PAGE_TIMEOUT_MS)
+        wait_idle(page, "Stage activations")
+        images = "els => els.map(e => e.src)"
+        before = page.eval_on_selector_all("[data-testid='stMain'] img", images)
+        kinds = _press_and_see_runs(page, "FPN channel width d")
+        assert "fragment" in kinds and "done" not in kinds, kinds
+        page.wait_for_function("() => location.search.includes('fpn_width=272')", timeout=PAGE_TIMEOUT_MS)
+        assert page.eval_on_selector_all("[data-testid='stMain'] img", images) == before
+        with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:  # the page's downloads still work
+            page.locator("[data-testid='stMain'] [data-testid='stDownloadButton'] button").first.click()
+        assert download.value.suggested_filename == "stage_c1_map.png"
+        no_exception(page)
+
+        page.locator("[data-testid='stSidebarNav'] a[href*='/fpn-outputs']").click()
+        wait_idle(page, "FPN outputs")
+        assert "shape 272 × 16 × 16" in page.inner_text("body")
+        kinds = _press_and_see_runs(page, "FPN channel width d")
+        assert "done" in kinds and "fragment" not in kinds, kinds
+        page.get_by_text("shape 288 × 16 × 16").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        no_exception(page)
+    finally:
+        context.close()
 
 
 def test_url_with_query_params_opens_that_view(server: str, browser: object) -> None:

@@ -35,23 +35,49 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTICES_SEEN = "_weights_notices_seen"
 
 
+#: The sidebar controls that shape the pyramid above the backbone.
+FPN_KEYS = frozenset({S.KEY_OUT_CHANNELS, S.KEY_STAGES, S.KEY_UPSAMPLE, S.KEY_MERGE, S.KEY_P6})
+#: The sidebar controls that only change how maps are drawn.
+MAP_STYLE_KEYS = frozenset({S.KEY_AGGREGATION, S.KEY_COLORMAP, S.KEY_ALPHA, S.KEY_SCOPE})
+
+
 @dataclass(frozen=True)
 class PageSpec:
-    """One page of the app: its file in ``pages/``, title, icon and URL path."""
+    """One page of the app: its file in ``pages/``, title, icon, URL path and menu section.
+
+    ``ignores`` names the sidebar controls the page does not read: each is drawn in a fragment of
+    its own, so changing it does not rerun the page and the browser redraws one widget. A test
+    changes each one and checks that the page's elements stay the same.
+    """
 
     file: str
     title: str
     icon: str
     url_path: str
     section: str
+    ignores: frozenset[str] = frozenset()
+
+    @property
+    def shows_fpn(self) -> bool:
+        """Whether the page shows the pyramid (else the weights notice speaks of the backbone alone)."""
+        return S.KEY_OUT_CHANNELS not in self.ignores
 
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/0_Home.py", "Home", ":material/home:", "home", "Explore"),
-    PageSpec("pages/1_Stage_activations.py", "Stage activations", ":material/layers:", "stage-activations", "Explore"),
-    PageSpec("pages/2_FPN_outputs.py", "FPN outputs", ":material/stacks:", "fpn-outputs", "Explore"),
+    PageSpec(
+        "pages/1_Stage_activations.py",
+        "Stage activations",
+        ":material/layers:",
+        "stage-activations",
+        "Explore",
+        (FPN_KEYS - {S.KEY_STAGES}) | {S.KEY_ALPHA},
+    ),
+    PageSpec(
+        "pages/2_FPN_outputs.py", "FPN outputs", ":material/stacks:", "fpn-outputs", "Explore", frozenset({S.KEY_ALPHA})
+    ),
     PageSpec("pages/3_Overlays.py", "Overlays", ":material/image:", "overlays", "Explore"),
-    PageSpec("pages/4_Timing.py", "Timing", ":material/timer:", "timing", "Explore"),
+    PageSpec("pages/4_Timing.py", "Timing", ":material/timer:", "timing", "Explore", MAP_STYLE_KEYS),
     PageSpec("pages/5_Step_by_step.py", "FPN step by step", ":material/stairs:", "step-by-step", "Teach"),
     PageSpec("pages/6_AB_comparison.py", "A/B comparison", ":material/compare:", "ab-comparison", "Teach"),
     PageSpec("pages/7_Scale_probe.py", "Scale probe", ":material/straighten:", "scale-probe", "Teach"),
@@ -115,31 +141,43 @@ def run(*, from_bare_page: bool = False) -> None:
     if fell_back_to_main and page.url_path:
         components.html("<script>window.parent.location.reload();</script>", height=0)
         st.stop()
-    settings_now, link_notices = sidebar.show_sidebar()
+    spec = _SPECS.get(page.url_path, _UNKNOWN)
+    with st.sidebar:
+        settings_now, link_notices = sidebar.show_sidebar(spec.ignores)
     for notice in link_notices:
         st.warning(notice, icon=":material/link_off:")
-    show_weights_notice(settings_now)
-    _freeze_startup_objects()
+    show_weights_notice(settings_now, fpn=spec.shows_fpn)
+    _freeze_startup_objects("")
     page.run()
+    _freeze_startup_objects(page.url_path)
+
+
+_SPECS = {spec.url_path: spec for spec in PAGES}
+#: A page not in :data:`PAGES` (the old addresses' redirects): it may read every control.
+_UNKNOWN = PageSpec("", "", "", "", "")
 
 
 _frozen = threading.Lock()
-_FROZEN: list[bool] = []
+#: The pages whose first run in this process has been followed by a freeze.
+_FROZEN: set[str] = set()
 
 
-def _freeze_startup_objects() -> None:
-    """Once per process, after the imports and the first model: exempt them from the cyclic GC.
+def _freeze_startup_objects(page: str) -> None:
+    """Once per page and process, after its first run: exempt what exists now from the cyclic GC.
 
     Streamlit collects garbage after every run (``runner.postScriptGC``). With torch, torchvision,
-    matplotlib and the model loaded that full collection scans about 400,000 objects and took
-    180 ms of every rerun here, most of a slider's response. Frozen objects are still freed by
-    reference counting; only what each run creates later is scanned (well under a millisecond).
+    matplotlib and the model loaded that full collection scans about 440,000 objects and took
+    180 ms of every rerun here, most of a slider's response. The first freeze (before the first
+    page, after the first model) left the modules a page imports on its first run (matplotlib for
+    the downloads, PIL's plugins, ...) outside: 65,000 objects, 30 to 60 ms of every rerun in
+    Chromium. So each page's first run is followed by a freeze too (a dozen at most). Frozen
+    objects are still freed by reference counting; only what each run creates later is scanned.
     """
     with _frozen:
-        if not _FROZEN:
+        if page not in _FROZEN:
             gc.collect()
             gc.freeze()
-            _FROZEN.append(True)
+            _FROZEN.add(page)
 
 
 def settings() -> S.Settings:
@@ -181,11 +219,16 @@ def _progress_bar() -> tuple[object, object]:
     return bar, progress
 
 
-def show_weights_notice(settings_now: S.Settings) -> None:
+def show_weights_notice(settings_now: S.Settings, *, fpn: bool = True) -> None:
     """What weights run, before the page: in full the first time, then as one line with an expander.
 
     Building the shared backbone happens here the first time (with a progress bar when a
     download runs); the page then finds it in the cache.
+
+    Args:
+        settings_now: the sidebar's settings.
+        fpn: whether the page shows the pyramid; a page that shows the backbone alone hears
+            about the backbone's weights only (and its notice does not change with the FPN's width).
     """
     config = settings_now.config
     bar, progress = _progress_bar()
@@ -195,6 +238,8 @@ def show_weights_notice(settings_now: S.Settings) -> None:
         if cache.is_folder_weights(config.weights):  # the user's file: its own backbone and trained FPN
             return cache.get_file_pyramid(cache.FileKey(key)).provenance
         backbone = cache.get_backbone(key, progress)
+        if not fpn:
+            return backbone.provenance
         desc, trained = describe_fpn_weights(config, backbone)
         return dataclasses.replace(backbone.provenance, fpn=desc, fpn_pretrained=trained)
 
@@ -206,14 +251,18 @@ def show_weights_notice(settings_now: S.Settings) -> None:
         bar.empty()
     if provenance is None:
         return
-    problems, advice = weights_problems(provenance, config.out_channels, config.weights)
+    problems, advice = weights_problems(provenance, config.out_channels, config.weights, fpn=fpn)
     if not problems:
-        st.caption(f"Weights: {provenance.backbone}; FPN: {provenance.fpn}.")
+        st.caption(f"Weights: {provenance.backbone}" + (f"; FPN: {provenance.fpn}." if fpn else "."))
         return
-    seen: set[str] = st.session_state.setdefault(NOTICES_SEEN, set())
+    seen: set[tuple[str, str]] = st.session_state.setdefault(NOTICES_SEEN, set())
     text = "  \n".join(problems) + "  \n" + advice
-    if text not in seen:
-        seen.add(text)
+    # Each kind of problem is told in full once per session (not again at every width step).
+    kinds = {(config.weights, "backbone")} if not provenance.pretrained else set()
+    if fpn and not provenance.fpn_pretrained:
+        kinds.add((config.weights, "fpn"))
+    if not kinds <= seen:
+        seen.update(kinds)
         st.warning(text, icon=":material/warning:")
         _retry_row(provenance, nested=False)
         return
@@ -231,15 +280,20 @@ def show_weights_notice(settings_now: S.Settings) -> None:
 FPN_FILES = {key: wf for key, wf in WEIGHT_FILES.items() if wf.fpn_stages}
 
 
-def weights_problems(provenance: Provenance, out_channels: int, requested: str) -> tuple[list[str], str]:
-    """What is untrained, and what to do about it (empty when all weights are trained)."""
+def weights_problems(
+    provenance: Provenance, out_channels: int, requested: str, *, fpn: bool = True
+) -> tuple[list[str], str]:
+    """What is untrained, and what to do about it (empty when all weights are trained).
+
+    ``fpn=False``: the backbone's weights only (for a page that shows no pyramid).
+    """
     problems = []
     if not provenance.pretrained:
         problems.append(
             f"**The backbone has random weights** ({provenance.backbone}): the maps show what an untrained "
             "ResNet-50 does, not learned features."
         )
-    if not provenance.fpn_pretrained:
+    if fpn and not provenance.fpn_pretrained:
         if requested in FPN_FILES and provenance.fpn.startswith("random init ("):
             why = provenance.fpn.split(": ", 1)[-1] if ": " in provenance.fpn else "its checkpoint could not be loaded"
         else:

@@ -21,6 +21,8 @@ from ui import settings as S
 UPLOAD_MAX_SIDE = 1024
 #: Session-state flag: the link's query parameters have been read for this session.
 URL_READ = "_url_read"
+#: Widget key of the share expander (open: its link is drawn fresh on every change).
+KEY_SHARE_OPEN = "share_link_open"
 
 
 def table() -> dict[str, S.Control]:
@@ -82,8 +84,9 @@ def share_link(params: Mapping[str, str]) -> str:
 
 
 def draw(control: S.Control, where: object = None) -> object:
-    """Draw one control's widget (no ``value=``: the value lives under its key) and return its value."""
-    where = where or st.sidebar
+    """Draw one control's widget (no ``value=``: the value lives under its key) in ``where`` (by
+    default the current container) and return its value."""
+    where = where or st
     common = {"key": control.key, "help": control.help}
     if control.widget == "slider":
         lo, hi, step = control.bounds  # type: ignore[misc]
@@ -136,6 +139,21 @@ def _on_file(key: str) -> None:
     handle_upload(st.session_state.get(key))
 
 
+@st.fragment
+def _unread(key: str) -> None:
+    """A control the page on screen does not read, in a fragment of its own: changing it reruns this alone.
+
+    The page's elements stay as they are (they do not depend on it), so the browser redraws one
+    widget instead of the page. The address bar follows the new value here; the share link is
+    drawn anew by a full rerun, and only while its expander is open.
+    """
+    controls = table()
+    draw(controls[key])
+    write_url(controls)
+    if st.session_state.get(KEY_SHARE_OPEN):
+        st.rerun(scope="app")
+
+
 def _upload_choice() -> S.ImageChoice | None:
     """The last accepted upload or photo, if any."""
     state = st.session_state
@@ -165,19 +183,18 @@ def _upload_messages(prompt: str) -> None:
     """The last refused file's error, or a prompt while there is no image yet."""
     error = st.session_state.get(S.UPLOAD_ERROR)
     if error:
-        st.sidebar.error(error)
+        st.error(error)
     elif st.session_state.get(S.UPLOAD_IMAGE) is None:
-        st.sidebar.info(prompt)
+        st.info(prompt)
 
 
 def _choose_image(controls: Mapping[str, S.Control]) -> S.ImageChoice | None:
     """The image widgets; returns the chosen image, or None with a message shown."""
-    sb = st.sidebar
     source = draw(controls[S.KEY_SOURCE])
     if source == S.SOURCE_SCALES:
-        sb.caption("One target shape at 32, 64, 128 and 256 px: each pyramid level answers a different size.")
+        st.caption("One target shape at 32, 64, 128 and 256 px: each pyramid level answers a different size.")
     elif source == S.SOURCE_UPLOAD:
-        sb.file_uploader(
+        st.file_uploader(
             f"Upload an image (up to {MAX_UPLOAD_BYTES // 2**20} MB)",
             type=list(S.UPLOAD_TYPES),
             key=S.KEY_UPLOAD,
@@ -187,7 +204,7 @@ def _choose_image(controls: Mapping[str, S.Control]) -> S.ImageChoice | None:
         )
         _upload_messages("Choose an image file to analyse it.")
     elif source == S.SOURCE_CAMERA:
-        sb.camera_input(
+        st.camera_input(
             "Take a photo",
             key=S.KEY_CAMERA,
             on_change=_on_file,
@@ -196,47 +213,58 @@ def _choose_image(controls: Mapping[str, S.Control]) -> S.ImageChoice | None:
         )
         _upload_messages("Take a photo to analyse it (the browser asks for the camera first).")
     elif not cache.sample_names():
-        sb.warning("No sample images were found; use the synthetic image or an upload.")
+        st.warning("No sample images were found; use the synthetic image or an upload.")
     else:
         draw(controls[S.KEY_SAMPLE])
     return image_from_state()
 
 
-def show_sidebar() -> tuple[S.Settings, list[str]]:
-    """Draw the sidebar and return what it chose.
+def show_sidebar(ignores: frozenset[str] = frozenset()) -> tuple[S.Settings, list[str]]:
+    """Draw the sidebar (into the current container: the frame's ``with st.sidebar``) and return what it chose.
+
+    Args:
+        ignores: the control keys the page on screen does not read: each is drawn in a fragment
+            of its own (:func:`_unread`), so changing it does not rerun the page.
 
     Returns:
         The current settings, and warnings about refused link values (first run only).
     """
-    sb = st.sidebar
     controls = table()
+
+    def put(key: str, where: object = None) -> None:
+        if key not in ignores:
+            draw(controls[key], where)
+            return
+        with where or st.container():
+            _unread(key)
+
     notices = read_url(controls)
-    sb.header("Image")
+    st.header("Image")
     image = _choose_image(controls)
     if image is not None:
         h, w = image.array.shape[:2]
         thumb = panels.screen_jpeg(cache.thumbnail(image.digest, image.array))
-        sb.image(thumb, caption=f"{image.name} · {w} × {h} px", width=220)
+        st.image(thumb, caption=f"{image.name} · {w} × {h} px", width=220)
 
-    sb.header("Pyramid")
-    draw(controls[S.KEY_OUT_CHANNELS])
-    draw(controls[S.KEY_STAGES])
+    st.header("Pyramid")
+    put(S.KEY_OUT_CHANNELS)
+    draw(controls[S.KEY_STAGES])  # always redraws the page: its error message is drawn below it
     _, stage_error = S.stages_from_state(st.session_state)
     if stage_error:
-        sb.error(stage_error)
-    left, right = sb.columns(2)
-    draw(controls[S.KEY_UPSAMPLE], left)
-    draw(controls[S.KEY_MERGE], right)
+        st.error(stage_error)
+    left, right = st.columns(2)
+    put(S.KEY_UPSAMPLE, left)
+    put(S.KEY_MERGE, right)
     for key in (S.KEY_P6, S.KEY_SIZE, S.KEY_DEVICE, S.KEY_WEIGHTS):
-        draw(controls[key])
+        put(key)
 
-    sb.header("Maps")
-    draw(controls[S.KEY_AGGREGATION])
-    left, right = sb.columns(2)
-    draw(controls[S.KEY_COLORMAP], left)
-    draw(controls[S.KEY_ALPHA], right)
-    draw(controls[S.KEY_SCOPE])
-    draw(controls[S.KEY_EXPORT_SCALE])
+    st.header("Maps")
+    put(S.KEY_AGGREGATION)
+    left, right = st.columns(2)
+    put(S.KEY_COLORMAP, left)
+    put(S.KEY_ALPHA, right)
+    put(S.KEY_SCOPE)
+    put(S.KEY_EXPORT_SCALE)
 
     _show_share_hint(write_url(controls))
     return S.settings_from_state(st.session_state, controls, image), notices
@@ -244,15 +272,14 @@ def show_sidebar() -> tuple[S.Settings, list[str]]:
 
 def _show_share_hint(params: Mapping[str, str]) -> None:
     """The "copy link" hint: the address bar holds every setting; a copyable link below."""
-    sb = st.sidebar
-    sb.header("Share")
-    with sb.expander("Copy link to this view", icon=":material/link:"):
+    st.header("Share")
+    with st.expander("Copy link to this view", icon=":material/link:", key=KEY_SHARE_OPEN, on_change="rerun"):
         st.caption(
             "The address bar holds every setting above, so copying it shares this exact view. "
             "Or copy this link (the copy button is at its top right):"
         )
         st.code(share_link(params), language=None, wrap_lines=True)
-    sb.caption(
+    st.caption(
         "Uploads and photos can't travel in a URL: a link made with one opens on that source without "
         "the image. Share a sample or the scales image instead."
     )
