@@ -44,3 +44,17 @@ def test_writable_arrays_are_encoded_each_time() -> None:
     second = panels.screen_jpeg(image)
     assert second != first
     assert id(image) not in panels._encoded
+
+
+def test_with_strip_draws_the_scale_under_the_image_once_per_image() -> None:
+    from ui import panels
+
+    image = np.zeros((40, 512, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    out = panels.with_strip(image, "viridis")
+    assert out.shape[1] == 512 and out.shape[0] == 40 + round(512 / 40) + 20
+    assert (out[:40] == 0).all() and (out[40 : 40 + round(512 / 40)] == 255).all()
+    strip = out[-20:].astype(int)
+    assert strip[:, 0].sum() < strip[:, -1].sum()  # dark (low) on the left, bright (high) on the right
+    assert panels.with_strip(image, "viridis") is out  # the same bytes for the browser on a rerun
+    assert panels.with_strip(image, "magma") is not out

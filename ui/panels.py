@@ -1,8 +1,10 @@
 """Screen panels: numpy images with light titles and color bars; figures only for downloads.
 
 On screen a map is an RGB array from ``fpn_core.maps`` (OpenCV/color-map code, a few ms),
-shown with ``st.image``; its title is markdown and its color scale a small cached strip
-with the values as text, so a screenshot of a panel still says what it shows. The annotated
+shown with ``st.image``; its title is markdown, its color scale a strip drawn into the bottom of
+the same image with the values in the image's caption, so a screenshot of a panel still says what
+it shows (one image and no extra elements per panel: each element is work for the browser at
+every rerun). The annotated
 matplotlib figure (``fpn_core.figures``) is drawn only when its PNG download is pressed, at
 the sidebar's export resolution.
 """
@@ -107,6 +109,37 @@ def _forget(key: int) -> None:
         _encoded.pop(key, None)
 
 
+_stripped: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+
+
+def with_strip(image: np.ndarray, colormap: str) -> np.ndarray:
+    """``image`` with its color strip below it (a white gap, then low to high values left to right).
+
+    The strip keeps the shape it had as an image of its own stretched to the column (256 x 10).
+    For a read-only image the result is kept as long as the image lives, so a rerun that shows
+    the same image sends the same bytes (see :func:`screen_jpeg`).
+    """
+    key = (id(image), colormap)
+    with _encoded_lock:
+        hit = _stripped.get(key)
+    if hit is not None and hit[0]() is image:
+        return hit[1]
+    w = image.shape[1]
+    strip = cv2.resize(colorbar_strip(colormap), (w, max(4, round(w * 10 / 256))), interpolation=cv2.INTER_LINEAR)
+    gap = np.full((max(4, round(w / 40)), w, 3), 255, dtype=np.uint8)
+    out = np.concatenate([np.asarray(image, dtype=np.uint8), gap, strip])
+    out.setflags(write=False)
+    if not image.flags.writeable:
+
+        def forget(_: object, k: tuple[int, str] = key) -> None:
+            with _encoded_lock:
+                _stripped.pop(k, None)
+
+        with _encoded_lock:
+            _stripped[key] = (weakref.ref(image, forget), out)
+    return out
+
+
 @st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)
 def map_image(map_: np.ndarray, scale: ColorScale) -> np.ndarray:
     """A 2-D map colored by its scale and sized for the screen (RGB uint8, read-only).
@@ -154,7 +187,7 @@ def show_panel(
         image: RGB uint8, or None for a step that does not exist (``missing`` says why).
         title: what the panel shows (level, stride, shape ...), as markdown.
         caption: a line under the image.
-        scale: the color scale, shown as a strip with its end values.
+        scale: the color scale: a strip drawn under the image, its end values in the caption.
         download: the annotated figure offered as a PNG (drawn only when pressed).
         export_scale: resolution of the download (1x = 100 dpi).
         missing: text in place of a missing image.
@@ -162,18 +195,26 @@ def show_panel(
     st.markdown(f"**{title}**")
     if image is None:
         st.info(missing or "Not computed.", icon=":material/block:")
+        if scale is not None:
+            show_color_scale(scale)
     else:
+        if scale is not None:
+            image = with_strip(image, scale.colormap)
+            caption = " · ".join(part for part in (scale_text(scale), caption) if part)
         st.image(screen_jpeg(image), width="stretch", caption=caption)
-    if scale is not None:
-        show_color_scale(scale)
     if download is not None:
         download_button(download, export_scale)
 
 
+def scale_text(scale: ColorScale) -> str:
+    """``"0.0115 ◀ channel mean ▶ 0.308 · viridis"``: a strip's end values and what they measure."""
+    return f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.colormap}"
+
+
 def show_color_scale(scale: ColorScale) -> None:
-    """The color strip with its end values and what they measure."""
+    """A color strip of its own (one shared by a row of panels) with its end values."""
     st.image(screen_jpeg(colorbar_strip(scale.colormap)), width="stretch")
-    st.caption(f"{_number(scale.rng.vmin)} ◀ {scale.label} ▶ {_number(scale.rng.vmax)} · {scale.colormap}")
+    st.caption(scale_text(scale))
 
 
 def show_row(
