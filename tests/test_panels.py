@@ -58,3 +58,26 @@ def test_with_strip_draws_the_scale_under_the_image_once_per_image() -> None:
     assert strip[:, 0].sum() < strip[:, -1].sum()  # dark (low) on the left, bright (high) on the right
     assert panels.with_strip(image, "viridis") is out  # the same bytes for the browser on a rerun
     assert panels.with_strip(image, "magma") is not out
+
+
+def test_freeing_an_image_frees_its_strip_and_bytes_without_deadlock() -> None:
+    """The strip's entry goes with its image, and the composed image's JPEG with it (two weakref
+    callbacks, one inside the other: they once waited on the same lock forever)."""
+    import threading
+
+    from ui import panels
+
+    def cycle() -> None:
+        for _ in range(20):
+            image = np.full((24, 64, 3), 7, dtype=np.uint8)
+            image.setflags(write=False)
+            panels.screen_jpeg(panels.with_strip(image, "viridis"))
+            del image
+            gc.collect()
+
+    worker = threading.Thread(target=cycle, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "freeing an image deadlocked"
+    gc.collect()
+    assert not any(ref() is not None and ref().shape == (24, 64, 3) for ref, _ in panels._stripped.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from collections import OrderedDict
@@ -28,6 +29,7 @@ from fpn_core import (
 )
 from fpn_core.fpn import fpn_parameters
 from fpn_core.levels import torchvision_key_to_level, validate_stages
+from tests.conftest import ROOT
 
 STAGE_SETS = [
     ("c2", "c3"),
@@ -319,3 +321,38 @@ def test_pyramidfpn_is_a_torchvision_fpn():
     fpn = FPN([512, 1024], 64, LastLevelMaxPool(), seed=0)
     assert isinstance(fpn, FeaturePyramidNetwork)
     assert set(fpn.state_dict()) == set(FeaturePyramidNetwork([512, 1024], 64, LastLevelMaxPool()).state_dict())
+
+
+@pytest.mark.parametrize("norm", [None, torch.nn.BatchNorm2d])
+def test_seeded_fpn_is_torchvisions_fpn_drawn_from_the_seed(norm) -> None:
+    """``FPN(seed=...)`` is built on the meta device and drawn once: its tensors are exactly those of
+    torchvision's FPN re-initialised from the same seeded generator (kaiming a=1, zero bias, default norms)."""
+    from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
+
+    from fpn_core.fpn import FPN
+
+    ours = FPN([512, 1024, 2048], 64, LastLevelP6P7(2048, 64), norm, seed=7)
+    ref = FeaturePyramidNetwork([512, 1024, 2048], 64, LastLevelP6P7(2048, 64), norm)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_uniform_(m.weight, a=1, generator=gen)
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+    mine, theirs = ours.state_dict(), ref.state_dict()
+    assert list(mine) == list(theirs)
+    for key in theirs:
+        assert torch.equal(mine[key], theirs[key]), key
+    assert all(not t.is_meta for t in mine.values())
+
+
+def test_served_app_waits_passively_unless_the_operator_says_otherwise() -> None:
+    """``ui`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (OpenMP reads it once); an operator's value wins."""
+    code = "import os, ui, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

@@ -76,7 +76,8 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_LONG_SIDE) -> np.ndarray:
 
 
 _encoded: dict[int, tuple[weakref.ref, bytes]] = {}
-_encoded_lock = threading.Lock()
+# Re-entrant: a weakref callback (an image freed) can run on a thread that holds the lock.
+_encoded_lock = threading.RLock()
 
 
 def screen_jpeg(image: np.ndarray) -> bytes:
@@ -110,6 +111,7 @@ def _forget(key: int) -> None:
 
 
 _stripped: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+_stripped_lock = threading.RLock()
 
 
 def with_strip(image: np.ndarray, colormap: str) -> np.ndarray:
@@ -120,7 +122,7 @@ def with_strip(image: np.ndarray, colormap: str) -> np.ndarray:
     the same image sends the same bytes (see :func:`screen_jpeg`).
     """
     key = (id(image), colormap)
-    with _encoded_lock:
+    with _stripped_lock:
         hit = _stripped.get(key)
     if hit is not None and hit[0]() is image:
         return hit[1]
@@ -132,10 +134,10 @@ def with_strip(image: np.ndarray, colormap: str) -> np.ndarray:
     if not image.flags.writeable:
 
         def forget(_: object, k: tuple[int, str] = key) -> None:
-            with _encoded_lock:
+            with _stripped_lock:
                 _stripped.pop(k, None)
 
-        with _encoded_lock:
+        with _stripped_lock:
             _stripped[key] = (weakref.ref(image, forget), out)
     return out
 
