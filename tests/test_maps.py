@@ -259,3 +259,17 @@ def test_check_colormap_accepts_matplotlib_names_and_names_a_bad_one() -> None:
         check_colormap(name)
     with pytest.raises(ValueError, match=r"colormap must be a matplotlib color map \(e.g. viridis.*got 'nope'"):
         check_colormap("nope")
+
+
+@pytest.mark.parametrize("colormap", [*COLORMAPS, "jet", "tab10"])
+def test_colorize_gives_matplotlibs_own_bytes(colormap: str) -> None:
+    """The table lookup is byte for byte what the color map's ``__call__`` gives, at the ends,
+    at entry boundaries, outside [0, 1] (clipped) and for NaN (the "bad" color)."""
+    import matplotlib
+
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 61), dtype=np.float32) * 1.4 - 0.2
+    x[0, :6] = [0.0, 1.0, np.nan, 0.5, 1 / 256, 255 / 256]
+    x[1, :2] = [np.nextafter(np.float32(1), np.float32(0)), -0.0]
+    expected = matplotlib.colormaps[colormap](np.clip(x, 0.0, 1.0), bytes=True)[..., :3]
+    assert np.array_equal(colorize(x, colormap), expected)
