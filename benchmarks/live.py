@@ -49,8 +49,8 @@ DONE_JS = """t0 => new Promise(resolve => {
     const check = () => {
         const now = performance.now();
         const m = window.__msgs.filter(x => x[1] >= t0);
-        const lastDone = m.map(x => x[0] === 'fragment' ? 'done' : x[0]).lastIndexOf('done');
-        const lastStart = m.map(x => x[0]).lastIndexOf('start');
+        const lastDone = m.findLastIndex(x => x[0] === 'done' || x[0] === 'fragment');
+        const lastStart = m.findLastIndex(x => x[0] === 'start');
         const app = document.querySelector("[data-testid='stApp']");
         const imgs = Array.from(document.querySelectorAll("[data-testid='stMain'] img"));
         const ok = lastDone >= 0 && lastDone > lastStart

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -26,6 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fpn_core.figures import figure_to_png, maps_row_figure
 from fpn_core.maps import MapRange, colorize, normalize
+
+T = TypeVar("T")
 
 #: Maps are enlarged with nearest neighbour to about this long side, so cells stay crisp
 #: (a browser would blur a 16 × 16 map stretched over a column).
@@ -75,71 +78,71 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_LONG_SIDE) -> np.ndarray:
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
 
 
-_encoded: dict[int, tuple[weakref.ref, bytes]] = {}
-# Re-entrant: a weakref callback (an image freed) can run on a thread that holds the lock.
-_encoded_lock = threading.RLock()
+class _PerArray:
+    """Values derived from read-only arrays, looked up by the array's identity and dropped with it.
+
+    The caches hand back the same read-only arrays on every rerun, so what is derived from one
+    (its JPEG bytes, its image with a strip) is made once and, being the same object, keeps the
+    same URL: the browser neither fetches nor decodes it again. A writable array may still
+    change, so its value is made each time and not kept.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[object, tuple[weakref.ref, object]] = {}
+        # Re-entrant: freeing one entry's value can free an array another entry hangs on, whose
+        # weakref callback then runs on the thread that holds the lock.
+        self._lock = threading.RLock()
+
+    def get(self, image: np.ndarray, key: object, make: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self.entries.get(key)
+        if hit is not None and hit[0]() is image:
+            return hit[1]  # type: ignore[return-value]
+        value = make()
+        if not image.flags.writeable:
+            ref = weakref.ref(image, lambda _, k=key: self._drop(k))
+            with self._lock:
+                self.entries[key] = (ref, value)
+        return value
+
+    def _drop(self, key: object) -> None:
+        with self._lock:
+            self.entries.pop(key, None)
+
+
+_jpegs, _strips = _PerArray(), _PerArray()
+_encoded, _stripped = _jpegs.entries, _strips.entries
 
 
 def screen_jpeg(image: np.ndarray) -> bytes:
-    """JPEG bytes of an RGB uint8 screen image, encoded once per read-only array.
+    """JPEG bytes of an RGB uint8 screen image, encoded once per read-only array (:class:`_PerArray`)."""
 
-    The caches hand back the same read-only arrays on every rerun, so a rerun that does not
-    change an image (a control the page does not use) encodes nothing, and the bytes, hence the
-    image's URL, stay the same: the browser neither fetches nor decodes it again. A writable
-    array may still change, so it is encoded each time.
-    """
-    key = id(image)
-    with _encoded_lock:
-        hit = _encoded.get(key)
-    if hit is not None and hit[0]() is image:
-        return hit[1]
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
-        buffer, format="JPEG", quality=SCREEN_JPEG_QUALITY
-    )
-    data = buffer.getvalue()
-    if not image.flags.writeable:
-        ref = weakref.ref(image, lambda _, k=key: _forget(k))
-        with _encoded_lock:
-            _encoded[key] = (ref, data)
-    return data
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
+            buffer, format="JPEG", quality=SCREEN_JPEG_QUALITY
+        )
+        return buffer.getvalue()
 
-
-def _forget(key: int) -> None:
-    with _encoded_lock:
-        _encoded.pop(key, None)
-
-
-_stripped: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
-_stripped_lock = threading.RLock()
+    return _jpegs.get(image, id(image), encode)
 
 
 def with_strip(image: np.ndarray, colormap: str) -> np.ndarray:
     """``image`` with its color strip below it (a white gap, then low to high values left to right).
 
     The strip keeps the shape it had as an image of its own stretched to the column (256 x 10).
-    For a read-only image the result is kept as long as the image lives, so a rerun that shows
-    the same image sends the same bytes (see :func:`screen_jpeg`).
+    Made once per read-only image (:class:`_PerArray`), so a rerun sends the same bytes.
     """
-    key = (id(image), colormap)
-    with _stripped_lock:
-        hit = _stripped.get(key)
-    if hit is not None and hit[0]() is image:
-        return hit[1]
-    w = image.shape[1]
-    strip = cv2.resize(colorbar_strip(colormap), (w, max(4, round(w * 10 / 256))), interpolation=cv2.INTER_LINEAR)
-    gap = np.full((max(4, round(w / 40)), w, 3), 255, dtype=np.uint8)
-    out = np.concatenate([np.asarray(image, dtype=np.uint8), gap, strip])
-    out.setflags(write=False)
-    if not image.flags.writeable:
 
-        def forget(_: object, k: tuple[int, str] = key) -> None:
-            with _stripped_lock:
-                _stripped.pop(k, None)
+    def compose() -> np.ndarray:
+        w = image.shape[1]
+        strip = cv2.resize(colorbar_strip(colormap), (w, max(4, round(w * 10 / 256))), interpolation=cv2.INTER_LINEAR)
+        gap = np.full((max(4, round(w / 40)), w, 3), 255, dtype=np.uint8)
+        out = np.concatenate([np.asarray(image, dtype=np.uint8), gap, strip])
+        out.setflags(write=False)
+        return out
 
-        with _stripped_lock:
-            _stripped[key] = (weakref.ref(image, forget), out)
-    return out
+    return _strips.get(image, (id(image), colormap), compose)
 
 
 @st.cache_resource(show_spinner=False, max_entries=192, ttl=3600)

@@ -234,9 +234,11 @@ def show_sidebar(ignores: frozenset[str] = frozenset()) -> tuple[S.Settings, lis
     def put(key: str, where: object = None) -> None:
         if key not in ignores:
             draw(controls[key], where)
-            return
-        with where or st.container():
+        elif where is None:
             _unread(key)
+        else:
+            with where:
+                _unread(key)
 
     notices = read_url(controls)
     st.header("Image")
