@@ -151,10 +151,9 @@ def run(*, from_bare_page: bool = False) -> None:
     for notice in link_notices:
         st.warning(notice, icon=":material/link_off:")
     show_weights_notice(settings_now, fpn=spec.shows_fpn)
-    try:
-        page.run()
-    finally:  # also after st.stop or st.rerun: streamlit's collection follows every run
-        _freeze_startup_objects(page.url_path)
+    _freeze_startup_objects("")
+    page.run()
+    _freeze_startup_objects(page.url_path)
 
 
 _frozen = threading.Lock()
@@ -167,10 +166,10 @@ def _freeze_startup_objects(page: str) -> None:
 
     Streamlit collects garbage after every run (``runner.postScriptGC``). With torch, torchvision,
     matplotlib and the model loaded that full collection scans about 440,000 objects and took
-    180 ms of every rerun here, most of a slider's response. A single freeze before the first
-    page (after the first model) left the modules a page imports on its first run (matplotlib for
+    180 ms of every rerun here, most of a slider's response. The first freeze (before the first
+    page, after the first model) left the modules a page imports on its first run (matplotlib for
     the downloads, PIL's plugins, ...) outside: 65,000 objects, 30 to 60 ms of every rerun in
-    Chromium. So each page's first run is followed by a freeze (a dozen at most). Frozen
+    Chromium. So each page's first run is followed by a freeze too (a dozen at most). Frozen
     objects are still freed by reference counting; only what each run creates later is scanned.
     """
     with _frozen:
