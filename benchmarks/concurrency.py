@@ -218,6 +218,11 @@ def run_contention(ctx: Context) -> None:
     variants = [
         ("default (OMP_WAIT_POLICY unset), 2 threads", base_env, "0"),
         ("OMP_WAIT_POLICY=PASSIVE, 2 threads", {**base_env, "OMP_WAIT_POLICY": "PASSIVE"}, "0"),
+        (
+            "PASSIVE + GOMP_SPINCOUNT=1000 (~40 us spin), 2 threads",
+            {**base_env, "OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
+            "0",
+        ),
     ]
     if not ctx.quick:
         variants.append(("default, torch.set_num_threads(1)", base_env, "1"))

@@ -201,6 +201,22 @@ def test_equals_torchvision(name, optimize, pair, ours, image):
     assert all(s >= half for s in hi.scores.tolist())
 
 
+def test_every_score_kept_equals_torchvision_at_threshold_zero(pair, ours, image):
+    """``min_score=0`` keeps every anchor (the live view of an untrained detector): the path that skips
+    the mask and its copies gives torchvision's detections with ``score_thresh = 0``."""
+    ref, _ = pair("retinanet")
+    det = ours("retinanet")
+    before = ref.score_thresh
+    ref.score_thresh = 0.0
+    try:
+        expected = _reference(ref, image)
+    finally:
+        ref.score_thresh = before
+    out = run_heads(det, run_detector_features(det, image, size=SIZE), min_score=0.0)
+    assert len(expected["scores"]) == ref.detections_per_img  # every anchor passed: the cap decides
+    assert _match(out.boxes, out.scores, out.labels, expected) > 100
+
+
 def test_default_size_is_torchvisions_800(ours, image):
     feats = run_detector_features(ours("retinanet"), image)
     h, w = image.shape[:2]

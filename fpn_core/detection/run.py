@@ -279,10 +279,13 @@ def _dense_detections(
         num_classes = prob.shape[-1]
         scores = prob.flatten()
         keep_idxs = scores > min_score
-        scores = scores[keep_idxs]
-        topk_idxs = torch.where(keep_idxs)[0]
-        scores, idxs = scores.topk(min(det.topk_candidates, topk_idxs.size(0)))
-        topk_idxs = topk_idxs[idxs]
+        if bool(keep_idxs.all()):  # min_score 0 (an untrained detector's view): nothing to drop, no copies
+            scores, topk_idxs = scores.topk(min(det.topk_candidates, scores.numel()))
+        else:
+            scores = scores[keep_idxs]
+            topk_idxs = torch.where(keep_idxs)[0]
+            scores, idxs = scores.topk(min(det.topk_candidates, topk_idxs.size(0)))
+            topk_idxs = topk_idxs[idxs]
         anchor_idxs = torch.div(topk_idxs, num_classes, rounding_mode="floor")
         labels = topk_idxs % num_classes
         boxes = decode(br[anchor_idxs], an[anchor_idxs])
