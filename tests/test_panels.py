@@ -30,11 +30,11 @@ def test_read_only_arrays_are_encoded_once_and_forgotten_with_the_array() -> Non
     image.setflags(write=False)
     first = panels.screen_jpeg(image)
     assert panels.screen_jpeg(image) is first, "a rerun with the same cached array reuses the bytes"
-    assert id(image) in panels._encoded
+    assert id(image) in panels._jpegs.entries
     key = id(image)
     del image
     gc.collect()
-    assert key not in panels._encoded
+    assert key not in panels._jpegs.entries
 
 
 def test_writable_arrays_are_encoded_each_time() -> None:
@@ -43,7 +43,7 @@ def test_writable_arrays_are_encoded_each_time() -> None:
     image[:] = 0  # a writable array may change between runs
     second = panels.screen_jpeg(image)
     assert second != first
-    assert id(image) not in panels._encoded
+    assert id(image) not in panels._jpegs.entries
 
 
 def test_with_strip_draws_the_scale_under_the_image_once_per_image() -> None:
@@ -80,4 +80,4 @@ def test_freeing_an_image_frees_its_strip_and_bytes_without_deadlock() -> None:
     worker.join(timeout=30)
     assert not worker.is_alive(), "freeing an image deadlocked"
     gc.collect()
-    assert not any(ref() is not None and ref().shape == (24, 64, 3) for ref, _ in panels._stripped.values())
+    assert not any(ref() is not None and ref().shape == (24, 64, 3) for ref, _ in panels._strips.entries.values())

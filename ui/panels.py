@@ -111,7 +111,6 @@ class _PerArray:
 
 
 _jpegs, _strips = _PerArray(), _PerArray()
-_encoded, _stripped = _jpegs.entries, _strips.entries
 
 
 def screen_jpeg(image: np.ndarray) -> bytes:
