@@ -12,6 +12,7 @@ from torchvision.models import resnet50
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from . import packed
 from .levels import FeatureInfo, FeatureSpec
 from .timing import NULL_RECORDER, Recorder
 from .weights import (
@@ -90,17 +91,32 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: Tensor, recorder: Recorder = NULL_RECORDER) -> OrderedDict[str, Tensor]:
         out: OrderedDict[str, Tensor] = OrderedDict()
+        layer = self._folded_layer if self.folded else _call
         with recorder.step("c1"):
-            x = out["c1"] = self.relu(self.bn1(self.conv1(x)))
+            if self.folded:
+                x = out["c1"] = packed.conv2d(self.conv1, x, relu=True)
+            else:
+                x = out["c1"] = self.relu(self.bn1(self.conv1(x)))
         with recorder.step("c2"):
-            x = out["c2"] = self.layer1(self.maxpool(x))
+            x = out["c2"] = layer(self.layer1, self.maxpool(x))
         with recorder.step("c3"):
-            x = out["c3"] = self.layer2(x)
+            x = out["c3"] = layer(self.layer2, x)
         with recorder.step("c4"):
-            x = out["c4"] = self.layer3(x)
+            x = out["c4"] = layer(self.layer3, x)
         with recorder.step("c5"):
-            out["c5"] = self.layer4(x)
+            out["c5"] = layer(self.layer4, x)
         return out
+
+    @staticmethod
+    def _folded_layer(layer: nn.Sequential, x: Tensor) -> Tensor:
+        """A stage of folded bottlenecks (``bn*`` are Identity): torchvision's ``Bottleneck.forward``
+        with each ReLU and the residual add run inside the convolutions (``fpn_core.packed``)."""
+        for block in layer:
+            identity = x if block.downsample is None else packed.conv2d(block.downsample[0], x)
+            y = packed.conv2d(block.conv1, x, relu=True)
+            y = packed.conv2d(block.conv2, y, relu=True)
+            x = packed.conv2d(block.conv3, y, add=identity)
+        return x
 
     def stage_modules(self) -> dict[str, nn.Module]:
         """The module that computes each recorded feature (for parameter counts)."""
@@ -111,6 +127,10 @@ class ResNetBackbone(nn.Module):
             "c4": self.layer3,
             "c5": self.layer4,
         }
+
+
+def _call(module: nn.Module, x: Tensor) -> Tensor:
+    return module(x)
 
 
 def fold_batchnorms(backbone: ResNetBackbone) -> ResNetBackbone:

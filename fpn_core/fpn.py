@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
+from . import packed
 from .backbone import RESNET50_FEATURE_INFO
 from .levels import level_above, level_name, level_of, stage_index, step_key
 from .timing import NULL_RECORDER, Recorder
@@ -144,6 +145,14 @@ class FPN(FeaturePyramidNetwork):
     def forward(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.forward_steps(x)[0]
 
+    def get_result_from_inner_blocks(self, x: Tensor, idx: int) -> Tensor:
+        """torchvision's, with the lateral convolution packed (``fpn_core.packed``: same outputs)."""
+        return packed.run(self.inner_blocks[idx], x)
+
+    def get_result_from_layer_blocks(self, x: Tensor, idx: int) -> Tensor:
+        """torchvision's, with the 3x3 convolution packed (``fpn_core.packed``: same outputs)."""
+        return packed.run(self.layer_blocks[idx], x)
+
     def output_levels(self, input_levels: Sequence[str]) -> list[str]:
         """The levels this FPN outputs for inputs at ``input_levels`` (fine to coarse): one per input, then
         one per level its extra block adds above the top (max-pool: p6; P6/P7: p6, p7)."""
@@ -225,9 +234,9 @@ class FPN(FeaturePyramidNetwork):
             # torchvision's LastLevelP6P7.forward, one step per level (P6P7 subclasses may drop the ReLU).
             p6_name = first or "p6"
             with recorder.step(step_key(p6_name, "extra")):
-                p6 = block.p6(out_maps[-1] if block.use_P5 else feats[-1])
+                p6 = packed.run(block.p6, out_maps[-1] if block.use_P5 else feats[-1])
             with recorder.step(step_key(level_above(p6_name) if first else "p7", "extra")):
-                p7 = block.p7(F.relu(p6) if getattr(block, "relu_before_p7", True) else p6)
+                p7 = packed.run(block.p7, F.relu(p6) if getattr(block, "relu_before_p7", True) else p6)
             out_maps, out_names = [*out_maps, p6, p7], [*out_names, "p6", "p7"]
         elif block is not None and ablation != "finest-only":
             with recorder.step(step_key(first or "pool", "pool")):

@@ -148,7 +148,8 @@ def _match(ours_boxes, ours_scores, ours_labels, ref: dict[str, torch.Tensor]) -
         assert same.any(), f"no detection of ours matches {box.tolist()} ({int(label)}, {float(score):.4f})"
         assert float((ours_scores[same] - score).abs().min()) <= REL * float(score)
         matched += 1
-    assert (ours_scores >= cut).sum() == matched
+    # none of ours clearly above the cut (by more than the score tolerance) is left unmatched
+    assert int((ours_scores >= cut * (1 + REL)).sum()) <= matched <= int((ours_scores >= cut * (1 - REL)).sum())
     return matched
 
 
