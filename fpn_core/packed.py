@@ -5,11 +5,12 @@ oneDNN's blocked layout on every call. For a ResNet-50 on a small input that reo
 as much as the arithmetic: layer4 reads 15 M weights for an 8 x 10 map. Here each weight is
 reordered once per input size (oneDNN picks the layout for the shapes it will see) and kept; the
 ReLU after a convolution, and a bottleneck's residual add, run inside the convolution as oneDNN
-post-ops instead of as separate passes over the activations. The results are the same numbers:
+post-ops instead of as separate passes over the activations. A convolution is packed on its second
+use at an input size, so one-off work (a new FPN width) runs torch's own. The results are the same numbers:
 the same oneDNN kernels compute them (a test compares them bit for bit).
 
-Measured on the 2-core CPU (``python -m benchmarks --only packed``): the folded ResNet-50 at
-256 x 320 goes from about 60 to 36 ms, RetinaNet's head from about 75 to 60 ms.
+Measured on the 2-core CPU (``python -m benchmarks --only packed``, both in one run): the folded
+ResNet-50 at 256 x 320 0.78x (47 -> 37 ms), a whole live RetinaNet frame at 320 px 0.79x (141 -> 110 ms).
 
 - :func:`conv2d` runs one ``nn.Conv2d`` (optionally ``relu(conv(x))`` or ``relu(conv(x) + add)``);
   :func:`run` runs a module, fusing each ``Conv2d`` that a ``ReLU`` follows in a ``Sequential``.
@@ -47,6 +48,10 @@ __all__ = ["BUDGET_MB", "PACKED_ENV", "PackedConv", "cache_info", "conv2d", "ena
 
 #: The packed weights kept at most, in MB (about 95 MB packs a ResNet-50 for one input size).
 BUDGET_MB = 512
+#: A convolution is packed on its second use at an input size (the first runs torch's own): a module used
+#: once (a new FPN width, a one-off image size) does not pay for a pack it will not reuse. This many
+#: first uses are remembered.
+SEEN = 4096
 #: ``FPN_PACKED=0`` turns packing off for the process.
 PACKED_ENV = "FPN_PACKED"
 
@@ -99,16 +104,24 @@ class _Cache:
         self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
         self._packs: OrderedDict[tuple[int, tuple[int, int, int], int], PackedConv] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, tuple[int, int, int], int], None] = OrderedDict()
         self._watched: set[int] = set()
         self.bytes = 0
 
-    def get(self, conv: nn.Conv2d, size: tuple[int, int, int]) -> PackedConv:
+    def get(self, conv: nn.Conv2d, size: tuple[int, int, int]) -> PackedConv | None:
+        """The pack for ``conv`` at ``size``; None on its first use there (see :data:`SEEN`)."""
         key = (id(conv), size, conv.weight._version)
         with self._lock:
             pack = self._packs.get(key)
             if pack is not None:
                 self._packs.move_to_end(key)
                 return pack
+            if key not in self._seen:
+                self._seen[key] = None
+                while len(self._seen) > SEEN:
+                    self._seen.popitem(last=False)
+                return None
+            del self._seen[key]
         pack = PackedConv.of(conv, size)  # outside the lock: a few ms, and two threads may both pack once
         with self._lock:
             if key not in self._packs:
@@ -135,6 +148,7 @@ class _Cache:
     def clear(self) -> None:
         with self._lock:
             self._packs.clear()
+            self._seen.clear()
             self.bytes = 0
 
 
@@ -194,8 +208,9 @@ def conv2d(conv: nn.Conv2d, x: Tensor, *, relu: bool = False, add: Tensor | None
         add: a tensor of the output's shape added before the ReLU (a residual connection).
     """
     relu = relu or add is not None
-    if _applies(conv, x, add):
-        return _cache.get(conv, (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])))(x, relu=relu, add=add)
+    pack = _cache.get(conv, (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1]))) if _applies(conv, x, add) else None
+    if pack is not None:
+        return pack(x, relu=relu, add=add)
     y = conv(x)
     if add is not None:
         y = y + add

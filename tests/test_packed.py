@@ -22,6 +22,12 @@ def _conv(cin: int = 64, cout: int = 96, k: int = 3, stride: int = 1, seed: int 
     return nn.Conv2d(cin, cout, k, stride, k // 2).eval().requires_grad_(False).to(memory_format=CL)
 
 
+def _twice(fn):
+    """A convolution is packed on its second use at a size: run twice, return the second (packed) result."""
+    fn()
+    return fn()
+
+
 def _x(c: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
     return torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(seed)).contiguous(memory_format=CL)
 
@@ -33,7 +39,10 @@ def test_conv_relu_and_residual_add_equal_torchs_bit_for_bit(k, stride):
         plain = conv(x)
         add = torch.randn(plain.shape).contiguous(memory_format=CL)
         before = packed.cache_info()["packs"]
-        assert torch.equal(packed.conv2d(conv, x), plain)
+        assert torch.equal(packed.conv2d(conv, x), plain)  # first use: torch's own, nothing packed
+        assert packed.cache_info()["packs"] == before
+        assert torch.equal(packed.conv2d(conv, x), plain)  # second use: packed
+        assert packed.cache_info()["packs"] == before + 1
         assert torch.equal(packed.conv2d(conv, x, relu=True), torch.relu(plain))
         assert torch.equal(packed.conv2d(conv, x, add=add), torch.relu(plain + add))  # add implies the ReLU
         assert packed.cache_info()["packs"] == before + 1  # one pack for this conv and size, reused
@@ -44,7 +53,8 @@ def test_small_maps_take_onednn_too_and_stay_within_rounding():
     """torch sends maps of at most 20480 values to its slow THNN path; packed, they use oneDNN."""
     conv, x = _conv(256, 256), _x(256, 4, 5)
     with torch.inference_mode():
-        torch.testing.assert_close(packed.conv2d(conv, x, relu=True), torch.relu(conv(x)), rtol=1e-5, atol=1e-5)
+        ours = _twice(lambda: packed.conv2d(conv, x, relu=True))
+        torch.testing.assert_close(ours, torch.relu(conv(x)), rtol=1e-5, atol=1e-5)
 
 
 def test_run_fuses_conv_relu_in_nested_sequentials_and_runs_the_rest_as_is():
@@ -59,23 +69,26 @@ def test_run_fuses_conv_relu_in_nested_sequentials_and_runs_the_rest_as_is():
     seq.to(memory_format=CL)
     x = _x(32, 24, 40)
     with torch.inference_mode():
-        torch.testing.assert_close(packed.run(seq, x), seq(x), rtol=0, atol=1e-6)
         before = packed.cache_info()["convolutions"]
+        torch.testing.assert_close(_twice(lambda: packed.run(seq, x)), seq(x), rtol=0, atol=1e-6)
+        assert packed.cache_info()["convolutions"] == before + 3  # all three packed on the second call
         packed.run(seq, x)
-        assert packed.cache_info()["convolutions"] == before  # all three packed on the first call already
+        assert packed.cache_info()["convolutions"] == before + 3
 
 
 def test_torchs_own_convolutions_where_packing_does_not_apply():
     conv, x = _conv(), _x(64, 21, 19)
     start = packed.cache_info()["packs"]
     with torch.inference_mode():
-        packed.conv2d(conv, x.contiguous())  # NCHW
+        _twice(lambda: packed.conv2d(conv, x.contiguous()))  # NCHW
         with packed.packing(False):
-            assert torch.equal(packed.conv2d(conv, x, relu=True), torch.relu(conv(x)))
+            assert torch.equal(_twice(lambda: packed.conv2d(conv, x, relu=True)), torch.relu(conv(x)))
         with FlopCounterMode(display=False) as flops:
             packed.conv2d(conv, x)
-        assert flops.get_total_flops() > 0  # the counter saw aten's convolution
+            packed.conv2d(conv, x)  # a second use, which would pack: the counter still sees both
+        assert flops.get_total_flops() == 2 * 2 * 64 * 96 * 9 * 21 * 19
     leaf = x.clone().requires_grad_(True)
+    packed.conv2d(conv, leaf, relu=True)
     y = packed.conv2d(conv, leaf, relu=True)  # autograd (the receptive fields): torch's own
     assert y.grad_fn is not None
     y.sum().backward()
@@ -86,11 +99,13 @@ def test_torchs_own_convolutions_where_packing_does_not_apply():
 def test_a_weight_changed_in_place_is_packed_again():
     conv, x = _conv(seed=4), _x(64, 30, 30)
     with torch.inference_mode():
-        first = packed.conv2d(conv, x)
+        first = _twice(lambda: packed.conv2d(conv, x))
+        held = packed.cache_info()["packs"]
     with torch.no_grad():
         conv.weight.mul_(2.0)  # load_state_dict copies in place the same way
     with torch.inference_mode():
-        again = packed.conv2d(conv, x)
+        again = _twice(lambda: packed.conv2d(conv, x))
+        assert packed.cache_info()["packs"] == held + 1
         assert torch.equal(again, conv(x))
         assert not torch.equal(again, first)
 
@@ -99,9 +114,11 @@ def test_a_dropped_module_takes_its_packs_with_it():
     x = _x(64, 26, 26)
     start = packed.cache_info()
     conv = _conv(seed=5)
+    small = _x(64, 13, 13)
     with torch.inference_mode():
-        packed.conv2d(conv, x)
-        packed.conv2d(conv, _x(64, 13, 13))
+        for _ in range(2):  # packed on the second use at each size
+            packed.conv2d(conv, x)
+            packed.conv2d(conv, small)
     held = packed.cache_info()
     assert held["packs"] >= start["packs"] + 2 and held["bytes"] > start["bytes"]
     del conv
@@ -114,8 +131,9 @@ def test_the_cache_keeps_to_its_budget_least_recently_used_out():
     conv = _conv(seed=6)
     sizes = [(1, 10 + i, 12) for i in range(5)]
     with torch.inference_mode():
-        for hw in sizes:
-            cache.get(conv, hw)
+        for size in sizes:
+            assert cache.get(conv, size) is None  # the first use is torch's own
+            assert cache.get(conv, size) is not None
         assert cache.bytes <= cache.budget_bytes and cache.info()["packs"] == 3
         kept = [k[1] for k in cache._packs]
         assert kept == sizes[-3:]
@@ -152,7 +170,7 @@ def folded():
 def test_the_folded_backbone_packed_equals_torchs_bottlenecks_bit_for_bit(folded, hw):
     x = _x(3, *hw)
     with torch.inference_mode():
-        ours = folded(x)
+        ours = _twice(lambda: folded(x))
         with packed.packing(False):
             torchs = folded(x)
         blocks = {}
