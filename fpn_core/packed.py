@@ -98,20 +98,22 @@ class PackedConv:
 
 
 class _Cache:
-    """Packs per (convolution, input batch and size, weight version), least recently used out past a byte budget."""
+    """Packs per (convolution, input batch and size, weight storage and version); least recently used out."""
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
-        self._packs: OrderedDict[tuple[int, tuple[int, int, int], int], PackedConv] = OrderedDict()
-        self._seen: OrderedDict[tuple[int, tuple[int, int, int], int], None] = OrderedDict()
+        self._packs: OrderedDict[tuple[int, tuple[int, int, int], int, int], PackedConv] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, tuple[int, int, int], int, int], None] = OrderedDict()
         self._watched: set[int] = set()
+        self._dead: list[int] = []
         self.bytes = 0
 
     def get(self, conv: nn.Conv2d, size: tuple[int, int, int]) -> PackedConv | None:
         """The pack for ``conv`` at ``size``; None on its first use there (see :data:`SEEN`)."""
-        key = (id(conv), size, conv.weight._version)
+        key = (id(conv), size, conv.weight.data_ptr(), conv.weight._version)
         with self._lock:
+            self._purge()
             pack = self._packs.get(key)
             if pack is not None:
                 self._packs.move_to_end(key)
@@ -136,13 +138,20 @@ class _Cache:
         return pack
 
     def _forget(self, conv_id: int) -> None:
-        with self._lock:
+        # Called by the garbage collector, in whatever thread it runs, maybe inside one of this
+        # cache's own locked sections: only note the id; _purge drops its packs under the lock.
+        self._dead.append(conv_id)
+
+    def _purge(self) -> None:
+        while self._dead:
+            conv_id = self._dead.pop()
             self._watched.discard(conv_id)
             for key in [k for k in self._packs if k[0] == conv_id]:
                 self.bytes -= self._packs.pop(key).nbytes
 
     def info(self) -> dict[str, int]:
         with self._lock:
+            self._purge()
             return {"packs": len(self._packs), "bytes": self.bytes, "convolutions": len({k[0] for k in self._packs})}
 
     def clear(self) -> None:

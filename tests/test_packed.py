@@ -126,6 +126,28 @@ def test_a_dropped_module_takes_its_packs_with_it():
     assert packed.cache_info()["convolutions"] == held["convolutions"] - 1
 
 
+def test_a_module_moved_to_new_storage_is_packed_again():
+    """``module.to(...)`` swaps a parameter's storage without a version bump: the pack follows the storage."""
+    conv, x = _conv(seed=8), _x(64, 28, 28)
+    with torch.inference_mode():
+        _twice(lambda: packed.conv2d(conv, x))
+    with torch.no_grad():
+        conv.weight.data = (conv.weight * -1.0).contiguous(memory_format=CL)
+    with torch.inference_mode():
+        assert torch.equal(_twice(lambda: packed.conv2d(conv, x)), conv(x))
+
+
+def test_the_garbage_collector_may_drop_a_module_while_the_cache_is_busy():
+    """The finalizer only notes the module; its packs go under the cache's lock at the next call."""
+    cache = packed._Cache(budget_bytes=2**30)
+    conv = _conv(seed=9)
+    with torch.inference_mode():
+        assert cache.get(conv, (1, 12, 12)) is None and cache.get(conv, (1, 12, 12)) is not None
+    with cache._lock:  # as if collected inside one of the cache's locked sections
+        cache._forget(id(conv))  # must not take the (non-reentrant) lock
+    assert cache.info()["packs"] == 0 and cache.bytes == 0
+
+
 def test_the_cache_keeps_to_its_budget_least_recently_used_out():
     cache = packed._Cache(budget_bytes=3 * 64 * 96 * 9 * 4)  # three packs of this conv's size
     conv = _conv(seed=6)
