@@ -6,8 +6,10 @@ as much as the arithmetic: layer4 reads 15 M weights for an 8 x 10 map. Here eac
 reordered once per input size (oneDNN picks the layout for the shapes it will see) and kept; the
 ReLU after a convolution, and a bottleneck's residual add, run inside the convolution as oneDNN
 post-ops instead of as separate passes over the activations. A convolution is packed on its second
-use at an input size, so one-off work (a new FPN width) runs torch's own. The results are the same numbers:
-the same oneDNN kernels compute them (a test compares them bit for bit).
+use at an input size; its first use (a new FPN width, a one-off image size) runs the same oneDNN kernel
+on the dense weight and keeps nothing. The results are torch's numbers: the same oneDNN kernels compute
+them (tests compare them bit for bit), except on maps of at most 20480 values, where torch itself falls
+back to its slower THNN kernel (equal within float rounding, about 1e-6 relative).
 
 Measured on the 2-core CPU (``python -m benchmarks --only packed``, both in one run): the folded
 ResNet-50 at 256 x 320 0.78x (47 -> 37 ms), a whole live RetinaNet frame at 320 px 0.79x (141 -> 110 ms).
@@ -48,9 +50,9 @@ __all__ = ["BUDGET_MB", "PACKED_ENV", "PackedConv", "cache_info", "conv2d", "ena
 
 #: The packed weights kept at most, in MB (about 95 MB packs a ResNet-50 for one input size).
 BUDGET_MB = 512
-#: A convolution is packed on its second use at an input size (the first runs torch's own): a module used
-#: once (a new FPN width, a one-off image size) does not pay for a pack it will not reuse. This many
-#: first uses are remembered.
+#: A convolution is packed on its second use at an input size (the first reorders its weight for that call
+#: only): a module used once (a new FPN width, a one-off image size) keeps no pack. This many first uses
+#: are remembered.
 SEEN = 4096
 #: ``FPN_PACKED=0`` turns packing off for the process.
 PACKED_ENV = "FPN_PACKED"
@@ -87,14 +89,16 @@ class PackedConv:
         return cls(packed, bias, *args, nbytes=weight.numel() * weight.element_size())
 
     def __call__(self, x: Tensor, *, relu: bool = False, add: Tensor | None = None) -> Tensor:
-        geometry = (self.padding, self.stride, self.dilation, self.groups)
-        if add is None:
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, *geometry, "relu" if relu else "none", [], ""
-            )
-        return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, add, self.weight, self.bias, *geometry, "add", None, "relu" if relu else None, [], ""
-        )
+        return _onednn(x, self.weight, self.bias, (self.padding, self.stride, self.dilation, self.groups), relu, add)
+
+
+def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None, geometry: tuple, relu: bool, add: Tensor | None) -> Tensor:
+    """oneDNN's convolution with its ReLU or add-and-ReLU post-op; ``weight`` packed or dense (reordered per call)."""
+    if add is None:
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, "relu" if relu else "none", [], "")
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        x, add, weight, bias, *geometry, "add", None, "relu" if relu else None, [], ""
+    )
 
 
 class _Cache:
@@ -217,9 +221,15 @@ def conv2d(conv: nn.Conv2d, x: Tensor, *, relu: bool = False, add: Tensor | None
         add: a tensor of the output's shape added before the ReLU (a residual connection).
     """
     relu = relu or add is not None
-    pack = _cache.get(conv, (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1]))) if _applies(conv, x, add) else None
-    if pack is not None:
-        return pack(x, relu=relu, add=add)
+    if _applies(conv, x, add):
+        pack = _cache.get(conv, (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])))
+        if pack is not None:
+            return pack(x, relu=relu, add=add)
+        # the first use: the same oneDNN kernel on the dense weight (reordered for this call only), so the
+        # numbers do not change when the pack arrives (torch's own conv takes THNN on maps of <= 20480 values)
+        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        bias = None if conv.bias is None else conv.bias.detach()
+        return _onednn(x, conv.weight.detach(), bias, geometry, relu, add)
     y = conv(x)
     if add is not None:
         y = y + add

@@ -39,7 +39,7 @@ def test_conv_relu_and_residual_add_equal_torchs_bit_for_bit(k, stride):
         plain = conv(x)
         add = torch.randn(plain.shape).contiguous(memory_format=CL)
         before = packed.cache_info()["packs"]
-        assert torch.equal(packed.conv2d(conv, x), plain)  # first use: torch's own, nothing packed
+        assert torch.equal(packed.conv2d(conv, x), plain)  # first use: the dense weight, nothing packed
         assert packed.cache_info()["packs"] == before
         assert torch.equal(packed.conv2d(conv, x), plain)  # second use: packed
         assert packed.cache_info()["packs"] == before + 1
@@ -47,6 +47,15 @@ def test_conv_relu_and_residual_add_equal_torchs_bit_for_bit(k, stride):
         assert torch.equal(packed.conv2d(conv, x, add=add), torch.relu(plain + add))  # add implies the ReLU
         assert packed.cache_info()["packs"] == before + 1  # one pack for this conv and size, reused
         assert packed.conv2d(conv, x).is_contiguous(memory_format=CL)
+
+
+def test_the_first_use_and_the_packed_ones_give_the_same_numbers_on_small_maps_too():
+    """Analyses must not change from their first run to the next (tests compare runs bit for bit)."""
+    conv, x = _conv(256, 256, seed=10), _x(256, 4, 5)
+    with torch.inference_mode():
+        first = packed.conv2d(conv, x, relu=True)
+        assert torch.equal(packed.conv2d(conv, x, relu=True), first)  # packed now
+        assert torch.equal(packed.conv2d(conv, x, relu=True), first)
 
 
 def test_small_maps_take_onednn_too_and_stay_within_rounding():
@@ -154,7 +163,7 @@ def test_the_cache_keeps_to_its_budget_least_recently_used_out():
     sizes = [(1, 10 + i, 12) for i in range(5)]
     with torch.inference_mode():
         for size in sizes:
-            assert cache.get(conv, size) is None  # the first use is torch's own
+            assert cache.get(conv, size) is None  # the first use keeps no pack
             assert cache.get(conv, size) is not None
         assert cache.bytes <= cache.budget_bytes and cache.info()["packs"] == 3
         kept = [k[1] for k in cache._packs]
