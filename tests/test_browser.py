@@ -173,8 +173,12 @@ def test_a_control_the_page_ignores_reruns_only_its_fragment(server: str, browse
     try:
         page.goto(f"{server}/stage-activations?input_size=128", timeout=PAGE_TIMEOUT_MS)
         wait_idle(page, "Stage activations")
+        page.wait_for_selector(
+            "[data-testid='stMain'] img", timeout=PAGE_TIMEOUT_MS
+        )  # seen once in CI-like load: none yet
         images = "els => els.map(e => e.src)"
         before = page.eval_on_selector_all("[data-testid='stMain'] img", images)
+        assert before
         kinds = _press_and_see_runs(page, "FPN channel width d")
         assert "fragment" in kinds and "done" not in kinds, kinds
         page.wait_for_function("() => location.search.includes('fpn_width=272')", timeout=PAGE_TIMEOUT_MS)
