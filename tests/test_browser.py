@@ -173,12 +173,17 @@ def test_a_control_the_page_ignores_reruns_only_its_fragment(server: str, browse
     try:
         page.goto(f"{server}/stage-activations?input_size=128", timeout=PAGE_TIMEOUT_MS)
         wait_idle(page, "Stage activations")
-        page.wait_for_selector(
-            "[data-testid='stMain'] img", timeout=PAGE_TIMEOUT_MS
-        )  # seen once in CI-like load: none yet
         images = "els => els.map(e => e.src)"
-        before = page.eval_on_selector_all("[data-testid='stMain'] img", images)
-        assert before
+        # Under load (the full suite on two workers) the page can read idle while React still adds the last
+        # images (seen: 0 and 6 of 10): wait for the run's end message, then for the images to stay put.
+        page.wait_for_function("() => window.__msgs.some(m => m[0] === 'done')", timeout=PAGE_TIMEOUT_MS)
+        before, seen = None, page.eval_on_selector_all("[data-testid='stMain'] img", images)
+        for _ in range(150):  # a minute at most
+            if seen and seen == before:
+                break
+            page.wait_for_timeout(400)
+            before, seen = seen, page.eval_on_selector_all("[data-testid='stMain'] img", images)
+        assert seen and seen == before, "the page's images never settled"
         kinds = _press_and_see_runs(page, "FPN channel width d")
         assert "fragment" in kinds and "done" not in kinds, kinds
         page.wait_for_function("() => location.search.includes('fpn_width=272')", timeout=PAGE_TIMEOUT_MS)

@@ -59,8 +59,8 @@ VIEW_LABELS: dict[str, str] = {
 #: Seconds between two refreshes of the frame rate text while streaming.
 STATS_EVERY_S = 1.0
 #: Camera frames per second asked of the browser: the pyramid's views keep up with 15; a detector runs
-#: at about 4-6 on two cores, and each frame the camera sends is decoded and one is coded back, so
-#: asking for fewer leaves the detector more of the CPU.
+#: at about 6-7 on two cores (RetinaNet at 320 px), and each frame the camera sends is decoded and one is
+#: coded back, so asking for fewer leaves the detector more of the CPU.
 CAMERA_FPS = {"pyramid": 15, "detector": 8}
 
 
