@@ -27,8 +27,8 @@ ResNet-50 at 256 x 320 0.78x (47 -> 37 ms), a whole live RetinaNet frame at 320 
 This uses torch's private ``torch.ops.mkldnn._convolution_pointwise`` and
 ``torch._C._nn.mkldnn_reorder_conv2d_weight`` (the ops TorchInductor's CPU freezing uses) and
 ``torch.utils._python_dispatch._get_current_dispatch_mode`` (FLOP counting sees aten's convolutions);
-``requirements.txt`` pins torch to the minor version the tests cover, and a build without them
-runs torch's own convolutions.
+``requirements.txt`` pins torch to the minor version the tests cover, and a build where they are
+missing or compute otherwise (checked once, on a small convolution) runs torch's own convolutions.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -57,12 +58,27 @@ SEEN = 4096
 #: ``FPN_PACKED=0`` turns packing off for the process.
 PACKED_ENV = "FPN_PACKED"
 
-_OPS_PRESENT = (
-    torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")
-)
 _state = threading.local()
+
+
+@lru_cache(maxsize=1)
+def _ops_work() -> bool:
+    """Whether this torch build has the two ops and they compute a small convolution as torch does (checked once)."""
+    if not (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")
+    ):
+        return False
+    try:
+        gen = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(8, 8, 3, padding=1).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        x = torch.randn(1, 8, 6, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            got = PackedConv.of(conv, (1, 6, 7))(x, relu=True)
+            return bool(torch.allclose(got, torch.relu(conv(x)), rtol=1e-4, atol=1e-5))
+    except Exception:  # an op missing or unsupported on this CPU (another ISA, another oneDNN backend)
+        return False
 
 
 @dataclass(frozen=True)
@@ -171,9 +187,8 @@ _cache = _Cache(BUDGET_MB * 2**20)
 def enabled() -> bool:
     """Whether packing is on in this thread (the ops exist, ``FPN_PACKED`` is not 0, no :func:`packing` (False))."""
     local = getattr(_state, "on", None)
-    if local is not None:
-        return local and _OPS_PRESENT
-    return _OPS_PRESENT and os.environ.get(PACKED_ENV, "1").strip() != "0"
+    wanted = local if local is not None else os.environ.get(PACKED_ENV, "1").strip() != "0"
+    return wanted and _ops_work()
 
 
 @contextmanager
