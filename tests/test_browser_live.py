@@ -50,8 +50,23 @@ STREAM_CODE = ("fpn_core", "/ui/", "streamlit_webrtc", "aiortc", "aioice", "/av/
 POOL_CODE = ("concurrent/futures/thread.py", "anyio/_backends/_asyncio.py")
 
 
+def _settled_threads(pid: int, timeout_s: float = 20.0) -> None:
+    """Wait until the server's thread count holds still for a second.
+
+    ``faulthandler`` walks every thread's frames from inside the signal handler; a thread that is
+    exiting at that moment (the stream's, just after STOP) can crash the server there (seen once in
+    CI: a segfault in libpython on faulthandler's alternate stack).
+    """
+    deadline = time.monotonic() + timeout_s
+    counts = [_threads(pid)]
+    while time.monotonic() < deadline and not (len(counts) >= 3 and len(set(counts[-3:])) == 1):
+        time.sleep(0.5)
+        counts.append(_threads(pid))
+
+
 def _thread_stacks(pid: int, dump: Path) -> list[list[str]]:
     """Every Python thread's stack in the server, from ``faulthandler`` (``tests/threaddump``)."""
+    _settled_threads(pid)
     start = dump.stat().st_size if dump.exists() else 0
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -70,8 +85,8 @@ def _thread_stacks(pid: int, dump: Path) -> list[list[str]]:
 
 def _census(pid: int, dump: Path) -> dict[str, int]:
     """The server's threads by kind: the stream's, idle pool workers, other Python threads, native threads."""
+    stacks = _thread_stacks(pid, dump)  # waits for the threads to settle
     total = _threads(pid)
-    stacks = _thread_stacks(pid, dump)
     kinds = {"stream": 0, "pool": 0, "python": 0}
     for frames in stacks:
         if any(code in frame for frame in frames for code in STREAM_CODE):
