@@ -91,26 +91,26 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: Tensor, recorder: Recorder = NULL_RECORDER) -> OrderedDict[str, Tensor]:
         out: OrderedDict[str, Tensor] = OrderedDict()
-        layer = self._folded_layer if self.folded else _call
         with recorder.step("c1"):
-            if self.folded:
+            if self.folded:  # bn1 is Identity
                 x = out["c1"] = packed.conv2d(self.conv1, x, relu=True)
             else:
                 x = out["c1"] = self.relu(self.bn1(self.conv1(x)))
         with recorder.step("c2"):
-            x = out["c2"] = layer(self.layer1, self.maxpool(x))
+            x = out["c2"] = self._stage(self.layer1, self.maxpool(x))
         with recorder.step("c3"):
-            x = out["c3"] = layer(self.layer2, x)
+            x = out["c3"] = self._stage(self.layer2, x)
         with recorder.step("c4"):
-            x = out["c4"] = layer(self.layer3, x)
+            x = out["c4"] = self._stage(self.layer3, x)
         with recorder.step("c5"):
-            out["c5"] = layer(self.layer4, x)
+            out["c5"] = self._stage(self.layer4, x)
         return out
 
-    @staticmethod
-    def _folded_layer(layer: nn.Sequential, x: Tensor) -> Tensor:
-        """A stage of folded bottlenecks (``bn*`` are Identity): torchvision's ``Bottleneck.forward``
-        with each ReLU and the residual add run inside the convolutions (``fpn_core.packed``)."""
+    def _stage(self, layer: nn.Sequential, x: Tensor) -> Tensor:
+        """One stage. Folded (``bn*`` are Identity), torchvision's ``Bottleneck.forward`` with each ReLU
+        and the residual add run inside the convolutions (``fpn_core.packed``)."""
+        if not self.folded:
+            return layer(x)
         for block in layer:
             identity = x if block.downsample is None else packed.conv2d(block.downsample[0], x)
             y = packed.conv2d(block.conv1, x, relu=True)
@@ -127,10 +127,6 @@ class ResNetBackbone(nn.Module):
             "c4": self.layer3,
             "c5": self.layer4,
         }
-
-
-def _call(module: nn.Module, x: Tensor) -> Tensor:
-    return module(x)
 
 
 def fold_batchnorms(backbone: ResNetBackbone) -> ResNetBackbone:

@@ -96,16 +96,21 @@ class PackedConv:
     @classmethod
     def of(cls, conv: nn.Conv2d, size: tuple[int, int, int]) -> PackedConv:
         """Pack ``conv``'s weight for inputs of ``size`` (batch, height, width)."""
-        weight = conv.weight.detach()
-        args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)  # type: ignore[arg-type]
+        weight, bias, geometry = _parts(conv)
         packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight.contiguous().to_mkldnn(), *args, [size[0], weight.shape[1], size[1], size[2]]
+            weight.contiguous().to_mkldnn(), *geometry, [size[0], weight.shape[1], size[1], size[2]]
         )
-        bias = None if conv.bias is None else conv.bias.detach()
-        return cls(packed, bias, *args, nbytes=weight.numel() * weight.element_size())
+        return cls(packed, bias, *geometry, nbytes=weight.numel() * weight.element_size())
 
     def __call__(self, x: Tensor, *, relu: bool = False, add: Tensor | None = None) -> Tensor:
         return _onednn(x, self.weight, self.bias, (self.padding, self.stride, self.dilation, self.groups), relu, add)
+
+
+def _parts(conv: nn.Conv2d) -> tuple[Tensor, Tensor | None, tuple]:
+    """A convolution's dense weight, bias and (padding, stride, dilation, groups), as oneDNN's ops take them."""
+    bias = None if conv.bias is None else conv.bias.detach()
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)  # type: ignore[arg-type]
+    return conv.weight.detach(), bias, geometry
 
 
 def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None, geometry: tuple, relu: bool, add: Tensor | None) -> Tensor:
@@ -174,12 +179,6 @@ class _Cache:
             self._purge()
             return {"packs": len(self._packs), "bytes": self.bytes, "convolutions": len({k[0] for k in self._packs})}
 
-    def clear(self) -> None:
-        with self._lock:
-            self._packs.clear()
-            self._seen.clear()
-            self.bytes = 0
-
 
 _cache = _Cache(BUDGET_MB * 2**20)
 
@@ -242,9 +241,7 @@ def conv2d(conv: nn.Conv2d, x: Tensor, *, relu: bool = False, add: Tensor | None
             return pack(x, relu=relu, add=add)
         # the first use: the same oneDNN kernel on the dense weight (reordered for this call only), so the
         # numbers do not change when the pack arrives (torch's own conv takes THNN on maps of <= 20480 values)
-        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        bias = None if conv.bias is None else conv.bias.detach()
-        return _onednn(x, conv.weight.detach(), bias, geometry, relu, add)
+        return _onednn(x, *_parts(conv), relu, add)
     y = conv(x)
     if add is not None:
         y = y + add

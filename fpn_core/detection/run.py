@@ -321,13 +321,12 @@ def _dense_head(head: nn.Module, maps: Sequence[Tensor]) -> dict[str, Tensor]:
     logits = [_per_position(packed.conv2d(cls.cls_logits, packed.run(cls.conv, x)), cls.num_classes) for x in maps]
     out = {"cls_logits": torch.cat(logits, dim=1)}
     features = [packed.run(reg.conv, x) for x in maps]
-    if hasattr(reg, "bbox_ctrness"):  # FCOS: distances through a ReLU, and a centerness
-        out["bbox_regression"] = torch.cat(
-            [_per_position(packed.conv2d(reg.bbox_reg, f, relu=True), 4) for f in features], 1
-        )
+    fcos = hasattr(reg, "bbox_ctrness")  # FCOS: distances through a ReLU, and a centerness
+    out["bbox_regression"] = torch.cat(
+        [_per_position(packed.conv2d(reg.bbox_reg, f, relu=fcos), 4) for f in features], 1
+    )
+    if fcos:
         out["bbox_ctrness"] = torch.cat([_per_position(packed.conv2d(reg.bbox_ctrness, f), 1) for f in features], 1)
-    else:
-        out["bbox_regression"] = torch.cat([_per_position(packed.conv2d(reg.bbox_reg, f), 4) for f in features], 1)
     return out
 
 
